@@ -1,0 +1,122 @@
+//! The one error type of the module and the one place that turns it into a Redis reply.
+//!
+//! The first word of every error reply is a stable code that clients branch on; the rest is a
+//! message for humans. Messages may quote client input (a `kid`, an `alg`) but never key material.
+
+use redis_module::RedisError;
+use std::fmt;
+
+/// Why a token, a keys file or a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Not a compact JWS we can even look at: size, segments, base64url, JSON shape.
+    Malformed(String),
+    /// `alg` missing, `none`, not allowed, or not fitting the key its `kid` names.
+    BadAlg(String),
+    /// No key for the token's `kid`/`alg`, or no keys loaded at all.
+    NoKey(String),
+    /// The signature does not verify.
+    BadSig(String),
+    /// Authentic, but its claims are unusable (`sub`, `iat`, `exp`, `iss`, `aud`).
+    BadClaims(String),
+    /// The token is past `exp` (+ leeway).
+    Expired(String),
+    /// The token is before `nbf` (− leeway).
+    NotYet(String),
+    /// A usage error of a command (unknown subcommand, missing configuration).
+    Usage(String),
+    /// A keys file that cannot be used; the message says what is wrong with it.
+    KeysFile(String),
+    /// A bug in the module turned into an error instead of an abort.
+    Internal(String),
+}
+
+impl Error {
+    /// The stable first word of the reply.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Malformed(_) => "MALFORMED",
+            Error::BadAlg(_) => "BADALG",
+            Error::NoKey(_) => "NOKEY",
+            Error::BadSig(_) => "BADSIG",
+            Error::BadClaims(_) => "BADCLAIMS",
+            Error::Expired(_) => "EXPIRED",
+            Error::NotYet(_) => "NOTYET",
+            Error::Usage(_) | Error::KeysFile(_) | Error::Internal(_) => "ERR",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Malformed(m)
+            | Error::BadAlg(m)
+            | Error::NoKey(m)
+            | Error::BadSig(m)
+            | Error::BadClaims(m)
+            | Error::Expired(m)
+            | Error::NotYet(m)
+            | Error::Usage(m)
+            | Error::KeysFile(m)
+            | Error::Internal(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::KeysFile(m) => write!(f, "ERR bad keys file: {m}"),
+            Error::Internal(m) => write!(f, "ERR jwtdeny internal error: {m}"),
+            _ => write!(f, "{} {}", self.code(), self.message()),
+        }
+    }
+}
+
+impl From<Error> for RedisError {
+    fn from(e: Error) -> Self {
+        RedisError::String(e.to_string())
+    }
+}
+
+/// Quotes a piece of client input for an error message: bounded in length and printable, so a
+/// hostile value can neither flood a reply nor smuggle control bytes into it or into the log.
+pub fn quote(input: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let mut out = String::with_capacity(input.len().min(MAX_CHARS) + 2);
+    out.push('\'');
+    for (i, c) in input.chars().enumerate() {
+        if i == MAX_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_text_starts_with_the_code() {
+        assert_eq!(
+            Error::BadSig("signature does not verify".into()).to_string(),
+            "BADSIG signature does not verify"
+        );
+        assert!(Error::KeysFile("x".into()).to_string().starts_with("ERR "));
+        assert!(Error::Internal("x".into()).to_string().starts_with("ERR "));
+    }
+
+    #[test]
+    fn quote_bounds_and_escapes() {
+        assert_eq!(quote("a\0b\r\n"), "'a\\u{0}b\\r\\n'");
+        let long = "x".repeat(1000);
+        assert_eq!(quote(&long).len(), 64 + 2 + 3);
+    }
+}

@@ -1,0 +1,522 @@
+//! Verification keys: loading a JWKS (RFC 7517) and choosing the key for a token header.
+//!
+//! Plain Rust, no Redis: the token's `kid` is only ever a lookup in the map built here, never a
+//! path or an address, and headers that carry their own key (`jwk`, `jku`, `x5u`, `x5c`) are
+//! never consulted.
+
+use crate::error::{quote, Error};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Every JWS algorithm jwtdeny verifies, in the order used for listings.
+pub const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+const HMAC: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+const RSA: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// Below this modulus size RSA signatures are forgeable in practice (and aws-lc refuses them).
+const MIN_RSA_BITS: usize = 2048;
+
+/// The JOSE name of an algorithm (RFC 7518), exactly as it appears in a token's `alg`.
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+        // The enum is non-exhaustive; a future variant is simply never served.
+        _ => "unknown",
+    }
+}
+
+/// Parses a JOSE algorithm name; names are case-sensitive (RFC 7515 §4.1.1).
+pub fn parse_alg(name: &str) -> Option<Algorithm> {
+    ALGORITHMS.into_iter().find(|a| alg_name(*a) == name)
+}
+
+/// A small set of algorithms, cheap to copy and test on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AlgSet(u16);
+
+impl AlgSet {
+    pub const ALL: AlgSet = AlgSet((1 << ALGORITHMS.len()) - 1);
+
+    fn bit(alg: Algorithm) -> u16 {
+        ALGORITHMS
+            .iter()
+            .position(|a| *a == alg)
+            .map_or(0, |i| 1 << i)
+    }
+
+    pub fn of(algs: &[Algorithm]) -> AlgSet {
+        AlgSet(algs.iter().fold(0, |acc, a| acc | Self::bit(*a)))
+    }
+
+    pub fn contains(self, alg: Algorithm) -> bool {
+        self.0 & Self::bit(alg) != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Algorithm> {
+        ALGORITHMS.into_iter().filter(move |a| self.contains(*a))
+    }
+}
+
+/// One usable verification key.
+pub struct Key {
+    pub kid: Option<String>,
+    pub kty: &'static str,
+    pub algorithms: AlgSet,
+    pub decoding: DecodingKey,
+}
+
+impl Key {
+    /// How the key is named in messages: its kid, or its position in the file.
+    fn label(&self, index: usize) -> String {
+        match &self.kid {
+            Some(kid) => quote(kid),
+            None => format!("#{index} (no kid)"),
+        }
+    }
+}
+
+/// The keys loaded from one JWKS file.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<Key>,
+    by_kid: HashMap<String, usize>,
+    /// Keys of the file that were passed over (encryption keys, unsupported curves), for the log.
+    pub skipped: Vec<String>,
+}
+
+impl KeySet {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter()
+    }
+
+    /// Reads and parses a JWKS file. Errors never quote the file's content: it holds secrets.
+    pub fn load(path: &str) -> Result<KeySet, Error> {
+        if path.is_empty() {
+            return Err(Error::KeysFile("jwtdeny.keys-file is not set".into()));
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::KeysFile(format!("cannot read {}: {e}", quote(path))))?;
+        KeySet::from_json(&bytes).map_err(|e| match e {
+            Error::KeysFile(m) => Error::KeysFile(format!("{}: {m}", quote(path))),
+            other => other,
+        })
+    }
+
+    /// Parses a JWKS document. A file is refused whole, never half-loaded.
+    pub fn from_json(bytes: &[u8]) -> Result<KeySet, Error> {
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+            // serde_json's messages give a position, never the text around it.
+            Error::KeysFile(format!("not valid JSON ({e})"))
+        })?;
+        let list = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::KeysFile("no \"keys\" array (expected a JWKS)".into()))?;
+
+        let mut set = KeySet::default();
+        for (index, jwk) in list.iter().enumerate() {
+            let obj = jwk
+                .as_object()
+                .ok_or_else(|| Error::KeysFile(format!("key #{index} is not a JSON object")))?;
+            match parse_jwk(obj, index)? {
+                Parsed::Key(key) => {
+                    if let Some(kid) = &key.kid {
+                        if set.by_kid.insert(kid.clone(), set.keys.len()).is_some() {
+                            return Err(Error::KeysFile(format!(
+                                "kid {} appears more than once",
+                                quote(kid)
+                            )));
+                        }
+                    }
+                    set.keys.push(key);
+                }
+                Parsed::Skipped(why) => set.skipped.push(why),
+            }
+        }
+        if set.keys.is_empty() {
+            return Err(Error::KeysFile("no usable signature verification key".into()));
+        }
+        Ok(set)
+    }
+
+    /// Chooses the key for a token whose header names `kid` (if any) and `alg`.
+    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&Key, Error> {
+        if self.keys.is_empty() {
+            return Err(Error::NoKey("no verification keys are loaded".into()));
+        }
+        if let Some(kid) = kid {
+            let (index, key) = self
+                .by_kid
+                .get(kid)
+                .and_then(|&i| self.keys.get(i).map(|k| (i, k)))
+                .ok_or_else(|| Error::NoKey(format!("no key with kid {}", quote(kid))))?;
+            if !key.algorithms.contains(alg) {
+                return Err(Error::BadAlg(format!(
+                    "alg {} does not fit key {} ({})",
+                    alg_name(alg),
+                    key.label(index),
+                    key.kty
+                )));
+            }
+            return Ok(key);
+        }
+        let mut fitting = self.keys.iter().filter(|k| k.algorithms.contains(alg));
+        match (fitting.next(), fitting.next()) {
+            (Some(key), None) => Ok(key),
+            (None, _) => Err(Error::NoKey(format!("no key serves alg {}", alg_name(alg)))),
+            (Some(_), Some(_)) => Err(Error::NoKey(format!(
+                "several keys serve alg {} and the token has no kid to choose one",
+                alg_name(alg)
+            ))),
+        }
+    }
+}
+
+enum Parsed {
+    Key(Key),
+    Skipped(String),
+}
+
+fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Error::KeysFile(format!("key #{index}: kid is not a string"))),
+    };
+    let label = match &kid {
+        Some(k) => format!("key {}", quote(k)),
+        None => format!("key #{index}"),
+    };
+    let bad = |what: &str| Error::KeysFile(format!("{label}: {what}"));
+
+    if obj.get("use").and_then(Value::as_str) == Some("enc") {
+        return Ok(Parsed::Skipped(format!("{label}: an encryption key (use: enc)")));
+    }
+    if let Some(ops) = obj.get("key_ops").and_then(Value::as_array) {
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Ok(Parsed::Skipped(format!("{label}: key_ops has no \"verify\"")));
+        }
+    }
+    let declared = match obj.get("alg") {
+        None => None,
+        Some(Value::String(name)) if name.eq_ignore_ascii_case("none") => {
+            return Err(bad("alg \"none\" is never a verification algorithm"))
+        }
+        Some(Value::String(name)) => match parse_alg(name) {
+            Some(alg) => Some(alg),
+            None => {
+                return Ok(Parsed::Skipped(format!(
+                    "{label}: alg {} is not a supported JWS algorithm",
+                    quote(name)
+                )))
+            }
+        },
+        Some(_) => return Err(bad("alg is not a string")),
+    };
+    let kty = obj
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("kty is missing or not a string"))?;
+    let member = |name: &str| -> Result<Vec<u8>, Error> {
+        let text = obj
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(&format!("\"{name}\" is missing or not a string")))?;
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| bad(&format!("\"{name}\" is not valid base64url")))
+    };
+    // Only algorithms the key's type can serve; a declared alg narrows that to one.
+    let serve = |fits: &[Algorithm], kty: &'static str| -> Result<AlgSet, Error> {
+        match declared {
+            Some(alg) if fits.contains(&alg) => Ok(AlgSet::of(&[alg])),
+            Some(alg) => Err(bad(&format!("alg {} does not fit kty {kty}", alg_name(alg)))),
+            None => Ok(AlgSet::of(fits)),
+        }
+    };
+
+    let (kty, algorithms, decoding) = match kty {
+        "oct" => {
+            let secret = member("k")?;
+            let algorithms = serve(&HMAC, "oct")?;
+            // RFC 7518 §3.2: the secret must be at least as long as the hash output.
+            let strong: Vec<Algorithm> = algorithms
+                .iter()
+                .filter(|a| secret.len() >= hmac_min_len(*a))
+                .collect();
+            if strong.is_empty() {
+                return Err(bad(&format!(
+                    "HMAC secret of {} bytes is shorter than the hash output ({} bytes at least)",
+                    secret.len(),
+                    algorithms.iter().map(hmac_min_len).min().unwrap_or(32)
+                )));
+            }
+            ("oct", AlgSet::of(&strong), DecodingKey::from_secret(&secret).map_err(|_| bad("unusable secret"))?)
+        }
+        "RSA" => {
+            let n = member("n")?;
+            let e = member("e")?;
+            let bits = bit_length(&n);
+            if bits < MIN_RSA_BITS {
+                return Err(bad(&format!(
+                    "RSA modulus of {bits} bits is shorter than {MIN_RSA_BITS}"
+                )));
+            }
+            if e.is_empty() || e.len() > 8 || e.iter().all(|b| *b == 0) {
+                return Err(bad("RSA exponent \"e\" is not usable"));
+            }
+            (
+                "RSA",
+                serve(&RSA, "RSA")?,
+                DecodingKey::from_rsa_raw_components(&n, &e),
+            )
+        }
+        "EC" => {
+            let crv = obj.get("crv").and_then(Value::as_str).unwrap_or("");
+            let (alg, size) = match crv {
+                "P-256" => (Algorithm::ES256, 32),
+                "P-384" => (Algorithm::ES384, 48),
+                other => {
+                    return Ok(Parsed::Skipped(format!(
+                        "{label}: EC curve {} is not supported",
+                        quote(other)
+                    )))
+                }
+            };
+            let (x, y) = (member("x")?, member("y")?);
+            if x.len() != size || y.len() != size {
+                return Err(bad(&format!("{crv} coordinates must be {size} bytes each")));
+            }
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(0x04); // uncompressed SEC1 point, what aws-lc expects
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            ("EC", serve(&[alg], "EC")?, DecodingKey::from_ec_der(&point))
+        }
+        "OKP" => {
+            let crv = obj.get("crv").and_then(Value::as_str).unwrap_or("");
+            if crv != "Ed25519" {
+                return Ok(Parsed::Skipped(format!(
+                    "{label}: OKP curve {} is not supported",
+                    quote(crv)
+                )));
+            }
+            let x = member("x")?;
+            if x.len() != 32 {
+                return Err(bad("Ed25519 public key \"x\" must be 32 bytes"));
+            }
+            ("OKP", serve(&[Algorithm::EdDSA], "OKP")?, DecodingKey::from_ed_der(&x))
+        }
+        other => {
+            return Ok(Parsed::Skipped(format!(
+                "{label}: kty {} is not supported",
+                quote(other)
+            )))
+        }
+    };
+    Ok(Parsed::Key(Key {
+        kid,
+        kty,
+        algorithms,
+        decoding,
+    }))
+}
+
+fn hmac_min_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+/// Bit length of a big-endian unsigned integer (leading zero bytes allowed).
+fn bit_length(be: &[u8]) -> usize {
+    let trimmed: &[u8] = match be.iter().position(|b| *b != 0) {
+        Some(first) => &be[first..],
+        None => &[],
+    };
+    match trimmed.first() {
+        Some(top) => trimmed.len() * 8 - top.leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARED: &str = include_str!("../tests/vectors/jwks.json");
+
+    fn jwks(keys: &str) -> Result<KeySet, Error> {
+        KeySet::from_json(format!("{{\"keys\":[{keys}]}}").as_bytes())
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn loads_the_shared_jwks() {
+        let set = KeySet::from_json(SHARED.as_bytes()).expect("shared jwks loads");
+        assert_eq!(set.len(), 7);
+        let rsa = set.select(Some("shared-rsa"), Algorithm::PS512).expect("rsa key");
+        assert_eq!(rsa.kty, "RSA");
+        assert_eq!(rsa.algorithms, AlgSet::of(&RSA));
+        let hs = set.select(Some("shared-hs384"), Algorithm::HS384).expect("hs key");
+        assert_eq!(hs.algorithms, AlgSet::of(&[Algorithm::HS384]));
+    }
+
+    #[test]
+    fn kid_naming_a_key_of_another_type_is_badalg() {
+        let set = KeySet::from_json(SHARED.as_bytes()).unwrap();
+        let err = set.select(Some("shared-rsa"), Algorithm::HS256).err().unwrap();
+        assert_eq!(err.code(), "BADALG");
+        let err = set.select(Some("shared-es256"), Algorithm::ES384).err().unwrap();
+        assert_eq!(err.code(), "BADALG");
+    }
+
+    #[test]
+    fn unknown_kid_and_missing_keys_are_nokey() {
+        let set = KeySet::from_json(SHARED.as_bytes()).unwrap();
+        assert_eq!(set.select(Some("../etc/passwd"), Algorithm::HS256).err().unwrap().code(), "NOKEY");
+        assert_eq!(KeySet::default().select(None, Algorithm::HS256).err().unwrap().code(), "NOKEY");
+    }
+
+    #[test]
+    fn no_kid_picks_the_single_fitting_key_or_refuses() {
+        let set = KeySet::from_json(SHARED.as_bytes()).unwrap();
+        assert_eq!(set.select(None, Algorithm::ES256).unwrap().kid.as_deref(), Some("shared-es256"));
+        let k = b64(&[7u8; 32]);
+        let two = jwks(&format!(
+            r#"{{"kty":"oct","kid":"a","k":"{k}"}},{{"kty":"oct","kid":"b","k":"{k}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(two.select(None, Algorithm::HS256).err().unwrap().code(), "NOKEY");
+        assert!(two.select(Some("b"), Algorithm::HS256).is_ok());
+    }
+
+    #[test]
+    fn weak_and_broken_keys_refuse_the_file() {
+        let short = b64(&[1u8; 16]);
+        let e = jwks(&format!(r#"{{"kty":"oct","k":"{short}"}}"#)).err().unwrap();
+        assert!(e.message().contains("shorter than the hash output"), "{e}");
+        let e = jwks(&format!(r#"{{"kty":"oct","alg":"HS512","k":"{}"}}"#, b64(&[1u8; 32])))
+            .err()
+            .unwrap();
+        assert!(e.message().contains("16") || e.message().contains("64"), "{e}");
+        let e = jwks(&format!(r#"{{"kty":"RSA","n":"{}","e":"AQAB"}}"#, b64(&[0xff; 128])))
+            .err()
+            .unwrap();
+        assert!(e.message().contains("1024 bits"), "{e}");
+        let e = jwks(r#"{"kty":"oct","k":"!!"}"#).err().unwrap();
+        assert!(e.message().contains("base64url"), "{e}");
+        let e = jwks(r#"{"kty":"oct","alg":"none","k":"AAAA"}"#).err().unwrap();
+        assert!(e.message().contains("none"), "{e}");
+        let e = jwks(&format!(r#"{{"kty":"oct","alg":"RS256","k":"{}"}}"#, b64(&[1u8; 32])))
+            .err()
+            .unwrap();
+        assert!(e.message().contains("does not fit kty oct"), "{e}");
+        let k = b64(&[7u8; 32]);
+        let e = jwks(&format!(
+            r#"{{"kty":"oct","kid":"a","k":"{k}"}},{{"kty":"oct","kid":"a","k":"{k}"}}"#
+        ))
+        .err()
+        .unwrap();
+        assert!(e.message().contains("more than once"), "{e}");
+        assert!(KeySet::from_json(b"[]").is_err());
+        assert!(KeySet::from_json(b"not json").is_err());
+        assert!(jwks("").is_err(), "a JWKS with no usable key is refused");
+    }
+
+    #[test]
+    fn errors_never_quote_key_material() {
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0x!";
+        let e = jwks(&format!(r#"{{"kty":"oct","kid":"x","k":"{secret}"}}"#))
+            .err()
+            .unwrap();
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        let e = KeySet::from_json(format!("{{\"keys\":[{{\"k\":\"{secret}\"").as_bytes())
+            .err()
+            .unwrap();
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    }
+
+    #[test]
+    fn encryption_and_unsupported_keys_are_skipped() {
+        let k = b64(&[7u8; 32]);
+        let set = jwks(&format!(
+            r#"{{"kty":"oct","kid":"sig","k":"{k}"}},
+               {{"kty":"oct","kid":"enc","use":"enc","k":"{k}"}},
+               {{"kty":"EC","kid":"p521","crv":"P-521","x":"AA","y":"AA"}},
+               {{"kty":"OKP","kid":"x25519","crv":"X25519","x":"AA"}}"#
+        ))
+        .unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.skipped.len(), 3);
+        assert_eq!(set.select(Some("enc"), Algorithm::HS256).err().unwrap().code(), "NOKEY");
+    }
+
+    #[test]
+    fn unsized_hmac_key_serves_only_the_hashes_it_is_long_enough_for() {
+        let set = jwks(&format!(r#"{{"kty":"oct","k":"{}"}}"#, b64(&[9u8; 48]))).unwrap();
+        let key = set.iter().next().unwrap();
+        assert_eq!(key.algorithms, AlgSet::of(&[Algorithm::HS256, Algorithm::HS384]));
+    }
+
+    #[test]
+    fn alg_names_round_trip_and_are_case_sensitive() {
+        for alg in ALGORITHMS {
+            assert_eq!(parse_alg(alg_name(alg)), Some(alg));
+        }
+        assert_eq!(parse_alg("hs256"), None);
+        assert_eq!(parse_alg("none"), None);
+        assert_eq!(AlgSet::ALL.iter().count(), 12);
+    }
+
+    #[test]
+    fn bit_length_ignores_leading_zeros() {
+        assert_eq!(bit_length(&[0, 0, 1]), 1);
+        assert_eq!(bit_length(&[0x80, 0]), 16);
+        assert_eq!(bit_length(&[]), 0);
+    }
+}

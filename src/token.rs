@@ -1,0 +1,454 @@
+//! Parsing and verifying a compact JWS into the claims jwtdeny needs. Knows nothing of Redis.
+//!
+//! The checks run in a fixed order — shape, algorithm, key, signature, claims, time — so that a
+//! token which is not authentic learns nothing about how its claims would have been judged.
+
+use crate::error::{quote, Error};
+use crate::keys::{alg_name, parse_alg, AlgSet, KeySet};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Keeps every `× 1000` in range.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
+/// What the server's configuration asks of a token, besides its signature.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    pub algorithms: AlgSet,
+    pub issuer: Option<&'a str>,
+    pub audience: Option<&'a str>,
+    pub max_token_bytes: usize,
+}
+
+/// The verified claims that matter to the denylist; NumericDates are canonical whole seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub nbf: Option<i64>,
+}
+
+impl Claims {
+    /// The instant (ms since the epoch) from which the token is expired, and at which its denylist
+    /// entry may disappear: one number for both, so they can never disagree.
+    pub fn expires_at_ms(&self, leeway: i64) -> i64 {
+        self.exp.saturating_add(leeway).saturating_mul(1000)
+    }
+
+    /// RFC 7519 §4.1.4/§4.1.5: refused on or after `exp`, and before `nbf`, give or take leeway.
+    pub fn check_time(&self, now_ms: i64, leeway: i64) -> Result<(), Error> {
+        if now_ms >= self.expires_at_ms(leeway) {
+            return Err(Error::Expired(format!(
+                "token expired at {} (exp) with {leeway}s leeway",
+                self.exp
+            )));
+        }
+        if let Some(nbf) = self.nbf {
+            if now_ms < nbf.saturating_sub(leeway).saturating_mul(1000) {
+                return Err(Error::NotYet(format!(
+                    "token is not valid before {nbf} (nbf) with {leeway}s leeway"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<Value>,
+    kid: Option<Value>,
+    crit: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<Value>,
+    iat: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
+}
+
+/// A token split and decoded, not yet trusted.
+struct Unverified<'t> {
+    header: RawHeader,
+    claims: RawClaims,
+    /// `base64(header) "." base64(payload)`, the bytes the signature covers.
+    signing_input: &'t [u8],
+    signature: Vec<u8>,
+}
+
+/// Verifies `token` against `keys` and `policy`, returning its claims. Does not look at the
+/// clock: call [`Claims::check_time`] for that, after any lookup whose result must agree with it.
+pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
+    let t = split(token, policy.max_token_bytes)?;
+
+    let alg = match &t.header.alg {
+        None => return Err(Error::BadAlg("header has no alg".into())),
+        Some(Value::String(name)) if name.eq_ignore_ascii_case("none") => {
+            return Err(Error::BadAlg(
+                "alg none (an unsigned token) is never accepted".into(),
+            ))
+        }
+        Some(Value::String(name)) => parse_alg(name)
+            .ok_or_else(|| Error::BadAlg(format!("alg {} is not supported", quote(name))))?,
+        Some(_) => return Err(Error::BadAlg("alg is not a string".into())),
+    };
+    if !policy.algorithms.contains(alg) {
+        return Err(Error::BadAlg(format!(
+            "alg {} is not allowed by jwtdeny.algorithms",
+            alg_name(alg)
+        )));
+    }
+    let kid = match &t.header.kid {
+        Some(Value::String(kid)) => Some(kid.as_str()),
+        _ => None, // split() refused any other type
+    };
+    let key = keys.select(kid, alg)?;
+
+    let verifier = (DEFAULT_PROVIDER.verifier_factory)(&alg, &key.decoding)
+        .map_err(|e| Error::Internal(format!("cannot build a {} verifier: {e}", alg_name(alg))))?;
+    if verifier.verify(t.signing_input, &t.signature).is_err() {
+        return Err(Error::BadSig(format!(
+            "{} signature does not verify",
+            alg_name(alg)
+        )));
+    }
+
+    claims(&t.claims, policy)
+}
+
+/// Step one: size, three segments, strict base64url, JSON objects. Nothing here is trusted.
+fn split(token: &[u8], max_bytes: usize) -> Result<Unverified<'_>, Error> {
+    if token.len() > max_bytes {
+        return Err(Error::Malformed(format!(
+            "token is {} bytes, over jwtdeny.max-token-bytes ({max_bytes})",
+            token.len()
+        )));
+    }
+    if token.is_empty() {
+        return Err(Error::Malformed("token is empty".into()));
+    }
+    let segments = token.iter().filter(|b| **b == b'.').count() + 1;
+    if segments != 3 {
+        let hint = if segments == 5 {
+            " (looks like an encrypted JWE, which is not supported)"
+        } else {
+            ""
+        };
+        return Err(Error::Malformed(format!(
+            "token has {segments} segments, expected 3 (header.payload.signature){hint}"
+        )));
+    }
+    let mut parts = token.splitn(3, |b| *b == b'.');
+    let (h64, p64, s64) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s)) => (h, p, s),
+        _ => return Err(Error::Malformed("token does not have 3 segments".into())),
+    };
+    let decode = |seg: &[u8], what: &str| {
+        URL_SAFE_NO_PAD
+            .decode(seg)
+            .map_err(|_| Error::Malformed(format!("{what} is not valid base64url")))
+    };
+    let header_json = decode(h64, "header")?;
+    let payload_json = decode(p64, "payload")?;
+    let signature = decode(s64, "signature")?;
+
+    let header: RawHeader = json_object(&header_json, "header")?;
+    if !matches!(header.kid, None | Some(Value::String(_))) {
+        return Err(Error::Malformed("header kid is not a string".into()));
+    }
+    if header.crit.is_some() {
+        // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+        return Err(Error::Malformed(
+            "header has crit extensions, which jwtdeny does not support".into(),
+        ));
+    }
+    let claims: RawClaims = json_object(&payload_json, "payload")?;
+    Ok(Unverified {
+        header,
+        claims,
+        signing_input: &token[..h64.len() + 1 + p64.len()],
+        signature,
+    })
+}
+
+/// Parses a JSON object (not an array, which serde would also map onto a struct). Duplicate
+/// members that jwtdeny reads are refused: two parsers must never see two different tokens.
+fn json_object<T: for<'de> Deserialize<'de>>(json: &[u8], what: &str) -> Result<T, Error> {
+    let first = json.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(Error::Malformed(format!("{what} is not a JSON object")));
+    }
+    serde_json::from_slice(json).map_err(|e| {
+        let why = if e.is_data() {
+            e.to_string()
+        } else {
+            "not valid JSON".to_string()
+        };
+        Error::Malformed(format!("{what} is not a usable JSON object: {why}"))
+    })
+}
+
+/// Step five: the claims of an authentic token.
+fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
+    let sub = match &raw.sub {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(Error::BadClaims("sub is not a non-empty string".into())),
+        None => return Err(Error::BadClaims("sub is missing".into())),
+    };
+    let iat = numeric_date(raw.iat.as_ref(), "iat")?
+        .ok_or_else(|| Error::BadClaims("iat is missing".into()))?;
+    let exp = numeric_date(raw.exp.as_ref(), "exp")?
+        .ok_or_else(|| Error::BadClaims("exp is missing".into()))?;
+    let nbf = numeric_date(raw.nbf.as_ref(), "nbf")?;
+
+    if let Some(want) = policy.issuer {
+        match &raw.iss {
+            Some(Value::String(iss)) if iss == want => {}
+            Some(Value::String(iss)) => {
+                return Err(Error::BadClaims(format!(
+                    "iss {} does not match jwtdeny.issuer",
+                    quote(iss)
+                )))
+            }
+            Some(_) => return Err(Error::BadClaims("iss is not a string".into())),
+            None => {
+                return Err(Error::BadClaims(
+                    "iss is missing and jwtdeny.issuer requires one".into(),
+                ))
+            }
+        }
+    }
+    if let Some(want) = policy.audience {
+        let ok = match &raw.aud {
+            Some(Value::String(aud)) => aud == want,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(want)),
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::BadClaims(if raw.aud.is_none() {
+                "aud is missing and jwtdeny.audience requires one".into()
+            } else {
+                "aud does not contain jwtdeny.audience".into()
+            }));
+        }
+    }
+    Ok(Claims { sub, iat, exp, nbf })
+}
+
+/// A NumericDate (RFC 7519 §2) as whole seconds: `1767225600`, `1767225600.0` and `1.7672256e9`
+/// are one second; fractions are floored.
+pub fn numeric_date(value: Option<&Value>, name: &str) -> Result<Option<i64>, Error> {
+    let n = match value {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n,
+        Some(_) => return Err(Error::BadClaims(format!("{name} is not a number"))),
+    };
+    let out_of_range = || Error::BadClaims(format!("{name} is out of range"));
+    let secs = if let Some(i) = n.as_i64() {
+        i
+    } else if n.is_u64() {
+        return Err(out_of_range());
+    } else {
+        let f = n.as_f64().ok_or_else(out_of_range)?.floor();
+        // The bound check happens in f64 first so the cast below cannot saturate silently.
+        if !f.is_finite() || f.abs() > MAX_NUMERIC_DATE as f64 {
+            return Err(out_of_range());
+        }
+        f as i64
+    };
+    if !(-MAX_NUMERIC_DATE..=MAX_NUMERIC_DATE).contains(&secs) {
+        return Err(out_of_range());
+    }
+    Ok(Some(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SHARED_JWKS: &str = include_str!("../tests/vectors/jwks.json");
+    const VECTORS: &str = include_str!("../tests/vectors/vectors.json");
+    const HS256_SECRET: &[u8] = include_bytes!("../tests/vectors/private/shared-hs256.key");
+    const RSA_PEM: &[u8] = include_bytes!("../tests/vectors/private/shared-rsa.pem");
+
+    fn keys() -> KeySet {
+        KeySet::from_json(SHARED_JWKS.as_bytes()).unwrap()
+    }
+
+    fn policy() -> Policy<'static> {
+        Policy {
+            algorithms: AlgSet::ALL,
+            issuer: None,
+            audience: None,
+            max_token_bytes: 8192,
+        }
+    }
+
+    fn hs256(claims: Value) -> String {
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("shared-hs256".into());
+        encode(&h, &claims, &EncodingKey::from_secret(HS256_SECRET).unwrap()).unwrap()
+    }
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn code(token: &str) -> &'static str {
+        match authenticate(token.as_bytes(), &keys(), &policy())
+            .and_then(|c| c.check_time(1_800_000_000_000, 0))
+        {
+            Ok(()) => "active",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn every_shared_vector_gives_its_expected_outcome() {
+        let doc: Value = serde_json::from_str(VECTORS).unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for v in doc["vectors"].as_array().unwrap() {
+            let name = v["name"].as_str().unwrap();
+            let token = v["token"].as_str().unwrap();
+            let want = v["expect"].as_str().unwrap();
+            let got = authenticate(token.as_bytes(), &keys(), &policy())
+                .and_then(|c| c.check_time(now_ms, 0).map(|()| c));
+            match got {
+                Ok(c) => {
+                    assert_eq!(want, "active", "{name}");
+                    assert_eq!(c.sub, v["sub"].as_str().unwrap(), "{name}");
+                    assert_eq!(c.iat, v["iat"].as_i64().unwrap(), "{name}");
+                    assert_eq!(c.exp, v["exp"].as_i64().unwrap(), "{name}");
+                }
+                Err(e) => assert_eq!(e.code(), want, "{name}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn numeric_date_spellings_are_one_second() {
+        for spelling in ["1767225600", "1767225600.0", "1.7672256e9", "1767225600.999"] {
+            let v: Value = serde_json::from_str(spelling).unwrap();
+            assert_eq!(numeric_date(Some(&v), "iat").unwrap(), Some(1_767_225_600), "{spelling}");
+        }
+        let v: Value = serde_json::from_str("-0.5").unwrap();
+        assert_eq!(numeric_date(Some(&v), "iat").unwrap(), Some(-1));
+        for bad in ["1e300", "18446744073709551615", "-1e20", "\"1\"", "true", "null"] {
+            let v: Value = serde_json::from_str(bad).unwrap();
+            assert_eq!(numeric_date(Some(&v), "exp").err().unwrap().code(), "BADCLAIMS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_refused_on_and_after_exp_and_leeway_extends_it() {
+        let c = Claims { sub: "a".into(), iat: 0, exp: 100, nbf: Some(50) };
+        assert!(c.check_time(99_999, 0).is_ok());
+        assert_eq!(c.check_time(100_000, 0).err().unwrap().code(), "EXPIRED");
+        assert!(c.check_time(104_999, 5).is_ok());
+        assert_eq!(c.check_time(105_000, 5).err().unwrap().code(), "EXPIRED");
+        assert_eq!(c.check_time(49_999, 0).err().unwrap().code(), "NOTYET");
+        assert!(c.check_time(50_000, 0).is_ok());
+        assert!(c.check_time(45_000, 5).is_ok());
+        assert_eq!(c.check_time(44_999, 5).err().unwrap().code(), "NOTYET");
+        assert_eq!(c.expires_at_ms(5), 105_000);
+    }
+
+    #[test]
+    fn alg_none_in_any_spelling_is_badalg() {
+        let payload = b64(r#"{"sub":"a","iat":1,"exp":4102444800}"#);
+        for none in ["none", "None", "NONE", "nOnE"] {
+            let header = b64(&format!(r#"{{"alg":"{none}"}}"#));
+            assert_eq!(code(&format!("{header}.{payload}.")), "BADALG", "{none}");
+        }
+    }
+
+    #[test]
+    fn shape_errors_are_malformed() {
+        let good = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64}));
+        assert_eq!(code(&good), "active");
+        assert_eq!(code(""), "MALFORMED");
+        assert_eq!(code("a.b.c.d.e"), "MALFORMED");
+        assert_eq!(code(&format!("{good}=")), "MALFORMED", "padding is not base64url");
+        assert_eq!(code(&good.replacen('.', ".\u{e9}", 1)), "MALFORMED");
+        let (head, _) = good.split_once('.').unwrap();
+        let sig = good.rsplit('.').next().unwrap();
+        for payload in ["[1,2]", "\"x\"", "{", r#"{"sub":"a","sub":"b","iat":1,"exp":2}"#] {
+            assert_eq!(code(&format!("{head}.{}.{sig}", b64(payload))), "MALFORMED", "{payload}");
+        }
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(code(&format!("{head}.{}.{sig}", b64(&format!("{{\"a\":{deep}}}")))), "MALFORMED");
+        let crit = b64(r#"{"alg":"HS256","kid":"shared-hs256","crit":["exp"],"exp":1}"#);
+        assert_eq!(code(&format!("{crit}.{}.{sig}", b64("{}"))), "MALFORMED");
+        let kid_num = b64(r#"{"alg":"HS256","kid":7}"#);
+        assert_eq!(code(&format!("{kid_num}.{}.{sig}", b64("{}"))), "MALFORMED");
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_before_decoding() {
+        let e = authenticate(&vec![b'!'; 9000], &keys(), &policy()).err().unwrap();
+        assert_eq!(e.code(), "MALFORMED");
+        assert!(e.message().contains("max-token-bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_forged_token_learns_nothing_about_its_claims() {
+        // Bad claims, bad signature: the signature is judged first.
+        let t = hs256(json!({"sub": 5}));
+        let (signed, _) = t.rsplit_once('.').unwrap();
+        assert_eq!(code(&format!("{signed}.AAAA")), "BADSIG");
+        assert_eq!(code(&t), "BADCLAIMS");
+    }
+
+    #[test]
+    fn rsa_public_key_is_never_an_hmac_secret() {
+        let rsa = EncodingKey::from_rsa_pem(RSA_PEM).unwrap();
+        let mut h = Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("shared-rsa".into());
+        let t = encode(&h, &json!({"sub":"a","iat":1,"exp":4102444800u64}), &rsa).unwrap();
+        assert_eq!(code(&t), "active");
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("shared-rsa".into());
+        let t = encode(&h, &json!({"sub":"a","iat":1,"exp":4102444800u64}), &EncodingKey::from_secret(&[b'x'; 32]).unwrap()).unwrap();
+        assert_eq!(code(&t), "BADALG");
+    }
+
+    #[test]
+    fn issuer_audience_and_allowlist_are_enforced() {
+        let k = keys();
+        let mut p = policy();
+        p.issuer = Some("https://issuer.example");
+        p.audience = Some("api");
+        let ok = |claims: Value, p: &Policy| {
+            authenticate(hs256(claims).as_bytes(), &k, p).map(|_| ()).map_err(|e| e.code())
+        };
+        let base = |extra: Value| {
+            let mut c = json!({"sub":"a","iat":1,"exp":4102444800u64});
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            c
+        };
+        assert_eq!(ok(base(json!({"iss":"https://issuer.example","aud":"api"})), &p), Ok(()));
+        assert_eq!(ok(base(json!({"iss":"https://issuer.example","aud":["x","api"]})), &p), Ok(()));
+        assert_eq!(ok(base(json!({"iss":"https://other","aud":"api"})), &p), Err("BADCLAIMS"));
+        assert_eq!(ok(base(json!({"aud":"api"})), &p), Err("BADCLAIMS"));
+        assert_eq!(ok(base(json!({"iss":"https://issuer.example","aud":["x"]})), &p), Err("BADCLAIMS"));
+        assert_eq!(ok(base(json!({"iss":"https://issuer.example"})), &p), Err("BADCLAIMS"));
+        // With no audience configured an aud claim is fine (unlike jsonwebtoken's default).
+        assert_eq!(ok(base(json!({"aud":"anything"})), &policy()), Ok(()));
+        let mut only_rs = policy();
+        only_rs.algorithms = AlgSet::of(&[jsonwebtoken::Algorithm::RS256]);
+        assert_eq!(ok(base(json!({})), &only_rs), Err("BADALG"));
+    }
+}
