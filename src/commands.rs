@@ -90,14 +90,18 @@ pub fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     if sub.eq_ignore_ascii_case("RELOAD") {
         let set = config::reload_keys().inspect_err(|e| {
-            ctx.log_warning(&format!("jwtdeny: JWTDENY.KEYS RELOAD kept the old keys: {e}"));
+            ctx.log_warning(&format!(
+                "jwtdeny: JWTDENY.KEYS RELOAD kept the old keys: {e}"
+            ));
         })?;
         ctx.log_notice(&format!(
             "jwtdeny: reloaded {} keys from {}",
             set.len(),
             quote(&config::settings().keys_file)
         ));
-        return Ok(RedisValue::Integer(i64::try_from(set.len()).unwrap_or(i64::MAX)));
+        return Ok(RedisValue::Integer(
+            i64::try_from(set.len()).unwrap_or(i64::MAX),
+        ));
     }
     if sub.eq_ignore_ascii_case("LIST") {
         let list = config::keys()

@@ -124,7 +124,9 @@ impl Name {
     /// Accepts `keys-file` and `jwtdeny.keys-file` alike (module arguments may use either).
     pub fn parse(name: &str) -> Option<Name> {
         let bare = name.strip_prefix("jwtdeny.").unwrap_or(name);
-        Name::ALL.into_iter().find(|n| n.as_str().eq_ignore_ascii_case(bare))
+        Name::ALL
+            .into_iter()
+            .find(|n| n.as_str().eq_ignore_ascii_case(bare))
     }
 
     fn bounds(self) -> Option<(i64, i64)> {
@@ -277,7 +279,7 @@ pub fn stop() {
 
 /// Applies `loadmodule <path> name value …` arguments.
 pub fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err("module arguments must be name/value pairs".into());
     }
     for pair in args.chunks(2) {
@@ -310,7 +312,10 @@ impl ConfigurationValue<RedisString> for Handle {
 
     fn set(&self, _ctx: &ConfigurationContext, val: RedisString) -> Result<(), RedisError> {
         let text = val.try_as_str().map_err(|_| {
-            RedisError::String(format!("jwtdeny.{}: value is not valid UTF-8", self.0.as_str()))
+            RedisError::String(format!(
+                "jwtdeny.{}: value is not valid UTF-8",
+                self.0.as_str()
+            ))
         })?;
         apply(self.0, text).map_err(RedisError::String)
     }
@@ -337,7 +342,10 @@ mod tests {
     #[test]
     fn names_parse_with_or_without_the_module_prefix() {
         assert_eq!(Name::parse("keys-file"), Some(Name::KeysFile));
-        assert_eq!(Name::parse("jwtdeny.max-token-bytes"), Some(Name::MaxTokenBytes));
+        assert_eq!(
+            Name::parse("jwtdeny.max-token-bytes"),
+            Some(Name::MaxTokenBytes)
+        );
         assert_eq!(Name::parse("keysfile"), None);
         for n in Name::ALL {
             assert_eq!(Name::parse(n.as_str()), Some(n));
@@ -353,7 +361,9 @@ mod tests {
             ["RS256", "ES256", "EdDSA"]
         );
         assert!(parse_algorithms("none").unwrap_err().contains("none"));
-        assert!(parse_algorithms("HS256,HS999").unwrap_err().contains("HS999"));
+        assert!(parse_algorithms("HS256,HS999")
+            .unwrap_err()
+            .contains("HS999"));
         assert!(parse_algorithms("HS256,").is_err());
     }
 
@@ -361,10 +371,18 @@ mod tests {
     fn bad_values_name_the_config() {
         let e = apply(Name::Leeway, "-1").unwrap_err();
         assert!(e.starts_with("jwtdeny.leeway:"), "{e}");
-        assert!(apply(Name::Leeway, "abc").unwrap_err().contains("not an integer"));
-        assert!(apply(Name::MaxTokenBytes, "0").unwrap_err().starts_with("jwtdeny.max-token-bytes"));
-        assert!(apply(Name::Prefix, "a{b").unwrap_err().starts_with("jwtdeny.prefix"));
+        assert!(apply(Name::Leeway, "abc")
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(apply(Name::MaxTokenBytes, "0")
+            .unwrap_err()
+            .starts_with("jwtdeny.max-token-bytes"));
+        assert!(apply(Name::Prefix, "a{b")
+            .unwrap_err()
+            .starts_with("jwtdeny.prefix"));
         assert!(apply(Name::Prefix, "").is_err());
-        assert!(apply(Name::Algorithms, "none").unwrap_err().starts_with("jwtdeny.algorithms"));
+        assert!(apply(Name::Algorithms, "none")
+            .unwrap_err()
+            .starts_with("jwtdeny.algorithms"));
     }
 }

@@ -65,13 +65,19 @@ mod tests {
 
     #[test]
     fn ordinary_subjects_are_kept_verbatim() {
-        assert_eq!(entry_key("jwtdeny:", "user-hs256", 1767225600), "jwtdeny:{user-hs256}:1767225600");
+        assert_eq!(
+            entry_key("jwtdeny:", "user-hs256", 1767225600),
+            "jwtdeny:{user-hs256}:1767225600"
+        );
         assert_eq!(entry_key("p:", "a:b@c.d", -1), "p:{a:b@c.d}:-1");
     }
 
     #[test]
     fn braces_and_percent_are_encoded() {
-        assert_eq!(entry_key("jwtdeny:", "a{b}c%", 5), "jwtdeny:{a%7Bb%7Dc%25}:5");
+        assert_eq!(
+            entry_key("jwtdeny:", "a{b}c%", 5),
+            "jwtdeny:{a%7Bb%7Dc%25}:5"
+        );
         // Distinct subjects never share a key, even ones that look like encodings.
         assert_ne!(entry_key("p:", "%7B", 1), entry_key("p:", "{", 1));
     }

@@ -173,7 +173,9 @@ impl KeySet {
             }
         }
         if set.keys.is_empty() {
-            return Err(Error::KeysFile("no usable signature verification key".into()));
+            return Err(Error::KeysFile(
+                "no usable signature verification key".into(),
+            ));
         }
         Ok(set)
     }
@@ -220,7 +222,11 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
     let kid = match obj.get("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(Error::KeysFile(format!("key #{index}: kid is not a string"))),
+        Some(_) => {
+            return Err(Error::KeysFile(format!(
+                "key #{index}: kid is not a string"
+            )))
+        }
     };
     let label = match &kid {
         Some(k) => format!("key {}", quote(k)),
@@ -229,11 +235,15 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
     let bad = |what: &str| Error::KeysFile(format!("{label}: {what}"));
 
     if obj.get("use").and_then(Value::as_str) == Some("enc") {
-        return Ok(Parsed::Skipped(format!("{label}: an encryption key (use: enc)")));
+        return Ok(Parsed::Skipped(format!(
+            "{label}: an encryption key (use: enc)"
+        )));
     }
     if let Some(ops) = obj.get("key_ops").and_then(Value::as_array) {
         if !ops.iter().any(|op| op.as_str() == Some("verify")) {
-            return Ok(Parsed::Skipped(format!("{label}: key_ops has no \"verify\"")));
+            return Ok(Parsed::Skipped(format!(
+                "{label}: key_ops has no \"verify\""
+            )));
         }
     }
     let declared = match obj.get("alg") {
@@ -269,7 +279,10 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
     let serve = |fits: &[Algorithm], kty: &'static str| -> Result<AlgSet, Error> {
         match declared {
             Some(alg) if fits.contains(&alg) => Ok(AlgSet::of(&[alg])),
-            Some(alg) => Err(bad(&format!("alg {} does not fit kty {kty}", alg_name(alg)))),
+            Some(alg) => Err(bad(&format!(
+                "alg {} does not fit kty {kty}",
+                alg_name(alg)
+            ))),
             None => Ok(AlgSet::of(fits)),
         }
     };
@@ -290,7 +303,11 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
                     algorithms.iter().map(hmac_min_len).min().unwrap_or(32)
                 )));
             }
-            ("oct", AlgSet::of(&strong), DecodingKey::from_secret(&secret).map_err(|_| bad("unusable secret"))?)
+            (
+                "oct",
+                AlgSet::of(&strong),
+                DecodingKey::from_secret(&secret).map_err(|_| bad("unusable secret"))?,
+            )
         }
         "RSA" => {
             let n = member("n")?;
@@ -344,7 +361,11 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
             if x.len() != 32 {
                 return Err(bad("Ed25519 public key \"x\" must be 32 bytes"));
             }
-            ("OKP", serve(&[Algorithm::EdDSA], "OKP")?, DecodingKey::from_ed_der(&x))
+            (
+                "OKP",
+                serve(&[Algorithm::EdDSA], "OKP")?,
+                DecodingKey::from_ed_der(&x),
+            )
         }
         other => {
             return Ok(Parsed::Skipped(format!(
@@ -399,62 +420,107 @@ mod tests {
     fn loads_the_shared_jwks() {
         let set = KeySet::from_json(SHARED.as_bytes()).expect("shared jwks loads");
         assert_eq!(set.len(), 7);
-        let rsa = set.select(Some("shared-rsa"), Algorithm::PS512).expect("rsa key");
+        let rsa = set
+            .select(Some("shared-rsa"), Algorithm::PS512)
+            .expect("rsa key");
         assert_eq!(rsa.kty, "RSA");
         assert_eq!(rsa.algorithms, AlgSet::of(&RSA));
-        let hs = set.select(Some("shared-hs384"), Algorithm::HS384).expect("hs key");
+        let hs = set
+            .select(Some("shared-hs384"), Algorithm::HS384)
+            .expect("hs key");
         assert_eq!(hs.algorithms, AlgSet::of(&[Algorithm::HS384]));
     }
 
     #[test]
     fn kid_naming_a_key_of_another_type_is_badalg() {
         let set = KeySet::from_json(SHARED.as_bytes()).unwrap();
-        let err = set.select(Some("shared-rsa"), Algorithm::HS256).err().unwrap();
+        let err = set
+            .select(Some("shared-rsa"), Algorithm::HS256)
+            .err()
+            .unwrap();
         assert_eq!(err.code(), "BADALG");
-        let err = set.select(Some("shared-es256"), Algorithm::ES384).err().unwrap();
+        let err = set
+            .select(Some("shared-es256"), Algorithm::ES384)
+            .err()
+            .unwrap();
         assert_eq!(err.code(), "BADALG");
     }
 
     #[test]
     fn unknown_kid_and_missing_keys_are_nokey() {
         let set = KeySet::from_json(SHARED.as_bytes()).unwrap();
-        assert_eq!(set.select(Some("../etc/passwd"), Algorithm::HS256).err().unwrap().code(), "NOKEY");
-        assert_eq!(KeySet::default().select(None, Algorithm::HS256).err().unwrap().code(), "NOKEY");
+        assert_eq!(
+            set.select(Some("../etc/passwd"), Algorithm::HS256)
+                .err()
+                .unwrap()
+                .code(),
+            "NOKEY"
+        );
+        assert_eq!(
+            KeySet::default()
+                .select(None, Algorithm::HS256)
+                .err()
+                .unwrap()
+                .code(),
+            "NOKEY"
+        );
     }
 
     #[test]
     fn no_kid_picks_the_single_fitting_key_or_refuses() {
         let set = KeySet::from_json(SHARED.as_bytes()).unwrap();
-        assert_eq!(set.select(None, Algorithm::ES256).unwrap().kid.as_deref(), Some("shared-es256"));
+        assert_eq!(
+            set.select(None, Algorithm::ES256).unwrap().kid.as_deref(),
+            Some("shared-es256")
+        );
         let k = b64(&[7u8; 32]);
         let two = jwks(&format!(
             r#"{{"kty":"oct","kid":"a","k":"{k}"}},{{"kty":"oct","kid":"b","k":"{k}"}}"#
         ))
         .unwrap();
-        assert_eq!(two.select(None, Algorithm::HS256).err().unwrap().code(), "NOKEY");
+        assert_eq!(
+            two.select(None, Algorithm::HS256).err().unwrap().code(),
+            "NOKEY"
+        );
         assert!(two.select(Some("b"), Algorithm::HS256).is_ok());
     }
 
     #[test]
     fn weak_and_broken_keys_refuse_the_file() {
         let short = b64(&[1u8; 16]);
-        let e = jwks(&format!(r#"{{"kty":"oct","k":"{short}"}}"#)).err().unwrap();
+        let e = jwks(&format!(r#"{{"kty":"oct","k":"{short}"}}"#))
+            .err()
+            .unwrap();
         assert!(e.message().contains("shorter than the hash output"), "{e}");
-        let e = jwks(&format!(r#"{{"kty":"oct","alg":"HS512","k":"{}"}}"#, b64(&[1u8; 32])))
-            .err()
-            .unwrap();
-        assert!(e.message().contains("16") || e.message().contains("64"), "{e}");
-        let e = jwks(&format!(r#"{{"kty":"RSA","n":"{}","e":"AQAB"}}"#, b64(&[0xff; 128])))
-            .err()
-            .unwrap();
+        let e = jwks(&format!(
+            r#"{{"kty":"oct","alg":"HS512","k":"{}"}}"#,
+            b64(&[1u8; 32])
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            e.message().contains("16") || e.message().contains("64"),
+            "{e}"
+        );
+        let e = jwks(&format!(
+            r#"{{"kty":"RSA","n":"{}","e":"AQAB"}}"#,
+            b64(&[0xff; 128])
+        ))
+        .err()
+        .unwrap();
         assert!(e.message().contains("1024 bits"), "{e}");
         let e = jwks(r#"{"kty":"oct","k":"!!"}"#).err().unwrap();
         assert!(e.message().contains("base64url"), "{e}");
-        let e = jwks(r#"{"kty":"oct","alg":"none","k":"AAAA"}"#).err().unwrap();
-        assert!(e.message().contains("none"), "{e}");
-        let e = jwks(&format!(r#"{{"kty":"oct","alg":"RS256","k":"{}"}}"#, b64(&[1u8; 32])))
+        let e = jwks(r#"{"kty":"oct","alg":"none","k":"AAAA"}"#)
             .err()
             .unwrap();
+        assert!(e.message().contains("none"), "{e}");
+        let e = jwks(&format!(
+            r#"{{"kty":"oct","alg":"RS256","k":"{}"}}"#,
+            b64(&[1u8; 32])
+        ))
+        .err()
+        .unwrap();
         assert!(e.message().contains("does not fit kty oct"), "{e}");
         let k = b64(&[7u8; 32]);
         let e = jwks(&format!(
@@ -493,14 +559,23 @@ mod tests {
         .unwrap();
         assert_eq!(set.len(), 1);
         assert_eq!(set.skipped.len(), 3);
-        assert_eq!(set.select(Some("enc"), Algorithm::HS256).err().unwrap().code(), "NOKEY");
+        assert_eq!(
+            set.select(Some("enc"), Algorithm::HS256)
+                .err()
+                .unwrap()
+                .code(),
+            "NOKEY"
+        );
     }
 
     #[test]
     fn unsized_hmac_key_serves_only_the_hashes_it_is_long_enough_for() {
         let set = jwks(&format!(r#"{{"kty":"oct","k":"{}"}}"#, b64(&[9u8; 48]))).unwrap();
         let key = set.iter().next().unwrap();
-        assert_eq!(key.algorithms, AlgSet::of(&[Algorithm::HS256, Algorithm::HS384]));
+        assert_eq!(
+            key.algorithms,
+            AlgSet::of(&[Algorithm::HS256, Algorithm::HS384])
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
                 ctx.log_notice(&format!("jwtdeny: skipped {why}"));
             }
         }
-        Ok(None) => ctx.log_warning(&format!("jwtdeny: jwtdeny.keys-file is not set; {fail_closed}")),
+        Ok(None) => ctx.log_warning(&format!(
+            "jwtdeny: jwtdeny.keys-file is not set; {fail_closed}"
+        )),
         Err(e) => ctx.log_warning(&format!("jwtdeny: {e}; {fail_closed}")),
     }
     Status::Ok

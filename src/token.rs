@@ -297,7 +297,12 @@ mod tests {
     fn hs256(claims: Value) -> String {
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = Some("shared-hs256".into());
-        encode(&h, &claims, &EncodingKey::from_secret(HS256_SECRET).unwrap()).unwrap()
+        encode(
+            &h,
+            &claims,
+            &EncodingKey::from_secret(HS256_SECRET).unwrap(),
+        )
+        .unwrap()
     }
 
     fn b64(s: &str) -> String {
@@ -340,21 +345,46 @@ mod tests {
 
     #[test]
     fn numeric_date_spellings_are_one_second() {
-        for spelling in ["1767225600", "1767225600.0", "1.7672256e9", "1767225600.999"] {
+        for spelling in [
+            "1767225600",
+            "1767225600.0",
+            "1.7672256e9",
+            "1767225600.999",
+        ] {
             let v: Value = serde_json::from_str(spelling).unwrap();
-            assert_eq!(numeric_date(Some(&v), "iat").unwrap(), Some(1_767_225_600), "{spelling}");
+            assert_eq!(
+                numeric_date(Some(&v), "iat").unwrap(),
+                Some(1_767_225_600),
+                "{spelling}"
+            );
         }
         let v: Value = serde_json::from_str("-0.5").unwrap();
         assert_eq!(numeric_date(Some(&v), "iat").unwrap(), Some(-1));
-        for bad in ["1e300", "18446744073709551615", "-1e20", "\"1\"", "true", "null"] {
+        for bad in [
+            "1e300",
+            "18446744073709551615",
+            "-1e20",
+            "\"1\"",
+            "true",
+            "null",
+        ] {
             let v: Value = serde_json::from_str(bad).unwrap();
-            assert_eq!(numeric_date(Some(&v), "exp").err().unwrap().code(), "BADCLAIMS", "{bad}");
+            assert_eq!(
+                numeric_date(Some(&v), "exp").err().unwrap().code(),
+                "BADCLAIMS",
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn expiry_is_refused_on_and_after_exp_and_leeway_extends_it() {
-        let c = Claims { sub: "a".into(), iat: 0, exp: 100, nbf: Some(50) };
+        let c = Claims {
+            sub: "a".into(),
+            iat: 0,
+            exp: 100,
+            nbf: Some(50),
+        };
         assert!(c.check_time(99_999, 0).is_ok());
         assert_eq!(c.check_time(100_000, 0).err().unwrap().code(), "EXPIRED");
         assert!(c.check_time(104_999, 5).is_ok());
@@ -381,15 +411,34 @@ mod tests {
         assert_eq!(code(&good), "active");
         assert_eq!(code(""), "MALFORMED");
         assert_eq!(code("a.b.c.d.e"), "MALFORMED");
-        assert_eq!(code(&format!("{good}=")), "MALFORMED", "padding is not base64url");
+        assert_eq!(
+            code(&format!("{good}=")),
+            "MALFORMED",
+            "padding is not base64url"
+        );
         assert_eq!(code(&good.replacen('.', ".\u{e9}", 1)), "MALFORMED");
         let (head, _) = good.split_once('.').unwrap();
         let sig = good.rsplit('.').next().unwrap();
-        for payload in ["[1,2]", "\"x\"", "{", r#"{"sub":"a","sub":"b","iat":1,"exp":2}"#] {
-            assert_eq!(code(&format!("{head}.{}.{sig}", b64(payload))), "MALFORMED", "{payload}");
+        for payload in [
+            "[1,2]",
+            "\"x\"",
+            "{",
+            r#"{"sub":"a","sub":"b","iat":1,"exp":2}"#,
+        ] {
+            assert_eq!(
+                code(&format!("{head}.{}.{sig}", b64(payload))),
+                "MALFORMED",
+                "{payload}"
+            );
         }
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(code(&format!("{head}.{}.{sig}", b64(&format!("{{\"a\":{deep}}}")))), "MALFORMED");
+        assert_eq!(
+            code(&format!(
+                "{head}.{}.{sig}",
+                b64(&format!("{{\"a\":{deep}}}"))
+            )),
+            "MALFORMED"
+        );
         let crit = b64(r#"{"alg":"HS256","kid":"shared-hs256","crit":["exp"],"exp":1}"#);
         assert_eq!(code(&format!("{crit}.{}.{sig}", b64("{}"))), "MALFORMED");
         let kid_num = b64(r#"{"alg":"HS256","kid":7}"#);
@@ -398,7 +447,9 @@ mod tests {
 
     #[test]
     fn oversized_tokens_are_refused_before_decoding() {
-        let e = authenticate(&vec![b'!'; 9000], &keys(), &policy()).err().unwrap();
+        let e = authenticate(&vec![b'!'; 9000], &keys(), &policy())
+            .err()
+            .unwrap();
         assert_eq!(e.code(), "MALFORMED");
         assert!(e.message().contains("max-token-bytes"), "{e}");
     }
@@ -421,7 +472,12 @@ mod tests {
         assert_eq!(code(&t), "active");
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = Some("shared-rsa".into());
-        let t = encode(&h, &json!({"sub":"a","iat":1,"exp":4102444800u64}), &EncodingKey::from_secret(&[b'x'; 32]).unwrap()).unwrap();
+        let t = encode(
+            &h,
+            &json!({"sub":"a","iat":1,"exp":4102444800u64}),
+            &EncodingKey::from_secret(&[b'x'; 32]).unwrap(),
+        )
+        .unwrap();
         assert_eq!(code(&t), "BADALG");
     }
 
@@ -432,19 +488,47 @@ mod tests {
         p.issuer = Some("https://issuer.example");
         p.audience = Some("api");
         let ok = |claims: Value, p: &Policy| {
-            authenticate(hs256(claims).as_bytes(), &k, p).map(|_| ()).map_err(|e| e.code())
+            authenticate(hs256(claims).as_bytes(), &k, p)
+                .map(|_| ())
+                .map_err(|e| e.code())
         };
         let base = |extra: Value| {
             let mut c = json!({"sub":"a","iat":1,"exp":4102444800u64});
-            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             c
         };
-        assert_eq!(ok(base(json!({"iss":"https://issuer.example","aud":"api"})), &p), Ok(()));
-        assert_eq!(ok(base(json!({"iss":"https://issuer.example","aud":["x","api"]})), &p), Ok(()));
-        assert_eq!(ok(base(json!({"iss":"https://other","aud":"api"})), &p), Err("BADCLAIMS"));
+        assert_eq!(
+            ok(
+                base(json!({"iss":"https://issuer.example","aud":"api"})),
+                &p
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            ok(
+                base(json!({"iss":"https://issuer.example","aud":["x","api"]})),
+                &p
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            ok(base(json!({"iss":"https://other","aud":"api"})), &p),
+            Err("BADCLAIMS")
+        );
         assert_eq!(ok(base(json!({"aud":"api"})), &p), Err("BADCLAIMS"));
-        assert_eq!(ok(base(json!({"iss":"https://issuer.example","aud":["x"]})), &p), Err("BADCLAIMS"));
-        assert_eq!(ok(base(json!({"iss":"https://issuer.example"})), &p), Err("BADCLAIMS"));
+        assert_eq!(
+            ok(
+                base(json!({"iss":"https://issuer.example","aud":["x"]})),
+                &p
+            ),
+            Err("BADCLAIMS")
+        );
+        assert_eq!(
+            ok(base(json!({"iss":"https://issuer.example"})), &p),
+            Err("BADCLAIMS")
+        );
         // With no audience configured an aud claim is fine (unlike jsonwebtoken's default).
         assert_eq!(ok(base(json!({"aud":"anything"})), &policy()), Ok(()));
         let mut only_rs = policy();
