@@ -3,9 +3,11 @@
 
 use crate::config;
 use crate::denylist;
+use crate::denylist::RevokedBy;
 use crate::error::{quote, Error};
 use crate::keys::alg_name;
-use crate::token::{self, Claims};
+use crate::stats;
+use crate::token::{self, Verified};
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,32 +35,6 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// The wall clock in ms, the same clock (gettimeofday) Redis expires keys by.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A verified token: its claims, its denylist key, and the leeway it was judged with.
-struct Verified {
-    claims: Claims,
-    key: String,
-    leeway: i64,
-}
-
-fn verify(token: &RedisString) -> Result<Verified, Error> {
-    // Copies out of the config lock before any call back into Redis.
-    let settings = config::settings();
-    let claims = token::authenticate(token.as_slice(), &config::keys(), &settings.policy())?;
-    let key = denylist::entry_key(&settings.prefix, &claims.sub, claims.iat);
-    Ok(Verified {
-        claims,
-        key,
-        leeway: settings.leeway,
-    })
-}
-
 fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
     match args {
         [_, token] => Ok(token),
@@ -66,21 +42,186 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
     }
 }
 
+/// The wall clock in ms, the same clock (gettimeofday) Redis expires keys by.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A verified token: its claims and payload, where its revocation would be stored, and the
+/// settings it was judged by.
+struct Checked {
+    token: Verified,
+    entry: String,
+    subject: String,
+    leeway: i64,
+}
+
+fn verify(token: &RedisString) -> Result<Checked, Error> {
+    // Copies out of the config lock before any call back into Redis.
+    let settings = config::settings();
+    let token = token::authenticate(token.as_slice(), &config::keys(), &settings.policy())?;
+    let claims = &token.claims;
+    Ok(Checked {
+        entry: denylist::entry_key(&settings.prefix, &claims.sub, claims.iat),
+        subject: denylist::subject_key(&settings.prefix, &claims.sub),
+        leeway: settings.leeway,
+        token,
+    })
+}
+
+/// Whether the token is revoked, judged as one step with its expiry: the clock is read after
+/// the lookups, so if Redis found an entry already expired, this clock is at least as late and
+/// finds the token expired too. A revoked token never answers "active".
+fn status(ctx: &Context, c: &Checked) -> Result<Option<RevokedBy>, Error> {
+    let revoked = denylist::revoked_by(ctx, &c.entry, &c.subject, c.token.claims.iat)?;
+    c.token.claims.check_time(now_ms(), c.leeway)?;
+    Ok(revoked)
+}
+
+fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
+    Error::Usage(format!(
+        "syntax error at {}, expected {expected}",
+        quote(&arg.to_string_lossy())
+    ))
+    .into()
+}
+
 pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let v = verify(single_token(&args)?)?;
-    let revoked = denylist::contains(ctx, &v.key);
-    // The clock is read after the lookup: if Redis found the entry already expired, this clock
-    // is at least as late and finds the token expired too. A revoked token never answers 1.
-    v.claims.check_time(now_ms(), v.leeway)?;
-    Ok(RedisValue::Integer(if revoked { 0 } else { 1 }))
+    let (token, with_claims) = match args.as_slice() {
+        [_, token] => (token, false),
+        [_, token, opt] if opt.to_string_lossy().eq_ignore_ascii_case("WITHCLAIMS") => {
+            (token, true)
+        }
+        [_, _, opt] => return Err(syntax_error(opt, "WITHCLAIMS")),
+        _ => return Err(RedisError::WrongArity),
+    };
+    let outcome = verify(token).and_then(|c| status(ctx, &c).map(|r| (c, r)));
+    stats::count_check(outcome.as_ref().map(|(_, r)| r.is_some()));
+    let (checked, revoked) = outcome?;
+    let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
+    if !with_claims {
+        return Ok(code);
+    }
+    let claims = match revoked {
+        Some(_) => RedisValue::Null,
+        None => RedisValue::StringBuffer(checked.token.payload),
+    };
+    Ok(RedisValue::Array(vec![code, claims]))
 }
 
 pub fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let v = verify(single_token(&args)?)?;
-    // An expired token needs no entry; storing one with a past expiry would store nothing.
-    v.claims.check_time(now_ms(), v.leeway)?;
-    let added = denylist::insert(ctx, &v.key, v.claims.expires_at_ms(v.leeway))?;
-    Ok(RedisValue::Integer(i64::from(added)))
+    let token = single_token(&args)?;
+    let outcome = verify(token).and_then(|c| {
+        if status(ctx, &c)?.is_some() {
+            return Ok(false);
+        }
+        denylist::insert(ctx, &c.entry, c.token.claims.expires_at_ms(c.leeway))
+    });
+    stats::count_revoke(outcome.as_ref().copied());
+    Ok(RedisValue::Integer(i64::from(outcome?)))
+}
+
+pub fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (sub, at) = match args.as_slice() {
+        [_, sub] => (sub, None),
+        [_, sub, kw, at] if kw.to_string_lossy().eq_ignore_ascii_case("AT") => (sub, Some(at)),
+        [_, _, kw, _] => return Err(syntax_error(kw, "AT")),
+        _ => return Err(RedisError::WrongArity),
+    };
+    let sub = match sub.try_as_str() {
+        Ok(s) if !s.is_empty() => s,
+        _ => return Err(Error::Usage("sub must be a non-empty UTF-8 string".into()).into()),
+    };
+    let now = now_ms().div_euclid(1000);
+    let cutoff = match at {
+        None => now,
+        Some(at) => {
+            let at = at
+                .parse_integer()
+                .map_err(|_| Error::Usage("AT must be an integer (unix seconds)".into()))?;
+            // A future cutoff would also refuse tokens not issued yet, with no expiry in sight.
+            if at > now {
+                return Err(
+                    Error::Usage(format!("AT {at} is in the future (now is {now})")).into(),
+                );
+            }
+            if at < -token::MAX_NUMERIC_DATE {
+                return Err(Error::Usage(format!("AT {at} is out of range")).into());
+            }
+            at
+        }
+    };
+    let (key, expires_at_ms) = {
+        let s = config::settings();
+        let expiry =
+            (s.max_lifetime > 0).then(|| (cutoff + s.max_lifetime + s.leeway).saturating_mul(1000));
+        (denylist::subject_key(&s.prefix, sub), expiry)
+    };
+    stats::count_revokeall();
+    let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;
+    Ok(RedisValue::Integer(in_force))
+}
+
+pub fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let token = single_token(&args)?;
+    let (seen, outcome, prefix, leeway) = {
+        let s = config::settings();
+        let (seen, outcome) = token::inspect(token.as_slice(), &config::keys(), &s.policy());
+        (seen, outcome, s.prefix.clone(), s.leeway)
+    };
+    let keys = seen.sub.as_deref().zip(seen.iat).map(|(sub, iat)| {
+        (
+            denylist::entry_key(&prefix, sub, iat),
+            denylist::subject_key(&prefix, sub),
+        )
+    });
+    let revoked = match (&keys, seen.iat) {
+        (Some((entry, subject)), Some(iat)) => denylist::revoked_by(ctx, entry, subject, iat),
+        _ => Ok(None),
+    };
+    let now = now_ms();
+    let (status, reason) = match (&outcome, &revoked) {
+        (Err(e), _) | (_, Err(e)) => (e.code().to_string(), Some(e.message().to_string())),
+        (Ok(v), Ok(r)) => match (v.claims.check_time(now, leeway), r) {
+            (Err(e), _) => (e.code().to_string(), Some(e.message().to_string())),
+            (Ok(()), Some(by)) => (
+                "revoked".into(),
+                Some(format!("revoked by {}", by.as_str())),
+            ),
+            (Ok(()), None) => ("active".into(), None),
+        },
+    };
+    let revoked_by = revoked.ok().flatten();
+    let expires_at_ms = match (&keys, revoked_by) {
+        (Some((entry, _)), Some(RevokedBy::Token)) => denylist::expire_time_ms(ctx, entry),
+        (Some((_, subject)), Some(RevokedBy::Subject)) => denylist::expire_time_ms(ctx, subject),
+        _ => None,
+    };
+    let text = |v: Option<String>| v.map_or(RedisValue::Null, RedisValue::BulkString);
+    let int = |v: Option<i64>| v.map_or(RedisValue::Null, RedisValue::Integer);
+    let fields = [
+        ("status", RedisValue::BulkString(status)),
+        ("reason", text(reason)),
+        ("alg", text(seen.alg)),
+        ("kid", text(seen.kid)),
+        ("sub", text(seen.sub)),
+        ("iat", int(seen.iat)),
+        ("exp", int(seen.exp)),
+        ("key", text(keys.map(|(entry, _)| entry))),
+        (
+            "revoked_by",
+            text(revoked_by.map(|r| r.as_str().to_string())),
+        ),
+        ("expires_at_ms", int(expires_at_ms)),
+    ];
+    Ok(RedisValue::Array(
+        fields
+            .into_iter()
+            .flat_map(|(name, value)| [RedisValue::SimpleStringStatic(name), value])
+            .collect(),
+    ))
 }
 
 pub fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {

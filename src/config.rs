@@ -6,6 +6,7 @@
 
 use crate::error::{quote, Error};
 use crate::keys::{alg_name, AlgSet, KeySet, ALGORITHMS as ALL_ALGORITHMS};
+use crate::stats;
 use crate::token::Policy;
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{RedisError, RedisString};
@@ -20,6 +21,10 @@ pub const MAX_LEEWAY: i64 = 3600;
 pub const DEFAULT_MAX_TOKEN_BYTES: i64 = 8192;
 pub const MIN_MAX_TOKEN_BYTES: i64 = 128;
 pub const MAX_MAX_TOKEN_BYTES: i64 = 1024 * 1024;
+/// 0: no limit on `exp - iat`, and subject cutoffs never expire.
+pub const DEFAULT_MAX_LIFETIME: i64 = 0;
+pub const MIN_MAX_LIFETIME: i64 = 0;
+pub const MAX_MAX_LIFETIME: i64 = 10 * 365 * 24 * 3600;
 
 /// The current value of every config, parsed.
 #[derive(Debug, Clone)]
@@ -32,6 +37,7 @@ pub struct Settings {
     pub leeway: i64,
     pub prefix: String,
     pub max_token_bytes: i64,
+    pub max_lifetime: i64,
 }
 
 impl Settings {
@@ -41,6 +47,7 @@ impl Settings {
             issuer: non_empty(&self.issuer),
             audience: non_empty(&self.audience),
             max_token_bytes: usize::try_from(self.max_token_bytes).unwrap_or(0),
+            max_lifetime: (self.max_lifetime > 0).then_some(self.max_lifetime),
         }
     }
 }
@@ -58,6 +65,7 @@ static SETTINGS: LazyLock<RwLock<Settings>> = LazyLock::new(|| {
         leeway: DEFAULT_LEEWAY,
         prefix: DEFAULT_PREFIX.to_string(),
         max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        max_lifetime: DEFAULT_MAX_LIFETIME,
     })
 });
 
@@ -81,8 +89,23 @@ pub fn keys() -> Arc<KeySet> {
     KEYS.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-fn install_keys(set: KeySet) {
-    *KEYS.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+/// Loads a keys file and, only if it is good, puts it in place of the current keys.
+fn load_keys(path: &str) -> Result<Arc<KeySet>, Error> {
+    let loaded = KeySet::load(path).map(Arc::new);
+    stats::count_reload(loaded.is_ok(), now_secs());
+    let set = loaded?;
+    *KEYS.write().unwrap_or_else(|e| e.into_inner()) = set.clone();
+    Ok(set)
+}
+
+fn clear_keys() {
+    *KEYS.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Which config a handle stands for.
@@ -95,10 +118,11 @@ pub enum Name {
     Leeway,
     Prefix,
     MaxTokenBytes,
+    MaxLifetime,
 }
 
 impl Name {
-    pub const ALL: [Name; 7] = [
+    pub const ALL: [Name; 8] = [
         Name::KeysFile,
         Name::Algorithms,
         Name::Issuer,
@@ -106,6 +130,7 @@ impl Name {
         Name::Leeway,
         Name::Prefix,
         Name::MaxTokenBytes,
+        Name::MaxLifetime,
     ];
 
     /// The name Redis knows the config by, without the `jwtdeny.` module prefix.
@@ -118,6 +143,7 @@ impl Name {
             Name::Leeway => "leeway",
             Name::Prefix => "prefix",
             Name::MaxTokenBytes => "max-token-bytes",
+            Name::MaxLifetime => "max-lifetime",
         }
     }
 
@@ -133,6 +159,7 @@ impl Name {
         match self {
             Name::Leeway => Some((MIN_LEEWAY, MAX_LEEWAY)),
             Name::MaxTokenBytes => Some((MIN_MAX_TOKEN_BYTES, MAX_MAX_TOKEN_BYTES)),
+            Name::MaxLifetime => Some((MIN_MAX_LIFETIME, MAX_MAX_LIFETIME)),
             _ => None,
         }
     }
@@ -152,6 +179,7 @@ pub fn apply(name: Name, value: &str) -> Result<(), String> {
         let mut s = settings_mut();
         match name {
             Name::Leeway => s.leeway = n,
+            Name::MaxLifetime => s.max_lifetime = n,
             _ => s.max_token_bytes = n,
         }
         return Ok(());
@@ -176,7 +204,7 @@ pub fn apply(name: Name, value: &str) -> Result<(), String> {
             settings_mut().prefix = value.to_string();
             Ok(())
         }
-        Name::Leeway | Name::MaxTokenBytes => Ok(()), // handled above
+        Name::Leeway | Name::MaxTokenBytes | Name::MaxLifetime => Ok(()), // handled above
     }
 }
 
@@ -193,6 +221,7 @@ pub fn current(name: Name) -> String {
         Name::Leeway => s.leeway.to_string(),
         Name::Prefix => s.prefix.clone(),
         Name::MaxTokenBytes => s.max_token_bytes.to_string(),
+        Name::MaxLifetime => s.max_lifetime.to_string(),
     }
 }
 
@@ -240,12 +269,11 @@ fn set_keys_file(path: &str) -> Result<(), Error> {
         settings_mut().keys_file = path.to_string();
         return Ok(());
     }
-    let set = if path.is_empty() {
-        KeySet::default() // explicitly no keys: every token answers NOKEY
+    if path.is_empty() {
+        clear_keys(); // explicitly no keys: every token answers NOKEY
     } else {
-        KeySet::load(path)?
-    };
-    install_keys(set);
+        load_keys(path)?;
+    }
     settings_mut().keys_file = path.to_string();
     Ok(())
 }
@@ -256,8 +284,7 @@ pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
     if path.is_empty() {
         return Err(Error::Usage("jwtdeny.keys-file is not set".into()));
     }
-    install_keys(KeySet::load(&path)?);
-    Ok(keys())
+    load_keys(&path)
 }
 
 /// Called once loading is over: loads the keys file if one is configured. A failure is returned
@@ -268,8 +295,7 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
     if path.is_empty() {
         return Ok(None);
     }
-    install_keys(KeySet::load(&path)?);
-    Ok(Some(keys()))
+    load_keys(&path).map(Some)
 }
 
 /// Called on unload, so that a later load starts over as at startup.
@@ -304,6 +330,7 @@ pub static AUDIENCE: Handle = Handle(Name::Audience);
 pub static LEEWAY: Handle = Handle(Name::Leeway);
 pub static PREFIX: Handle = Handle(Name::Prefix);
 pub static MAX_TOKEN_BYTES: Handle = Handle(Name::MaxTokenBytes);
+pub static MAX_LIFETIME: Handle = Handle(Name::MaxLifetime);
 
 impl ConfigurationValue<RedisString> for Handle {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
@@ -326,6 +353,7 @@ impl ConfigurationValue<i64> for Handle {
         let s = settings();
         match self.0 {
             Name::Leeway => s.leeway,
+            Name::MaxLifetime => s.max_lifetime,
             _ => s.max_token_bytes,
         }
     }

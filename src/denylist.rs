@@ -4,8 +4,8 @@
 //! expiry. The key comes from verified claims only, never from the token's bytes, so every
 //! re-encoding of one token (a different signature, another NumericDate spelling) finds it.
 
-use crate::error::Error;
-use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context};
+use crate::error::{quote, Error};
+use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
 
 /// Percent-encodes the characters that would make the hash tag ambiguous: `{` and `}` delimit
 /// it, and `%` is the escape itself. Ordinary subjects are left exactly as they are.
@@ -31,6 +31,103 @@ pub fn entry_key(prefix: &str, sub: &str, iat: i64) -> String {
     format!("{prefix}{{{}}}:{iat}", encode_subject(sub))
 }
 
+/// The key of a subject's cutoff (`JWTDENY.REVOKEALL`): the same hash tag as its entries, so
+/// one command can read both atomically, in one cluster slot.
+pub fn subject_key(prefix: &str, sub: &str) -> String {
+    format!("{prefix}{{{}}}", encode_subject(sub))
+}
+
+/// Why a token is revoked, if it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedBy {
+    /// Its own entry (`JWTDENY.REVOKE`).
+    Token,
+    /// Its subject's cutoff (`JWTDENY.REVOKEALL`) covers its `iat`.
+    Subject,
+}
+
+impl RevokedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokedBy::Token => "token",
+            RevokedBy::Subject => "subject",
+        }
+    }
+}
+
+/// Looks a token up in both places it can be revoked.
+pub fn revoked_by(
+    ctx: &Context,
+    entry: &str,
+    subject: &str,
+    iat: i64,
+) -> Result<Option<RevokedBy>, Error> {
+    if contains(ctx, entry) {
+        return Ok(Some(RevokedBy::Token));
+    }
+    Ok(match cutoff(ctx, subject)? {
+        Some(c) if iat <= c => Some(RevokedBy::Subject),
+        _ => None,
+    })
+}
+
+/// A subject's cutoff: every token it issued at or before this second is revoked.
+pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
+    let k = ctx.open_key(&ctx.create_string(key));
+    let foreign = || {
+        // Fail closed: a value jwtdeny did not write is reported, never read as "no cutoff".
+        Error::Internal(format!(
+            "key {} does not hold a jwtdeny cutoff (an integer string)",
+            quote(key)
+        ))
+    };
+    match k.read() {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(foreign),
+        Err(_) => Err(foreign()),
+    }
+}
+
+/// Moves a subject's cutoff forward to `at` (never back), expiring at `expires_at_ms` if given.
+/// Returns the cutoff in force afterwards.
+pub fn raise_cutoff(
+    ctx: &Context,
+    key: &str,
+    at: i64,
+    expires_at_ms: Option<i64>,
+) -> Result<i64, Error> {
+    if let Some(current) = cutoff(ctx, key)? {
+        if current >= at {
+            return Ok(current);
+        }
+    }
+    let value = at.to_string();
+    match expires_at_ms {
+        Some(ms) => set(ctx, &[key, &value, "PXAT", &ms.to_string()])?,
+        None => set(ctx, &[key, &value])?,
+    };
+    ctx.notify_keyspace_event(
+        NotifyEvent::MODULE,
+        "jwtdeny.revokeall",
+        &ctx.create_string(key),
+    );
+    Ok(at)
+}
+
+/// The absolute expiry (ms) of a key, `None` when it has none or does not exist.
+pub fn expire_time_ms(ctx: &Context, key: &str) -> Option<i64> {
+    let options = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("PEXPIRETIME", &options, &[key]);
+    match reply {
+        Ok(CallReply::I64(ms)) if ms.to_i64() >= 0 => Some(ms.to_i64()),
+        _ => None,
+    }
+}
+
 /// Whether an entry exists. Redis's own lookup applies expiry, so a logically expired entry
 /// is not found, on a master and on a replica alike.
 pub fn contains(ctx: &Context, key: &str) -> bool {
@@ -43,17 +140,30 @@ pub fn contains(ctx: &Context, key: &str) -> bool {
 /// that deterministic effect with its absolute expiry (never the REVOKE command, which would be
 /// verified again against another clock and key set), and only when the SET changed something.
 pub fn insert(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Error> {
+    let at = expires_at_ms.to_string();
+    let added = set(ctx, &[key, "1", "NX", "PXAT", &at])?;
+    if added {
+        ctx.notify_keyspace_event(
+            NotifyEvent::MODULE,
+            "jwtdeny.revoke",
+            &ctx.create_string(key),
+        );
+    }
+    Ok(added)
+}
+
+/// `SET args…`, replicated: false when a condition (NX) left the key as it was.
+fn set(ctx: &Context, args: &[&str]) -> Result<bool, Error> {
     let options = CallOptionsBuilder::new()
         .replicate()
         .errors_as_replies()
         .build();
-    let at = expires_at_ms.to_string();
-    let reply: CallResult = ctx.call_ext("SET", &options, &[key, "1", "NX", "PXAT", &at]);
+    let reply: CallResult = ctx.call_ext("SET", &options, args);
     match reply {
         Ok(CallReply::Null(_)) => Ok(false),
         Ok(_) => Ok(true),
         Err(e) => Err(Error::Internal(format!(
-            "SET of the denylist entry failed: {}",
+            "SET of a denylist key failed: {}",
             e.to_utf8_string().unwrap_or_default()
         ))),
     }
@@ -80,6 +190,12 @@ mod tests {
         );
         // Distinct subjects never share a key, even ones that look like encodings.
         assert_ne!(entry_key("p:", "%7B", 1), entry_key("p:", "{", 1));
+    }
+
+    #[test]
+    fn a_subject_cutoff_shares_the_hash_tag_of_its_entries() {
+        assert_eq!(subject_key("jwtdeny:", "a{b"), "jwtdeny:{a%7Bb}");
+        assert!(entry_key("jwtdeny:", "a{b", 7).starts_with(&subject_key("jwtdeny:", "a{b")));
     }
 
     #[test]

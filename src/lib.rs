@@ -8,10 +8,11 @@ mod config;
 mod denylist;
 mod error;
 mod keys;
+mod stats;
 mod token;
 
 use redis_module::configuration::ConfigurationFlags;
-use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
+use redis_module::{redis_module, AclCategory, Context, RedisResult, RedisString, Status};
 
 // Unit tests run without a server, so they cannot use Redis's allocator.
 #[cfg(not(test))]
@@ -27,9 +28,10 @@ macro_rules! get_allocator {
     };
 }
 
-/// `JWTDENY.CHECK <token>` → `1` (authentic, valid now, not revoked) or `0` (revoked);
-/// otherwise an error whose first word is the reason (`MALFORMED`, `BADALG`, `NOKEY`, `BADSIG`,
-/// `BADCLAIMS`, `EXPIRED`, `NOTYET`). Read-only: works on replicas.
+/// `JWTDENY.CHECK <token> [WITHCLAIMS]` → `1` (authentic, valid now, not revoked) or `0`
+/// (revoked); with WITHCLAIMS `[status, payload JSON or nil when revoked]`. Otherwise an error
+/// whose first word is the reason (`MALFORMED`, `BADALG`, `NOKEY`, `BADSIG`, `BADCLAIMS`,
+/// `EXPIRED`, `NOTYET`). Read-only: works on replicas.
 fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     commands::guard(ctx, args, commands::check)
 }
@@ -38,6 +40,18 @@ fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// CHECK. Stores `<prefix>{<sub>}:<iat>` expiring at `(exp + leeway) × 1000` ms.
 fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     commands::guard(ctx, args, commands::revoke)
+}
+
+/// `JWTDENY.REVOKEALL <sub> [AT <unix-seconds>]` → the cutoff in force: every token of `<sub>`
+/// issued at or before it is revoked. The cutoff only moves forward.
+fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::revokeall)
+}
+
+/// `JWTDENY.INSPECT <token>` → `[status, …, expires_at_ms, …]` as field/value pairs: what the
+/// token is and why. Read-only, changes nothing.
+fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::inspect)
 }
 
 /// `JWTDENY.KEYS RELOAD` → number of keys loaded (a bad file keeps the old keys and errors);
@@ -82,22 +96,30 @@ fn module_version() -> i32 {
         + part(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
-// ACL-category fields stay empty: Redis 7.0 refuses to load a module that sets them.
+// The mandatory ACL-category field stays empty: Redis 7.0 refuses to load a module that sets
+// it. The optional one puts every command in the module's own `@jwtdeny` category on servers
+// that have module categories (Redis 7.4+, Valkey); older ones skip it.
 redis_module! {
     name: "jwtdeny",
     version: module_version(),
     allocator: (get_allocator!(), get_allocator!()),
     data_types: [],
+    acl_categories: [
+        "jwtdeny",
+    ],
     init: init,
     deinit: deinit,
     commands: [
-        ["jwtdeny.check", check, "readonly fast", 0, 0, 0, ""],
-        ["jwtdeny.revoke", revoke, "write deny-oom fast", 0, 0, 0, ""],
-        ["jwtdeny.keys", keys, "admin deny-script", 0, 0, 0, ""],
+        ["jwtdeny.check", check, "readonly fast", 0, 0, 0, "", "jwtdeny"],
+        ["jwtdeny.inspect", inspect, "readonly fast", 0, 0, 0, "", "jwtdeny"],
+        ["jwtdeny.revoke", revoke, "write deny-oom fast", 0, 0, 0, "", "jwtdeny"],
+        ["jwtdeny.revokeall", revokeall, "write deny-oom fast", 0, 0, 0, "", "jwtdeny"],
+        ["jwtdeny.keys", keys, "admin deny-script", 0, 0, 0, "", "jwtdeny"],
     ],
     configurations: [
         i64: [
             ["leeway", &config::LEEWAY, config::DEFAULT_LEEWAY, config::MIN_LEEWAY, config::MAX_LEEWAY, ConfigurationFlags::DEFAULT, None],
+            ["max-lifetime", &config::MAX_LIFETIME, config::DEFAULT_MAX_LIFETIME, config::MIN_MAX_LIFETIME, config::MAX_MAX_LIFETIME, ConfigurationFlags::DEFAULT, None],
             ["max-token-bytes", &config::MAX_TOKEN_BYTES, config::DEFAULT_MAX_TOKEN_BYTES, config::MIN_MAX_TOKEN_BYTES, config::MAX_MAX_TOKEN_BYTES, ConfigurationFlags::DEFAULT, None],
         ],
         string: [

@@ -21,6 +21,8 @@ pub struct Policy<'a> {
     pub issuer: Option<&'a str>,
     pub audience: Option<&'a str>,
     pub max_token_bytes: usize,
+    /// Longest `exp - iat` accepted, in seconds; `None` for no limit.
+    pub max_lifetime: Option<i64>,
 }
 
 /// The verified claims that matter to the denylist; NumericDates are canonical whole seconds.
@@ -79,16 +81,86 @@ struct RawClaims {
 struct Unverified<'t> {
     header: RawHeader,
     claims: RawClaims,
+    payload: Vec<u8>,
     /// `base64(header) "." base64(payload)`, the bytes the signature covers.
     signing_input: &'t [u8],
     signature: Vec<u8>,
 }
 
-/// Verifies `token` against `keys` and `policy`, returning its claims. Does not look at the
-/// clock: call [`Claims::check_time`] for that, after any lookup whose result must agree with it.
-pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
-    let t = split(token, policy.max_token_bytes)?;
+/// An authentic token with usable claims (its times not yet judged).
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    /// The payload JSON exactly as the issuer signed it.
+    pub payload: Vec<u8>,
+}
 
+/// Verifies `token` against `keys` and `policy`. Does not look at the clock: call
+/// [`Claims::check_time`] for that, after any lookup whose result must agree with it.
+pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Verified, Error> {
+    let t = split(token, policy.max_token_bytes)?;
+    check_signature(&t, keys, policy)?;
+    let claims = claims(&t.claims, policy)?;
+    Ok(Verified {
+        claims,
+        payload: t.payload,
+    })
+}
+
+/// What a diagnostic may show of a token: the header once it parses, the claims only once the
+/// signature holds (a forged token's claims are attacker text, not facts).
+#[derive(Debug, Default)]
+pub struct Inspection {
+    pub alg: Option<String>,
+    pub kid: Option<String>,
+    pub sub: Option<String>,
+    pub iat: Option<i64>,
+    pub exp: Option<i64>,
+}
+
+/// Like [`authenticate`], and also returns whatever could be shown of the token.
+pub fn inspect(
+    token: &[u8],
+    keys: &KeySet,
+    policy: &Policy,
+) -> (Inspection, Result<Verified, Error>) {
+    let mut seen = Inspection::default();
+    let t = match split(token, policy.max_token_bytes) {
+        Ok(t) => t,
+        Err(e) => return (seen, Err(e)),
+    };
+    seen.alg = t
+        .header
+        .alg
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    seen.kid = t
+        .header
+        .kid
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Err(e) = check_signature(&t, keys, policy) {
+        return (seen, Err(e));
+    }
+    seen.sub = t
+        .claims
+        .sub
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    seen.iat = numeric_date(t.claims.iat.as_ref(), "iat").ok().flatten();
+    seen.exp = numeric_date(t.claims.exp.as_ref(), "exp").ok().flatten();
+    let outcome = claims(&t.claims, policy).map(|claims| Verified {
+        claims,
+        payload: t.payload,
+    });
+    (seen, outcome)
+}
+
+/// Steps two to four: algorithm, key, signature.
+fn check_signature(t: &Unverified, keys: &KeySet, policy: &Policy) -> Result<(), Error> {
     let alg = match &t.header.alg {
         None => return Err(Error::BadAlg("header has no alg".into())),
         Some(Value::String(name)) if name.eq_ignore_ascii_case("none") => {
@@ -120,8 +192,7 @@ pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Clai
             alg_name(alg)
         )));
     }
-
-    claims(&t.claims, policy)
+    Ok(())
 }
 
 /// Step one: size, three segments, strict base64url, JSON objects. Nothing here is trusted.
@@ -174,6 +245,7 @@ fn split(token: &[u8], max_bytes: usize) -> Result<Unverified<'_>, Error> {
     Ok(Unverified {
         header,
         claims,
+        payload: payload_json,
         signing_input: &token[..h64.len() + 1 + p64.len()],
         signature,
     })
@@ -208,6 +280,15 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
     let exp = numeric_date(raw.exp.as_ref(), "exp")?
         .ok_or_else(|| Error::BadClaims("exp is missing".into()))?;
     let nbf = numeric_date(raw.nbf.as_ref(), "nbf")?;
+    if let Some(max) = policy.max_lifetime {
+        // Both dates are bounded, so the difference cannot overflow.
+        if exp - iat > max {
+            return Err(Error::BadClaims(format!(
+                "lifetime exp - iat = {}s exceeds jwtdeny.max-lifetime ({max}s)",
+                exp - iat
+            )));
+        }
+    }
 
     if let Some(want) = policy.issuer {
         match &raw.iss {
@@ -291,6 +372,7 @@ mod tests {
             issuer: None,
             audience: None,
             max_token_bytes: 8192,
+            max_lifetime: None,
         }
     }
 
@@ -311,7 +393,7 @@ mod tests {
 
     fn code(token: &str) -> &'static str {
         match authenticate(token.as_bytes(), &keys(), &policy())
-            .and_then(|c| c.check_time(1_800_000_000_000, 0))
+            .and_then(|v| v.claims.check_time(1_800_000_000_000, 0))
         {
             Ok(()) => "active",
             Err(e) => e.code(),
@@ -330,7 +412,7 @@ mod tests {
             let token = v["token"].as_str().unwrap();
             let want = v["expect"].as_str().unwrap();
             let got = authenticate(token.as_bytes(), &keys(), &policy())
-                .and_then(|c| c.check_time(now_ms, 0).map(|()| c));
+                .and_then(|v| v.claims.check_time(now_ms, 0).map(|()| v.claims));
             match got {
                 Ok(c) => {
                     assert_eq!(want, "active", "{name}");
@@ -446,6 +528,29 @@ mod tests {
     }
 
     #[test]
+    fn inspection_shows_claims_only_of_authentic_tokens() {
+        let t = hs256(json!({"sub":"carol","iat":1.5e9,"exp":4102444800u64}));
+        let (seen, outcome) = inspect(t.as_bytes(), &keys(), &policy());
+        assert!(outcome.is_ok());
+        assert_eq!(seen.sub.as_deref(), Some("carol"));
+        assert_eq!(seen.iat, Some(1_500_000_000));
+        assert_eq!(seen.kid.as_deref(), Some("shared-hs256"));
+        let (signed, _) = t.rsplit_once('.').unwrap();
+        let (seen, outcome) = inspect(format!("{signed}.AAAA").as_bytes(), &keys(), &policy());
+        assert_eq!(outcome.err().unwrap().code(), "BADSIG");
+        assert_eq!(seen.alg.as_deref(), Some("HS256"));
+        assert_eq!((seen.sub, seen.iat, seen.exp), (None, None, None));
+    }
+
+    #[test]
+    fn the_payload_is_returned_verbatim() {
+        let t = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64,"role":"admin"}));
+        let v = authenticate(t.as_bytes(), &keys(), &policy()).unwrap();
+        let back: Value = serde_json::from_slice(&v.payload).unwrap();
+        assert_eq!(back["role"], "admin");
+    }
+
+    #[test]
     fn oversized_tokens_are_refused_before_decoding() {
         let e = authenticate(&vec![b'!'; 9000], &keys(), &policy())
             .err()
@@ -531,6 +636,13 @@ mod tests {
         );
         // With no audience configured an aud claim is fine (unlike jsonwebtoken's default).
         assert_eq!(ok(base(json!({"aud":"anything"})), &policy()), Ok(()));
+        let mut short = policy();
+        short.max_lifetime = Some(3600);
+        assert_eq!(ok(json!({"sub":"a","iat":1,"exp":3601}), &short), Ok(()));
+        assert_eq!(
+            ok(json!({"sub":"a","iat":1,"exp":3602}), &short),
+            Err("BADCLAIMS")
+        );
         let mut only_rs = policy();
         only_rs.algorithms = AlgSet::of(&[jsonwebtoken::Algorithm::RS256]);
         assert_eq!(ok(base(json!({})), &only_rs), Err("BADALG"));
