@@ -1,13 +1,14 @@
 //! Command handlers: argument parsing and replies. The logic lives in `token`, `keys`,
 //! `denylist` and `config`; errors become replies through `error::Error`.
 
+use crate::cache;
 use crate::config;
 use crate::denylist;
 use crate::denylist::RevokedBy;
 use crate::error::{quote, Error};
 use crate::keys::alg_name;
 use crate::stats;
-use crate::token::{self, Verified};
+use crate::token::{self, Claims};
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,10 +50,10 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A verified token: its claims and payload, where its revocation would be stored, and the
-/// settings it was judged by.
+/// A verified token: its claims, where its revocation would be stored, and the leeway it is
+/// judged by.
 struct Checked {
-    token: Verified,
+    claims: Claims,
     entry: String,
     subject: String,
     leeway: i64,
@@ -61,13 +62,14 @@ struct Checked {
 fn verify(token: &RedisString) -> Result<Checked, Error> {
     // Copies out of the config lock before any call back into Redis.
     let settings = config::settings();
-    let token = token::authenticate(token.as_slice(), &config::keys(), &settings.policy())?;
-    let claims = &token.claims;
+    let claims = cache::verified(token.as_slice(), || {
+        token::authenticate(token.as_slice(), &config::keys(), &settings.policy())
+    })?;
     Ok(Checked {
         entry: denylist::entry_key(&settings.prefix, &claims.sub, claims.iat),
         subject: denylist::subject_key(&settings.prefix, &claims.sub),
         leeway: settings.leeway,
-        token,
+        claims,
     })
 }
 
@@ -75,8 +77,8 @@ fn verify(token: &RedisString) -> Result<Checked, Error> {
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
 fn status(ctx: &Context, c: &Checked) -> Result<Option<RevokedBy>, Error> {
-    let revoked = denylist::revoked_by(ctx, &c.entry, &c.subject, c.token.claims.iat)?;
-    c.token.claims.check_time(now_ms(), c.leeway)?;
+    let revoked = denylist::revoked_by(ctx, &c.entry, &c.subject, c.claims.iat)?;
+    c.claims.check_time(now_ms(), c.leeway)?;
     Ok(revoked)
 }
 
@@ -99,14 +101,14 @@ pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let outcome = verify(token).and_then(|c| status(ctx, &c).map(|r| (c, r)));
     stats::count_check(outcome.as_ref().map(|(_, r)| r.is_some()));
-    let (checked, revoked) = outcome?;
+    let (_, revoked) = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
     if !with_claims {
         return Ok(code);
     }
     let claims = match revoked {
         Some(_) => RedisValue::Null,
-        None => RedisValue::StringBuffer(checked.token.payload),
+        None => RedisValue::StringBuffer(token::payload(token.as_slice())?),
     };
     Ok(RedisValue::Array(vec![code, claims]))
 }
@@ -117,7 +119,7 @@ pub fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         if status(ctx, &c)?.is_some() {
             return Ok(false);
         }
-        denylist::insert(ctx, &c.entry, c.token.claims.expires_at_ms(c.leeway))
+        denylist::insert(ctx, &c.entry, c.claims.expires_at_ms(c.leeway))
     });
     stats::count_revoke(outcome.as_ref().copied());
     Ok(RedisValue::Integer(i64::from(outcome?)))
@@ -184,7 +186,7 @@ pub fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = now_ms();
     let (status, reason) = match (&outcome, &revoked) {
         (Err(e), _) | (_, Err(e)) => (e.code().to_string(), Some(e.message().to_string())),
-        (Ok(v), Ok(r)) => match (v.claims.check_time(now, leeway), r) {
+        (Ok(claims), Ok(r)) => match (claims.check_time(now, leeway), r) {
             (Err(e), _) => (e.code().to_string(), Some(e.message().to_string())),
             (Ok(()), Some(by)) => (
                 "revoked".into(),

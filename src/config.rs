@@ -4,6 +4,7 @@
 //! `CONFIG SET` — ends in [`apply`], so a bad value is refused the same way everywhere, with an
 //! error naming the config.
 
+use crate::cache;
 use crate::error::{quote, Error};
 use crate::keys::{alg_name, AlgSet, KeySet, ALGORITHMS as ALL_ALGORITHMS};
 use crate::stats;
@@ -38,6 +39,7 @@ pub struct Settings {
     pub prefix: String,
     pub max_token_bytes: i64,
     pub max_lifetime: i64,
+    pub verify_cache_size: i64,
 }
 
 impl Settings {
@@ -66,6 +68,7 @@ static SETTINGS: LazyLock<RwLock<Settings>> = LazyLock::new(|| {
         prefix: DEFAULT_PREFIX.to_string(),
         max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         max_lifetime: DEFAULT_MAX_LIFETIME,
+        verify_cache_size: cache::DEFAULT_SIZE,
     })
 });
 
@@ -95,11 +98,13 @@ fn load_keys(path: &str) -> Result<Arc<KeySet>, Error> {
     stats::count_reload(loaded.is_ok(), now_secs());
     let set = loaded?;
     *KEYS.write().unwrap_or_else(|e| e.into_inner()) = set.clone();
+    cache::global().clear(); // a rotated-out key's tokens must fail from now on
     Ok(set)
 }
 
 fn clear_keys() {
     *KEYS.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
+    cache::global().clear();
 }
 
 fn now_secs() -> i64 {
@@ -119,10 +124,11 @@ pub enum Name {
     Prefix,
     MaxTokenBytes,
     MaxLifetime,
+    VerifyCacheSize,
 }
 
 impl Name {
-    pub const ALL: [Name; 8] = [
+    pub const ALL: [Name; 9] = [
         Name::KeysFile,
         Name::Algorithms,
         Name::Issuer,
@@ -131,6 +137,7 @@ impl Name {
         Name::Prefix,
         Name::MaxTokenBytes,
         Name::MaxLifetime,
+        Name::VerifyCacheSize,
     ];
 
     /// The name Redis knows the config by, without the `jwtdeny.` module prefix.
@@ -144,6 +151,7 @@ impl Name {
             Name::Prefix => "prefix",
             Name::MaxTokenBytes => "max-token-bytes",
             Name::MaxLifetime => "max-lifetime",
+            Name::VerifyCacheSize => "verify-cache-size",
         }
     }
 
@@ -160,13 +168,27 @@ impl Name {
             Name::Leeway => Some((MIN_LEEWAY, MAX_LEEWAY)),
             Name::MaxTokenBytes => Some((MIN_MAX_TOKEN_BYTES, MAX_MAX_TOKEN_BYTES)),
             Name::MaxLifetime => Some((MIN_MAX_LIFETIME, MAX_MAX_LIFETIME)),
+            Name::VerifyCacheSize => Some((0, cache::MAX_SIZE)),
             _ => None,
         }
     }
 }
 
-/// Validates and applies one config value, whatever route it came by.
+/// Validates and applies one config value, whatever route it came by. Whatever changes how a
+/// token is judged also empties the verification cache, so no hit outlives the rules it passed.
 pub fn apply(name: Name, value: &str) -> Result<(), String> {
+    set(name, value)?;
+    match name {
+        Name::VerifyCacheSize => {
+            cache::global().resize(usize::try_from(settings().verify_cache_size).unwrap_or(0))
+        }
+        Name::Leeway | Name::Prefix => {} // judged on every command, never cached
+        _ => cache::global().clear(),
+    }
+    Ok(())
+}
+
+fn set(name: Name, value: &str) -> Result<(), String> {
     let refuse = |why: String| format!("jwtdeny.{}: {why}", name.as_str());
     if let Some((min, max)) = name.bounds() {
         let n: i64 = value
@@ -180,6 +202,7 @@ pub fn apply(name: Name, value: &str) -> Result<(), String> {
         match name {
             Name::Leeway => s.leeway = n,
             Name::MaxLifetime => s.max_lifetime = n,
+            Name::VerifyCacheSize => s.verify_cache_size = n,
             _ => s.max_token_bytes = n,
         }
         return Ok(());
@@ -204,7 +227,8 @@ pub fn apply(name: Name, value: &str) -> Result<(), String> {
             settings_mut().prefix = value.to_string();
             Ok(())
         }
-        Name::Leeway | Name::MaxTokenBytes | Name::MaxLifetime => Ok(()), // handled above
+        // handled above
+        Name::Leeway | Name::MaxTokenBytes | Name::MaxLifetime | Name::VerifyCacheSize => Ok(()),
     }
 }
 
@@ -222,6 +246,7 @@ pub fn current(name: Name) -> String {
         Name::Prefix => s.prefix.clone(),
         Name::MaxTokenBytes => s.max_token_bytes.to_string(),
         Name::MaxLifetime => s.max_lifetime.to_string(),
+        Name::VerifyCacheSize => s.verify_cache_size.to_string(),
     }
 }
 
@@ -331,6 +356,7 @@ pub static LEEWAY: Handle = Handle(Name::Leeway);
 pub static PREFIX: Handle = Handle(Name::Prefix);
 pub static MAX_TOKEN_BYTES: Handle = Handle(Name::MaxTokenBytes);
 pub static MAX_LIFETIME: Handle = Handle(Name::MaxLifetime);
+pub static VERIFY_CACHE_SIZE: Handle = Handle(Name::VerifyCacheSize);
 
 impl ConfigurationValue<RedisString> for Handle {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
@@ -354,6 +380,7 @@ impl ConfigurationValue<i64> for Handle {
         match self.0 {
             Name::Leeway => s.leeway,
             Name::MaxLifetime => s.max_lifetime,
+            Name::VerifyCacheSize => s.verify_cache_size,
             _ => s.max_token_bytes,
         }
     }

@@ -3,6 +3,7 @@
 //! This file only registers the module: its configs and its command table. Each command is a
 //! thin wrapper whose doc comment gives the syntax and reply; the README has the full reference.
 
+mod cache;
 mod commands;
 mod config;
 mod denylist;
@@ -120,6 +121,7 @@ redis_module! {
         i64: [
             ["leeway", &config::LEEWAY, config::DEFAULT_LEEWAY, config::MIN_LEEWAY, config::MAX_LEEWAY, ConfigurationFlags::DEFAULT, None],
             ["max-lifetime", &config::MAX_LIFETIME, config::DEFAULT_MAX_LIFETIME, config::MIN_MAX_LIFETIME, config::MAX_MAX_LIFETIME, ConfigurationFlags::DEFAULT, None],
+            ["verify-cache-size", &config::VERIFY_CACHE_SIZE, cache::DEFAULT_SIZE, 0, cache::MAX_SIZE, ConfigurationFlags::DEFAULT, None],
             ["max-token-bytes", &config::MAX_TOKEN_BYTES, config::DEFAULT_MAX_TOKEN_BYTES, config::MIN_MAX_TOKEN_BYTES, config::MAX_MAX_TOKEN_BYTES, ConfigurationFlags::DEFAULT, None],
         ],
         string: [

@@ -100,6 +100,7 @@ pub fn get(counter: &AtomicU64) -> u64 {
 /// keys file's path and the reload outcome.
 fn info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
     let s = &STATS;
+    let cache = crate::cache::global();
     let mut section = ctx
         .builder()
         .add_section("") // an empty name makes the section just "jwtdeny"
@@ -121,6 +122,11 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
         .field("keys_file", crate::config::settings().keys_file.clone())?
         .field("last_reload_time", s.last_reload_time.load(Relaxed))?
         .field("last_reload_result", last_reload_result())?
+        .field("verify_cache_entries", cache.len() as u64)?
+        .field("verify_cache_capacity", cache.capacity() as u64)?
+        .field("verify_cache_hits", cache.hits)?
+        .field("verify_cache_misses", cache.misses)?
+        .field("verify_cache_memory_bytes", cache.memory_bytes() as u64)?
         .build_section()?
         .build_info()?;
     Ok(())
