@@ -1,0 +1,76 @@
+# jwtdeny — `make help` lists the targets.
+
+PORT ?= 6390
+MODULE := target/release/libjwtdeny.so
+
+# Run every recipe line in bash with errors fatal, so a failing step fails the target.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build run test lint fmt fmt-check clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+# Each Debian package is installed only when the thing it provides is absent, so this is
+# silent and touches nothing on a machine that has everything. libclang (with its builtin
+# headers) is what bindgen needs to read redismodule.h; cmake and pkg-config are not needed
+# (aws-lc-sys builds with the C compiler alone).
+deps: ## Install what is missing: redis-server, redis-cli, libclang, python3, a C compiler
+	@command -v cargo >/dev/null || { \
+		echo "make deps: cargo not found; install the Rust toolchain (rustup) first" >&2; exit 1; }
+	@missing=""; \
+	command -v redis-server >/dev/null || missing+=" redis-server"; \
+	command -v redis-cli >/dev/null || missing+=" redis-tools"; \
+	command -v python3 >/dev/null || missing+=" python3"; \
+	command -v cc >/dev/null || missing+=" gcc"; \
+	[ -e /usr/include/stdint.h ] || missing+=" libc6-dev"; \
+	if [ -z "$${LIBCLANG_PATH:-}" ] && ! { compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' && \
+		compgen -G '/usr/lib/llvm-*/lib/clang/*/include/stddef.h'; } >/dev/null; then \
+		missing+=" libclang-dev"; fi; \
+	[ -z "$$missing" ] && exit 0; \
+	echo "make deps: installing$$missing"; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null; then sudo="sudo"; \
+	else echo "make deps: not root and no sudo; install as root:$$missing" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { \
+		echo "make deps: no apt-get; install these with your package manager:$$missing" >&2; exit 1; }; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+build: deps ## Build the module: target/release/libjwtdeny.so
+	cargo build --release
+
+run: build ## Build, then serve redis.conf.example in the foreground (PORT=6390)
+	@mkdir -p run
+	@echo
+	@echo "jwtdeny on 127.0.0.1:$(PORT), keys from examples/jwks.json. In another shell:"
+	@echo
+	@echo '  TOKEN=$$(python3 examples/mint-token.py --sub alice)'
+	@echo '  redis-cli -p $(PORT) JWTDENY.CHECK "$$TOKEN"     # (integer) 1: authentic, not revoked'
+	@echo '  redis-cli -p $(PORT) JWTDENY.REVOKE "$$TOKEN"    # (integer) 1: revoked now'
+	@echo '  redis-cli -p $(PORT) JWTDENY.CHECK "$$TOKEN"     # (integer) 0: revoked'
+	@echo '  redis-cli -p $(PORT) JWTDENY.KEYS LIST'
+	@echo
+	@echo "  python3 examples/mint-token.py --help   # --ttl, --nbf, --iss, --aud for other cases"
+	@echo
+	exec redis-server redis.conf.example --port $(PORT)
+
+test: deps ## Build, then run unit and integration tests (these start their own redis-servers)
+	cargo build --release
+	cargo test --release --no-fail-fast
+
+lint: ## Run clippy on all targets with warnings as errors
+	cargo clippy --release --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt
+
+fmt-check: ## Check formatting without changing files
+	cargo fmt --check
+
+clean: ## Remove build output and make run's data dir
+	cargo clean
+	rm -rf run
