@@ -9,7 +9,7 @@ use crate::error::{quote, Error};
 use crate::keys::alg_name;
 use crate::stats;
 use crate::token::{self, Claims};
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,18 +59,73 @@ struct Checked {
     leeway: i64,
 }
 
-fn verify(token: &RedisString) -> Result<Checked, Error> {
-    // Copies out of the config lock before any call back into Redis.
-    let settings = config::settings();
-    let claims = cache::verified(token.as_slice(), || {
-        token::authenticate(token.as_slice(), &config::keys(), &settings.policy())
-    })?;
-    Ok(Checked {
-        entry: denylist::entry_key(&settings.prefix, &claims.sub, claims.iat),
-        subject: denylist::subject_key(&settings.prefix, &claims.sub),
-        leeway: settings.leeway,
-        claims,
-    })
+/// Where a command's keys come from.
+#[derive(Clone, Copy)]
+enum Keys<'a> {
+    /// Derived from the token or subject alone: the standalone forms.
+    Derived,
+    /// Also given as the leading arguments of a keyed form (`JWTDENY.K…`), so that Redis
+    /// Cluster routes the command, follows migrations and applies ACL key patterns by them.
+    Declared(&'a [RedisString]),
+}
+
+/// Takes a keyed form's `n` leading keys off its arguments. The rest keeps one leading
+/// element (the last key) standing in for the command name, so the standalone parsers apply.
+fn declared(args: &[RedisString], n: usize) -> Result<(Keys<'_>, &[RedisString]), RedisError> {
+    match (args.get(1..=n), args.get(n..)) {
+        (Some(keys), Some(rest)) if rest.len() >= 2 => Ok((Keys::Declared(keys), rest)),
+        _ => Err(RedisError::WrongArity),
+    }
+}
+
+/// Refuses to act on keys other than the ones Redis routed the command by. A keyed form must
+/// declare exactly the token's own keys (no pointing a revocation at someone else's entry); a
+/// standalone form in a cluster could be on the wrong node, so it names the keyed form instead.
+fn route(ctx: &Context, keys: Keys, derived: &[&str], command: &str) -> Result<(), Error> {
+    match keys {
+        Keys::Declared(declared) => {
+            for (given, want) in declared.iter().zip(derived) {
+                if given.as_slice() != want.as_bytes() {
+                    return Err(Error::Usage(format!(
+                        "key {} does not match the derived key {}",
+                        quote(&given.to_string_lossy()),
+                        quote(want)
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Keys::Derived if ctx.get_flags().contains(ContextFlags::CLUSTER) => {
+            Err(Error::Usage(format!(
+                "in Redis Cluster use the keyed form JWTDENY.K{command} {} ... so the command \
+                 reaches the node that holds its keys",
+                derived
+                    .iter()
+                    .map(|k| quote(k))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )))
+        }
+        Keys::Derived => Ok(()),
+    }
+}
+
+fn verify(ctx: &Context, token: &RedisString, keys: Keys, command: &str) -> Result<Checked, Error> {
+    let checked = {
+        // Copied out of the config lock before any call back into Redis.
+        let settings = config::settings();
+        let claims = cache::verified(token.as_slice(), || {
+            token::authenticate(token.as_slice(), &config::keys(), &settings.policy())
+        })?;
+        Checked {
+            entry: denylist::entry_key(&settings.prefix, &claims.sub, claims.iat),
+            subject: denylist::subject_key(&settings.prefix, &claims.sub),
+            leeway: settings.leeway,
+            claims,
+        }
+    };
+    route(ctx, keys, &[&checked.entry, &checked.subject], command)?;
+    Ok(checked)
 }
 
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
@@ -91,7 +146,16 @@ fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
 }
 
 pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (token, with_claims) = match args.as_slice() {
+    check_with(ctx, &args, Keys::Derived)
+}
+
+pub fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (keys, rest) = declared(&args, 2)?;
+    check_with(ctx, rest, keys)
+}
+
+fn check_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+    let (token, with_claims) = match args {
         [_, token] => (token, false),
         [_, token, opt] if opt.to_string_lossy().eq_ignore_ascii_case("WITHCLAIMS") => {
             (token, true)
@@ -99,7 +163,7 @@ pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         [_, _, opt] => return Err(syntax_error(opt, "WITHCLAIMS")),
         _ => return Err(RedisError::WrongArity),
     };
-    let outcome = verify(token).and_then(|c| status(ctx, &c).map(|r| (c, r)));
+    let outcome = verify(ctx, token, keys, "CHECK").and_then(|c| status(ctx, &c).map(|r| (c, r)));
     stats::count_check(outcome.as_ref().map(|(_, r)| r.is_some()));
     let (_, revoked) = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
@@ -114,8 +178,17 @@ pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 pub fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let token = single_token(&args)?;
-    let outcome = verify(token).and_then(|c| {
+    revoke_with(ctx, &args, Keys::Derived)
+}
+
+pub fn krevoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (keys, rest) = declared(&args, 2)?;
+    revoke_with(ctx, rest, keys)
+}
+
+fn revoke_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+    let token = single_token(args)?;
+    let outcome = verify(ctx, token, keys, "REVOKE").and_then(|c| {
         if status(ctx, &c)?.is_some() {
             return Ok(false);
         }
@@ -126,7 +199,16 @@ pub fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 pub fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (sub, at) = match args.as_slice() {
+    revokeall_with(ctx, &args, Keys::Derived)
+}
+
+pub fn krevokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (keys, rest) = declared(&args, 1)?;
+    revokeall_with(ctx, rest, keys)
+}
+
+fn revokeall_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+    let (sub, at) = match args {
         [_, sub] => (sub, None),
         [_, sub, kw, at] if kw.to_string_lossy().eq_ignore_ascii_case("AT") => (sub, Some(at)),
         [_, _, kw, _] => return Err(syntax_error(kw, "AT")),
@@ -161,13 +243,23 @@ pub fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             (s.max_lifetime > 0).then(|| (cutoff + s.max_lifetime + s.leeway).saturating_mul(1000));
         (denylist::subject_key(&s.prefix, sub), expiry)
     };
+    route(ctx, keys, &[&key], "REVOKEALL")?;
     stats::count_revokeall();
     let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;
     Ok(RedisValue::Integer(in_force))
 }
 
 pub fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let token = single_token(&args)?;
+    inspect_with(ctx, &args, Keys::Derived)
+}
+
+pub fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (keys, rest) = declared(&args, 2)?;
+    inspect_with(ctx, rest, keys)
+}
+
+fn inspect_with(ctx: &Context, args: &[RedisString], declared: Keys) -> RedisResult {
+    let token = single_token(args)?;
     let (seen, outcome, prefix, leeway) = {
         let s = config::settings();
         let (seen, outcome) = token::inspect(token.as_slice(), &config::keys(), &s.policy());
@@ -179,6 +271,9 @@ pub fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             denylist::subject_key(&prefix, sub),
         )
     });
+    if let Some((entry, subject)) = &keys {
+        route(ctx, declared, &[entry, subject], "INSPECT")?;
+    }
     let revoked = match (&keys, seen.iat) {
         (Some((entry, subject)), Some(iat)) => denylist::revoked_by(ctx, entry, subject, iat),
         _ => Ok(None),

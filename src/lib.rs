@@ -55,6 +55,31 @@ fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     commands::guard(ctx, args, commands::inspect)
 }
 
+// The keyed forms, for Redis Cluster: the same commands with the token's keys declared as
+// their first arguments (`<entry-key> <subject-key>`, or `<subject-key>` for REVOKEALL), so
+// Redis routes them, follows slot migrations and applies ACL key patterns. Any key other than
+// the token's own is refused.
+
+/// `JWTDENY.KCHECK <entry-key> <subject-key> <token> [WITHCLAIMS]` → as JWTDENY.CHECK.
+fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::kcheck)
+}
+
+/// `JWTDENY.KREVOKE <entry-key> <subject-key> <token>` → as JWTDENY.REVOKE.
+fn krevoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::krevoke)
+}
+
+/// `JWTDENY.KREVOKEALL <subject-key> <sub> [AT <unix-seconds>]` → as JWTDENY.REVOKEALL.
+fn krevokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::krevokeall)
+}
+
+/// `JWTDENY.KINSPECT <entry-key> <subject-key> <token>` → as JWTDENY.INSPECT.
+fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::kinspect)
+}
+
 /// `JWTDENY.KEYS RELOAD` → number of keys loaded (a bad file keeps the old keys and errors);
 /// `JWTDENY.KEYS LIST` → per key `[kid, <kid>, kty, <kty>, algorithms, [<alg>…]]`, never material.
 fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -116,6 +141,10 @@ redis_module! {
         ["jwtdeny.revoke", revoke, "write deny-oom fast", 0, 0, 0, "", "jwtdeny"],
         ["jwtdeny.revokeall", revokeall, "write deny-oom fast", 0, 0, 0, "", "jwtdeny"],
         ["jwtdeny.keys", keys, "admin deny-script", 0, 0, 0, "", "jwtdeny"],
+        ["jwtdeny.kcheck", kcheck, "readonly fast", 1, 2, 1, "", "jwtdeny"],
+        ["jwtdeny.kinspect", kinspect, "readonly fast", 1, 2, 1, "", "jwtdeny"],
+        ["jwtdeny.krevoke", krevoke, "write deny-oom fast", 1, 2, 1, "", "jwtdeny"],
+        ["jwtdeny.krevokeall", krevokeall, "write deny-oom fast", 1, 1, 1, "", "jwtdeny"],
     ],
     configurations: [
         i64: [
