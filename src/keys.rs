@@ -124,6 +124,10 @@ impl KeySet {
         self.keys.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Key> {
         self.keys.iter()
     }
@@ -182,7 +186,7 @@ impl KeySet {
 
     /// Chooses the key for a token whose header names `kid` (if any) and `alg`.
     pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&Key, Error> {
-        if self.keys.is_empty() {
+        if self.is_empty() {
             return Err(Error::NoKey("no verification keys are loaded".into()));
         }
         if let Some(kid) = kid {

@@ -6,23 +6,24 @@
 mod cache;
 mod commands;
 mod config;
-mod denylist;
-mod error;
-mod keys;
 mod stats;
-mod token;
+// Pure Rust, no Redis calls in their parsing paths: public for fuzz/ and benches.
+pub mod denylist;
+pub mod error;
+pub mod keys;
+pub mod token;
 
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, AclCategory, Context, RedisResult, RedisString, Status};
 
-// Unit tests run without a server, so they cannot use Redis's allocator.
-#[cfg(not(test))]
+// Unit tests, fuzzing and benches run without a server, so they cannot use Redis's allocator.
+#[cfg(not(any(test, feature = "system-alloc")))]
 macro_rules! get_allocator {
     () => {
         redis_module::alloc::RedisAlloc
     };
 }
-#[cfg(test)]
+#[cfg(any(test, feature = "system-alloc"))]
 macro_rules! get_allocator {
     () => {
         std::alloc::System
