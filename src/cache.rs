@@ -48,6 +48,7 @@ pub struct Cache {
     slots: Vec<Slot>,
     index: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>>,
     hand: usize,
+    generation: u64,
     pub hits: u64,
     pub misses: u64,
 }
@@ -67,6 +68,7 @@ impl Cache {
             slots: Vec::new(),
             index: HashMap::default(),
             hand: 0,
+            generation: 0,
             hits: 0,
             misses: 0,
         }
@@ -138,6 +140,7 @@ impl Cache {
 
     /// Forgets every entry (keys or validation settings changed); counters are kept.
     pub fn clear(&mut self) {
+        self.generation += 1;
         self.slots.clear();
         self.index.clear();
         self.hand = 0;
@@ -181,25 +184,54 @@ pub fn global() -> MutexGuard<'static, Cache> {
     })
 }
 
+/// What the cache knows of a token.
+pub enum Lookup {
+    /// Verified earlier under the current keys and rules.
+    Hit(Claims),
+    /// Not cached: verify it, then [`store`] the result under this digest and generation.
+    Miss(Digest, u64),
+    /// The cache is off.
+    Off,
+}
+
+pub fn lookup(token: &[u8]) -> Lookup {
+    let mut cache = global();
+    if !cache.enabled() {
+        return Lookup::Off;
+    }
+    let digest = cache.digest(token);
+    match cache.get(&digest) {
+        Some(claims) => Lookup::Hit(claims),
+        None => Lookup::Miss(digest, cache.generation),
+    }
+}
+
+/// Keeps a verification made under `generation`, unless keys or rules changed since.
+pub fn store(digest: Digest, generation: u64, claims: &Claims) {
+    let mut cache = global();
+    if cache.generation == generation {
+        cache.insert(digest, claims.clone());
+    }
+}
+
+/// The current generation: it moves on every clear, so work started before a key rotation or
+/// a rule change can tell that it is stale.
+pub fn generation() -> u64 {
+    global().generation
+}
+
 /// Verifies through the cache: a hit returns the claims verified earlier, a miss runs `verify`
-/// and keeps its success.
+/// (without holding the cache) and keeps its success.
 pub fn verified<E>(token: &[u8], verify: impl FnOnce() -> Result<Claims, E>) -> Result<Claims, E> {
-    let digest = {
-        let mut cache = global();
-        if !cache.enabled() {
-            drop(cache);
-            return verify();
+    match lookup(token) {
+        Lookup::Hit(claims) => Ok(claims),
+        Lookup::Off => verify(),
+        Lookup::Miss(digest, generation) => {
+            let claims = verify()?;
+            store(digest, generation, &claims);
+            Ok(claims)
         }
-        let digest = cache.digest(token);
-        if let Some(claims) = cache.get(&digest) {
-            return Ok(claims);
-        }
-        digest
-    };
-    // The lock is not held during the signature check.
-    let claims = verify()?;
-    global().insert(digest, claims.clone());
-    Ok(claims)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use crate::error::{quote, Error};
 use crate::keys::alg_name;
 use crate::stats;
 use crate::token::{self, Claims};
-use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use crate::workers;
+use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -110,13 +112,21 @@ fn route(ctx: &Context, keys: Keys, derived: &[&str], command: &str) -> Result<(
     }
 }
 
-fn verify(ctx: &Context, token: &RedisString, keys: Keys, command: &str) -> Result<Checked, Error> {
+/// Verifies a token's signature and claims now, on this thread.
+fn authenticate(token: &[u8]) -> Result<Claims, Error> {
+    token::authenticate(token, &config::keys(), &config::settings().policy())
+}
+
+/// Verifies through the verification cache.
+fn claims_of(token: &RedisString) -> Result<Claims, Error> {
+    cache::verified(token.as_slice(), || authenticate(token.as_slice()))
+}
+
+/// Derives where a verified token's revocation lives, and checks the command may act there.
+fn locate(ctx: &Context, claims: Claims, keys: Keys, command: &str) -> Result<Checked, Error> {
     let checked = {
         // Copied out of the config lock before any call back into Redis.
         let settings = config::settings();
-        let claims = cache::verified(token.as_slice(), || {
-            token::authenticate(token.as_slice(), &config::keys(), &settings.policy())
-        })?;
         Checked {
             entry: denylist::entry_key(&settings.prefix, &claims.sub, claims.iat),
             subject: denylist::subject_key(&settings.prefix, &claims.sub),
@@ -126,6 +136,10 @@ fn verify(ctx: &Context, token: &RedisString, keys: Keys, command: &str) -> Resu
     };
     route(ctx, keys, &[&checked.entry, &checked.subject], command)?;
     Ok(checked)
+}
+
+fn verify(ctx: &Context, token: &RedisString, keys: Keys, command: &str) -> Result<Checked, Error> {
+    locate(ctx, claims_of(token)?, keys, command)
 }
 
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
@@ -154,16 +168,83 @@ pub fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     check_with(ctx, rest, keys)
 }
 
-fn check_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
-    let (token, with_claims) = match args {
+fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> {
+    Ok(match args {
         [_, token] => (token, false),
         [_, token, opt] if opt.to_string_lossy().eq_ignore_ascii_case("WITHCLAIMS") => {
             (token, true)
         }
         [_, _, opt] => return Err(syntax_error(opt, "WITHCLAIMS")),
         _ => return Err(RedisError::WrongArity),
+    })
+}
+
+fn check_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+    let (token, with_claims) = check_args(args)?;
+    let (digest, generation) = match cache::lookup(token.as_slice()) {
+        cache::Lookup::Hit(claims) => {
+            return finish_check(ctx, token, with_claims, keys, Ok(claims))
+        }
+        cache::Lookup::Miss(digest, generation) => (Some(digest), generation),
+        cache::Lookup::Off => (None, cache::generation()),
     };
-    let outcome = verify(ctx, token, keys, "CHECK").and_then(|c| status(ctx, &c).map(|r| (c, r)));
+    if workers::submit(ctx, token.as_slice(), digest, generation, check_reply) {
+        return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
+    }
+    let claims = authenticate(token.as_slice());
+    if let (Ok(c), Some(d)) = (&claims, digest) {
+        cache::store(d, generation, c);
+    }
+    finish_check(ctx, token, with_claims, keys, claims)
+}
+
+/// Reply callback of a CHECK or KCHECK whose token a worker verified: runs on the main thread
+/// with the command's original arguments.
+unsafe extern "C" fn check_reply(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    let reply = guard(&context, args, |ctx, args| {
+        let keyed = args.first().is_some_and(|name| {
+            name.to_string_lossy()
+                .eq_ignore_ascii_case("jwtdeny.kcheck")
+        });
+        let (keys, rest) = if keyed {
+            declared(&args, 2)?
+        } else {
+            (Keys::Derived, args.as_slice())
+        };
+        let (token, with_claims) = check_args(rest)?;
+        let claims = match workers::take_done(ctx) {
+            Some(done) if done.generation == cache::generation() => {
+                if let (Ok(c), Some(d)) = (&done.result, done.digest) {
+                    cache::store(d, done.generation, c);
+                }
+                done.result
+            }
+            // Keys or rules changed while it was queued: judge it by the current ones.
+            _ => claims_of(token),
+        };
+        finish_check(ctx, token, with_claims, keys, claims)
+    });
+    context.reply(reply) as c_int
+}
+
+/// The main-thread half of CHECK: where the token's revocation would be, whether it is there,
+/// and the reply.
+fn finish_check(
+    ctx: &Context,
+    token: &RedisString,
+    with_claims: bool,
+    keys: Keys,
+    claims: Result<Claims, Error>,
+) -> RedisResult {
+    let outcome = claims
+        .and_then(|claims| locate(ctx, claims, keys, "CHECK"))
+        .and_then(|c| status(ctx, &c).map(|r| (c, r)));
     stats::count_check(outcome.as_ref().map(|(_, r)| r.is_some()));
     let (_, revoked) = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });

@@ -9,6 +9,7 @@ use crate::error::{quote, Error};
 use crate::keys::{alg_name, AlgSet, KeySet, ALGORITHMS as ALL_ALGORITHMS};
 use crate::stats;
 use crate::token::Policy;
+use crate::workers;
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{RedisError, RedisString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,7 @@ pub struct Settings {
     pub max_token_bytes: i64,
     pub max_lifetime: i64,
     pub verify_cache_size: i64,
+    pub workers: i64,
 }
 
 impl Settings {
@@ -69,6 +71,7 @@ static SETTINGS: LazyLock<RwLock<Settings>> = LazyLock::new(|| {
         max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         max_lifetime: DEFAULT_MAX_LIFETIME,
         verify_cache_size: cache::DEFAULT_SIZE,
+        workers: workers::DEFAULT_WORKERS,
     })
 });
 
@@ -125,10 +128,11 @@ pub enum Name {
     MaxTokenBytes,
     MaxLifetime,
     VerifyCacheSize,
+    Workers,
 }
 
 impl Name {
-    pub const ALL: [Name; 9] = [
+    pub const ALL: [Name; 10] = [
         Name::KeysFile,
         Name::Algorithms,
         Name::Issuer,
@@ -138,6 +142,7 @@ impl Name {
         Name::MaxTokenBytes,
         Name::MaxLifetime,
         Name::VerifyCacheSize,
+        Name::Workers,
     ];
 
     /// The name Redis knows the config by, without the `jwtdeny.` module prefix.
@@ -152,6 +157,7 @@ impl Name {
             Name::MaxTokenBytes => "max-token-bytes",
             Name::MaxLifetime => "max-lifetime",
             Name::VerifyCacheSize => "verify-cache-size",
+            Name::Workers => "workers",
         }
     }
 
@@ -169,6 +175,7 @@ impl Name {
             Name::MaxTokenBytes => Some((MIN_MAX_TOKEN_BYTES, MAX_MAX_TOKEN_BYTES)),
             Name::MaxLifetime => Some((MIN_MAX_LIFETIME, MAX_MAX_LIFETIME)),
             Name::VerifyCacheSize => Some((0, cache::MAX_SIZE)),
+            Name::Workers => Some((0, workers::MAX_WORKERS)),
             _ => None,
         }
     }
@@ -182,6 +189,7 @@ pub fn apply(name: Name, value: &str) -> Result<(), String> {
         Name::VerifyCacheSize => {
             cache::global().resize(usize::try_from(settings().verify_cache_size).unwrap_or(0))
         }
+        Name::Workers => workers::resize(usize::try_from(settings().workers).unwrap_or(0)),
         Name::Leeway | Name::Prefix => {} // judged on every command, never cached
         _ => cache::global().clear(),
     }
@@ -203,6 +211,7 @@ fn set(name: Name, value: &str) -> Result<(), String> {
             Name::Leeway => s.leeway = n,
             Name::MaxLifetime => s.max_lifetime = n,
             Name::VerifyCacheSize => s.verify_cache_size = n,
+            Name::Workers => s.workers = n,
             _ => s.max_token_bytes = n,
         }
         return Ok(());
@@ -228,7 +237,11 @@ fn set(name: Name, value: &str) -> Result<(), String> {
             Ok(())
         }
         // handled above
-        Name::Leeway | Name::MaxTokenBytes | Name::MaxLifetime | Name::VerifyCacheSize => Ok(()),
+        Name::Leeway
+        | Name::MaxTokenBytes
+        | Name::MaxLifetime
+        | Name::VerifyCacheSize
+        | Name::Workers => Ok(()),
     }
 }
 
@@ -247,6 +260,7 @@ pub fn current(name: Name) -> String {
         Name::MaxTokenBytes => s.max_token_bytes.to_string(),
         Name::MaxLifetime => s.max_lifetime.to_string(),
         Name::VerifyCacheSize => s.verify_cache_size.to_string(),
+        Name::Workers => s.workers.to_string(),
     }
 }
 
@@ -357,6 +371,7 @@ pub static PREFIX: Handle = Handle(Name::Prefix);
 pub static MAX_TOKEN_BYTES: Handle = Handle(Name::MaxTokenBytes);
 pub static MAX_LIFETIME: Handle = Handle(Name::MaxLifetime);
 pub static VERIFY_CACHE_SIZE: Handle = Handle(Name::VerifyCacheSize);
+pub static WORKERS: Handle = Handle(Name::Workers);
 
 impl ConfigurationValue<RedisString> for Handle {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
@@ -381,6 +396,7 @@ impl ConfigurationValue<i64> for Handle {
             Name::Leeway => s.leeway,
             Name::MaxLifetime => s.max_lifetime,
             Name::VerifyCacheSize => s.verify_cache_size,
+            Name::Workers => s.workers,
             _ => s.max_token_bytes,
         }
     }

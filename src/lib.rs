@@ -7,6 +7,7 @@ mod cache;
 mod commands;
 mod config;
 mod stats;
+mod workers;
 // Pure Rust, no Redis calls in their parsing paths: public for fuzz/ and benches.
 pub mod denylist;
 pub mod error;
@@ -111,6 +112,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 }
 
 fn deinit(_ctx: &Context) -> Status {
+    workers::stop(); // no thread of ours may outlive the unloaded code
     config::stop();
     Status::Ok
 }
@@ -151,6 +153,7 @@ redis_module! {
         i64: [
             ["leeway", &config::LEEWAY, config::DEFAULT_LEEWAY, config::MIN_LEEWAY, config::MAX_LEEWAY, ConfigurationFlags::DEFAULT, None],
             ["max-lifetime", &config::MAX_LIFETIME, config::DEFAULT_MAX_LIFETIME, config::MIN_MAX_LIFETIME, config::MAX_MAX_LIFETIME, ConfigurationFlags::DEFAULT, None],
+            ["workers", &config::WORKERS, workers::DEFAULT_WORKERS, 0, workers::MAX_WORKERS, ConfigurationFlags::DEFAULT, None],
             ["verify-cache-size", &config::VERIFY_CACHE_SIZE, cache::DEFAULT_SIZE, 0, cache::MAX_SIZE, ConfigurationFlags::DEFAULT, None],
             ["max-token-bytes", &config::MAX_TOKEN_BYTES, config::DEFAULT_MAX_TOKEN_BYTES, config::MIN_MAX_TOKEN_BYTES, config::MAX_MAX_TOKEN_BYTES, ConfigurationFlags::DEFAULT, None],
         ],
