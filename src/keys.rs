@@ -137,10 +137,12 @@ impl KeySet {
         if path.is_empty() {
             return Err(Error::KeysFile("jwtdeny.keys-file is not set".into()));
         }
+        // The path is the operator's own, shown in full (escaped, never truncated).
+        let shown = format!("'{}'", path.escape_debug());
         let bytes = std::fs::read(path)
-            .map_err(|e| Error::KeysFile(format!("cannot read {}: {e}", quote(path))))?;
+            .map_err(|e| Error::KeysFile(format!("cannot read {shown}: {e}")))?;
         KeySet::from_json(&bytes).map_err(|e| match e {
-            Error::KeysFile(m) => Error::KeysFile(format!("{}: {m}", quote(path))),
+            Error::KeysFile(m) => Error::KeysFile(format!("{shown}: {m}")),
             other => other,
         })
     }

@@ -1,0 +1,157 @@
+'use strict';
+
+// The classic "JWT + Redis denylist" Express pattern, rebuilt on the jwtdeny module:
+// the app does not verify tokens itself nor build `userId + iat` keys. It sends the
+// bearer token to Redis and jwtdeny verifies the signature and claims, consults the
+// denylist and answers with the claims, in one round trip:
+//
+//   JWTDENY.CHECK <token> WITHCLAIMS   -> [1, "<claims JSON>"] | [0, nil] | error reply
+//   JWTDENY.REVOKE <token>             -> 1 (revoked now) | 0 (already revoked)
+//   JWTDENY.REVOKEALL <sub>            -> cutoff: tokens of <sub> issued at or before it are refused
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const express = require('express');
+const { ErrorReply } = require('redis');
+
+const DEFAULT_JWKS_FILE = path.resolve(__dirname, '..', 'jwks.json');
+const DEFAULT_KID = 'demo-hs256';
+
+// Error codes jwtdeny answers for a token it refuses: the first word of the error reply.
+// Anything else (ERR unknown command, LOADING, READONLY, NOPERM, ...) is a server-side
+// problem, not the client's fault, so it is answered 503 rather than 401.
+const TOKEN_ERRORS = new Set([
+  'MALFORMED', 'BADALG', 'NOKEY', 'BADSIG', 'BADCLAIMS', 'EXPIRED', 'NOTYET',
+]);
+
+// Demo users for /login. A real app checks a password hash from its user store.
+const DEMO_USERS = { alice: 'wonderland', bob: 'builder' };
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+// Reads the HS256 (`oct`) key with the given kid from a JWKS file: the same file
+// redis-server loads with `jwtdeny.keys-file`, so the tokens minted here verify there.
+function loadSigningKey(jwksFile = DEFAULT_JWKS_FILE, kid = DEFAULT_KID) {
+  const jwks = JSON.parse(fs.readFileSync(jwksFile, 'utf8'));
+  const jwk = (jwks.keys || []).find((k) => k.kid === kid);
+  if (!jwk) throw new Error(`no key with kid ${JSON.stringify(kid)} in ${jwksFile}`);
+  if (jwk.kty !== 'oct' || typeof jwk.k !== 'string' || (jwk.alg && jwk.alg !== 'HS256')) {
+    throw new Error(`key ${JSON.stringify(kid)} in ${jwksFile} is not an HS256 oct key`);
+  }
+  return { kid, secret: Buffer.from(jwk.k, 'base64url') };
+}
+
+// Mints a compact HS256 JWS with node's crypto. `claims` is used as given (sub, iat, exp, ...).
+function mintToken(key, claims) {
+  const header = { alg: 'HS256', typ: 'JWT', kid: key.kid };
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  const sig = crypto.createHmac('sha256', key.secret).update(input).digest();
+  return `${input}.${b64url(sig)}`;
+}
+
+function bearerToken(req) {
+  const m = /^Bearer +(\S+) *$/i.exec(req.get('authorization') || '');
+  return m ? m[1] : null;
+}
+
+function passwordMatches(expected, given) {
+  // Compare digests so that timingSafeEqual gets equal lengths.
+  const a = crypto.createHash('sha256').update(String(expected)).digest();
+  const b = crypto.createHash('sha256').update(String(given)).digest();
+  return crypto.timingSafeEqual(a, b);
+}
+
+// createApp(client, options) -> Express app.
+//   client: a connected node-redis (v4/v5) client. Create it with `disableOfflineQueue: true`
+//           so requests fail fast (503) while Redis is unreachable instead of waiting in
+//           the offline queue.
+//   options.jwksFile / options.kid: the signing key for /login (default ../jwks.json, demo-hs256).
+//   options.key: a { kid, secret } signing key, instead of reading jwksFile.
+//   options.users: { username: password } for /login (default: the demo users).
+//   options.ttlSeconds: lifetime of minted tokens (default 900).
+function createApp(client, options = {}) {
+  const key = options.key || loadSigningKey(options.jwksFile, options.kid);
+  const users = options.users || DEMO_USERS;
+  const ttlSeconds = options.ttlSeconds || 900;
+
+  // Answers a failed Redis call: 401 with the code for a refused token, 503 otherwise.
+  function replyError(res, err) {
+    if (err instanceof ErrorReply) {
+      const code = err.message.split(' ', 1)[0];
+      if (TOKEN_ERRORS.has(code)) {
+        res.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+        return res.status(401).json({ error: code });
+      }
+    }
+    console.error(`jwtdeny example: redis call failed: ${err.message}`);
+    return res.status(503).json({ error: 'unavailable' });
+  }
+
+  // The middleware: one JWTDENY.CHECK ... WITHCLAIMS per request.
+  async function authenticate(req, res, next) {
+    const token = bearerToken(req);
+    if (!token) {
+      res.set('WWW-Authenticate', 'Bearer');
+      return res.status(401).json({ error: 'missing bearer token' });
+    }
+    let reply;
+    try {
+      reply = await client.sendCommand(['JWTDENY.CHECK', token, 'WITHCLAIMS']);
+    } catch (err) {
+      return replyError(res, err);
+    }
+    const [active, claims] = reply;
+    if (active !== 1) {
+      res.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+      return res.status(401).json({ error: 'revoked' });
+    }
+    req.user = JSON.parse(claims);
+    req.token = token;
+    return next();
+  }
+
+  const app = express();
+  app.use(express.json());
+
+  app.post('/login', (req, res) => {
+    const { username, password } = req.body || {};
+    if (typeof username !== 'string' || !Object.hasOwn(users, username) ||
+        !passwordMatches(users[username], password)) {
+      return res.status(401).json({ error: 'bad credentials' });
+    }
+    const iat = Math.floor(Date.now() / 1000);
+    const token = mintToken(key, { sub: username, iat, exp: iat + ttlSeconds });
+    return res.json({ token, token_type: 'Bearer', expires_in: ttlSeconds });
+  });
+
+  app.get('/me', authenticate, (req, res) => res.json(req.user));
+
+  // Revokes this token only (jwtdeny keys the entry by sub and iat, and expires it with the token).
+  app.post('/logout', authenticate, async (req, res) => {
+    try {
+      const revoked = await client.sendCommand(['JWTDENY.REVOKE', req.token]);
+      return res.json({ revoked: revoked === 1 });
+    } catch (err) {
+      return replyError(res, err);
+    }
+  });
+
+  // Revokes every token of this subject issued up to now (its iat <= the cutoff).
+  app.post('/logout-all', authenticate, async (req, res) => {
+    if (typeof req.user.sub !== 'string' || req.user.sub === '') {
+      return res.status(400).json({ error: 'token has no sub' });
+    }
+    try {
+      const cutoff = await client.sendCommand(['JWTDENY.REVOKEALL', req.user.sub]);
+      return res.json({ cutoff: Number(cutoff) });
+    } catch (err) {
+      return replyError(res, err);
+    }
+  });
+
+  return app;
+}
+
+module.exports = createApp;
+Object.assign(module.exports, { createApp, loadSigningKey, mintToken, TOKEN_ERRORS });

@@ -1,0 +1,1042 @@
+//! Harness shared by the integration tests: real `redis-server` processes with the built module
+//! on free ports, a tiny RESP2 client, and tokens minted from the test vectors' private keys.
+//!
+//! Each test binary includes this file with `mod common;` and uses a different subset of it.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::Value;
+
+/// How long a server may take to answer PING after being spawned.
+pub const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long any single reply may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline for things that happen asynchronously (replication, log lines).
+pub const ASYNC_DEADLINE: Duration = Duration::from_secs(10);
+/// `exp` of every valid vector and of long-lived minted tokens: 2100-01-01.
+pub const FAR_EXP: i64 = 4_102_444_800;
+/// `iat` used by minted tokens unless a test cares.
+pub const SOME_IAT: i64 = 1_767_225_600;
+
+// ---------------------------------------------------------------------------------------------
+// Paths
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn vectors_dir() -> PathBuf {
+    repo_root().join("tests").join("vectors")
+}
+
+/// The JWKS matching the vectors; use it as `jwtdeny.keys-file`.
+pub fn jwks_path() -> PathBuf {
+    vectors_dir().join("jwks.json")
+}
+
+/// The built module: `$JWTDENY_MODULE`, else `libjwtdeny.so` in the profile directory of the
+/// running test binary (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/`).
+pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("JWTDENY_MODULE") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "JWTDENY_MODULE={} is not a file", p.display());
+        return p;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let so = profile_dir.join("libjwtdeny.so");
+    assert!(
+        so.is_file(),
+        "module not found at {}: run `cargo build --release` first (or set JWTDENY_MODULE)",
+        so.display()
+    );
+    // `cargo test` does not rebuild a cdylib-only library: refuse to test a stale module.
+    let built = fs::metadata(&so).and_then(|m| m.modified()).expect("mtime");
+    if let Some(newer) = newest_source().filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {}: run `cargo build --release` first (or set JWTDENY_MODULE)",
+            so.display(),
+            newer.1.display()
+        );
+    }
+    so
+}
+
+/// The most recently modified of src/**, Cargo.toml and Cargo.lock.
+fn newest_source() -> Option<(SystemTime, PathBuf)> {
+    fn walk(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
+        let Ok(meta) = fs::metadata(path) else { return };
+        if meta.is_dir() {
+            for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(t) = meta.modified() {
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                *newest = Some((t, path.to_path_buf()));
+            }
+        }
+    }
+    let mut newest = None;
+    for p in ["src", "Cargo.toml", "Cargo.lock"] {
+        walk(&repo_root().join(p), &mut newest);
+    }
+    newest
+}
+
+/// The server binary: `$JWTDENY_SERVER_BIN` (e.g. a `valkey-server`), else `redis-server`.
+pub fn server_bin() -> std::ffi::OsString {
+    std::env::var_os("JWTDENY_SERVER_BIN").unwrap_or_else(|| "redis-server".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporary directories
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory, removed on drop unless the test is failing (then it is kept for
+/// inspection and its path is printed).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "jwtdeny-test-{}-{}-{}-{}",
+            std::process::id(),
+            n,
+            nanos,
+            tag
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("(kept {} for inspection)", self.0.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Quotes one argument for a redis.conf line (the server splits lines like a shell would).
+pub fn conf_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub struct ServerBuilder {
+    dir: TempDir,
+    load_module: bool,
+    module_args: Vec<String>,
+    conf: Vec<String>,
+}
+
+impl ServerBuilder {
+    pub fn new() -> ServerBuilder {
+        ServerBuilder {
+            dir: TempDir::new("redis"),
+            load_module: true,
+            module_args: Vec::new(),
+            conf: Vec::new(),
+        }
+    }
+
+    /// The server's `dir`, which exists already: tests put keys files there before starting.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `jwtdeny.keys-file <path>` as a config-file line.
+    pub fn keys_file(self, path: impl AsRef<Path>) -> Self {
+        let line = format!(
+            "jwtdeny.keys-file {}",
+            conf_quote(&path.as_ref().to_string_lossy())
+        );
+        self.conf(line)
+    }
+
+    /// The vectors' JWKS as keys file.
+    pub fn vector_keys(self) -> Self {
+        self.keys_file(jwks_path())
+    }
+
+    /// A line appended to the config file, after `loadmodule`.
+    pub fn conf(mut self, line: impl Into<String>) -> Self {
+        self.conf.push(line.into());
+        self
+    }
+
+    /// Arguments after the `.so` on the `loadmodule` line.
+    pub fn module_args(mut self, args: &[&str]) -> Self {
+        self.module_args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Start without `loadmodule` (for `MODULE LOADEX`).
+    pub fn without_module(mut self) -> Self {
+        self.load_module = false;
+        self
+    }
+
+    /// AOF on, fsynced on every write.
+    pub fn aof(self) -> Self {
+        self.conf("appendonly yes").conf("appendfsync always")
+    }
+
+    pub fn replica_of(self, master: &Server) -> Self {
+        let line = format!("replicaof 127.0.0.1 {}", master.port);
+        self.conf(line)
+    }
+
+    fn config_text(&self, port: u16) -> String {
+        let dir = self.dir.path();
+        let mut lines = vec![
+            format!("port {port}"),
+            "bind 127.0.0.1".to_string(),
+            format!("dir {}", conf_quote(&dir.to_string_lossy())),
+            format!(
+                "logfile {}",
+                conf_quote(&dir.join("redis.log").to_string_lossy())
+            ),
+            "daemonize no".to_string(),
+            "save \"\"".to_string(),
+            "appendonly no".to_string(),
+            "enable-module-command yes".to_string(),
+            "enable-debug-command yes".to_string(),
+            // A master waits 5 s by default for more replicas before a diskless full sync.
+            "repl-diskless-sync-delay 0".to_string(),
+        ];
+        if self.load_module {
+            let mut line = format!(
+                "loadmodule {}",
+                conf_quote(&module_path().to_string_lossy())
+            );
+            for a in &self.module_args {
+                line.push(' ');
+                line.push_str(&conf_quote(a));
+            }
+            lines.push(line);
+        }
+        lines.extend(self.conf.iter().cloned());
+        let mut text = lines.join("\n");
+        text.push('\n');
+        text
+    }
+
+    /// Spawns the server and waits until it answers PING; panics with its log otherwise.
+    pub fn start(self) -> Server {
+        // The port may be taken between probing it and the server binding it (another test's
+        // server or an outgoing connection): then try another one.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let conf_path = self.dir.path().join("redis.conf");
+            fs::write(&conf_path, self.config_text(port)).expect("write redis.conf");
+            let mut server = Server {
+                port,
+                conf_path,
+                child: None,
+                conn: RefCell::new(None),
+                dir: None,
+            };
+            server.spawn_in(self.dir.path());
+            match server.wait_ready(self.dir.path()) {
+                Ok(()) => {
+                    server.dir = Some(self.dir);
+                    return server;
+                }
+                Err(log) => {
+                    server.kill();
+                    if log.contains("Address already in use") {
+                        last_log = log;
+                        continue;
+                    }
+                    server.dir = Some(self.dir);
+                    panic!("redis-server did not come up:\n{log}");
+                }
+            }
+        }
+        panic!("no free port after 5 attempts:\n{last_log}");
+    }
+
+    /// Spawns the server expecting it to refuse to start; returns its log and output.
+    pub fn start_expect_failure(self) -> String {
+        let port = free_port();
+        let conf_path = self.dir.path().join("redis.conf");
+        fs::write(&conf_path, self.config_text(port)).expect("write redis.conf");
+        let mut server = Server {
+            port,
+            conf_path,
+            child: None,
+            conn: RefCell::new(None),
+            dir: Some(self.dir),
+        };
+        server.spawn();
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if server.try_wait().is_some() {
+                return server.log();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "redis-server was expected to refuse to start but is still running:\n{}",
+                    server.log()
+                );
+            }
+            if let Ok(mut c) = Conn::connect(server.port) {
+                if let Ok(Reply::Status(s)) = c.try_cmd(&["PING"]) {
+                    if s == "PONG" {
+                        panic!(
+                            "redis-server was expected to refuse to start but answers PING:\n{}",
+                            server.log()
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder::new()
+    }
+}
+
+/// A running `redis-server`, killed (and reaped) on drop. Its log is printed when a test fails
+/// while it is alive.
+pub struct Server {
+    pub port: u16,
+    conf_path: PathBuf,
+    child: Option<Child>,
+    conn: RefCell<Option<Conn>>,
+    dir: Option<TempDir>,
+}
+
+impl Server {
+    /// A server with the module and the vectors' JWKS, defaults otherwise.
+    pub fn with_vector_keys() -> Server {
+        ServerBuilder::new().vector_keys().start()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or_else(|| self.conf_path.parent().expect("conf dir"))
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.conf_path.parent().expect("conf dir").to_path_buf();
+        self.spawn_in(&dir);
+    }
+
+    fn spawn_in(&mut self, dir: &Path) {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stdout.log"))
+            .expect("open stdout.log");
+        let err = out.try_clone().expect("clone stdout.log");
+        let child = Command::new(server_bin())
+            .arg(&self.conf_path)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn redis-server (is it installed?)");
+        self.child = Some(child);
+    }
+
+    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("try_wait"))
+    }
+
+    /// Waits for PING → PONG; on death or timeout returns the log.
+    fn wait_ready(&mut self, dir: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Err(format!(
+                    "redis-server exited with {status}\n{}",
+                    read_logs(dir)
+                ));
+            }
+            if let Ok(mut c) = Conn::connect(self.port) {
+                match c.try_cmd(&["PING"]) {
+                    Ok(Reply::Status(s)) if s == "PONG" => return Ok(()),
+                    _ => {} // LOADING, or not accepting yet
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "redis-server did not answer PING within {STARTUP_DEADLINE:?}\n{}",
+                    read_logs(dir)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: nothing is saved or flushed beyond what the server already did.
+    pub fn kill(&mut self) {
+        self.conn.borrow_mut().take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port, dir and config.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        let dir = self.dir().to_path_buf();
+        if let Err(log) = self.wait_ready(&dir) {
+            panic!("redis-server did not come back after restart:\n{log}");
+        }
+    }
+
+    /// The server log plus anything it printed on stdout/stderr.
+    pub fn log(&self) -> String {
+        read_logs(self.dir())
+    }
+
+    /// A new connection.
+    pub fn conn(&self) -> Conn {
+        Conn::connect(self.port)
+            .unwrap_or_else(|e| panic!("connect to port {}: {e}\n{}", self.port, self.log()))
+    }
+
+    /// One command on the server's shared connection.
+    pub fn cmd<A: AsRef<[u8]>>(&self, args: &[A]) -> Reply {
+        let mut slot = self.conn.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(self.conn());
+        }
+        let conn = slot.as_mut().expect("connection");
+        match conn.try_cmd(args) {
+            Ok(r) => r,
+            Err(e) => {
+                let shown: Vec<String> = args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+                    .collect();
+                *slot = None;
+                panic!(
+                    "command {:?} on port {} failed: {e}\n{}",
+                    shown,
+                    self.port,
+                    self.log()
+                );
+            }
+        }
+    }
+
+    pub fn check(&self, token: impl AsRef<[u8]>) -> Reply {
+        self.cmd(&[b"JWTDENY.CHECK".as_slice(), token.as_ref()])
+    }
+
+    pub fn revoke(&self, token: impl AsRef<[u8]>) -> Reply {
+        self.cmd(&[b"JWTDENY.REVOKE".as_slice(), token.as_ref()])
+    }
+
+    pub fn config_set(&self, name: &str, value: &str) -> Reply {
+        self.cmd(&["CONFIG", "SET", name, value])
+    }
+
+    /// `CONFIG GET <name>` → the value; panics if the config does not exist.
+    pub fn config_get(&self, name: &str) -> String {
+        let r = self.cmd(&["CONFIG", "GET", name]);
+        match r.array() {
+            [k, v] if k.text() == name => v.text(),
+            _ => panic!("CONFIG GET {name}: unexpected reply {r}"),
+        }
+    }
+
+    /// `PEXPIRETIME key` (-2: no key, -1: no expiry).
+    pub fn pexpiretime(&self, key: &str) -> i64 {
+        self.cmd(&["PEXPIRETIME", key]).int()
+    }
+
+    /// All keys, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let r = self.cmd(&["KEYS", "*"]);
+        let mut keys: Vec<String> = r.array().iter().map(Reply::text).collect();
+        keys.sort();
+        keys
+    }
+
+    /// The text of every AOF file in the server's AOF directory (the base may be an RDB
+    /// preamble: only `.aof` files are read), in name order.
+    pub fn aof_bytes(&self) -> Vec<u8> {
+        let aof_dir = self.dir().join("appendonlydir");
+        let mut names: Vec<PathBuf> = fs::read_dir(&aof_dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", aof_dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "aof"))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for p in names {
+            out.extend(fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())));
+        }
+        out
+    }
+
+    /// The commands recorded in the AOF files, each as its arguments.
+    pub fn aof_commands(&self) -> Vec<Vec<String>> {
+        parse_commands(&self.aof_bytes())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            eprintln!(
+                "---- redis-server log (port {}, {}), last {} lines ----\n{}\n---- end of log ----",
+                self.port,
+                self.dir().display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+fn read_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for name in ["redis.log", "stdout.log"] {
+        if let Ok(bytes) = fs::read(dir.join(name)) {
+            if !bytes.is_empty() {
+                out.push_str(&format!("[{name}]\n"));
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `deadline`.
+#[track_caller]
+pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RESP2 client
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    /// The integer; panics otherwise.
+    #[track_caller]
+    pub fn int(&self) -> i64 {
+        match self {
+            Reply::Int(i) => *i,
+            other => panic!("expected an integer reply, got {other}"),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// The whole error text (`None` if not an error).
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Reply::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The first word of an error (`None` if not an error).
+    pub fn err_code(&self) -> Option<&str> {
+        self.error()
+            .map(|e| e.split_once(' ').map(|(code, _)| code).unwrap_or(e))
+    }
+
+    /// A status or bulk string as text; panics otherwise.
+    #[track_caller]
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Status(s) => s.clone(),
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("expected a string reply, got {other}"),
+        }
+    }
+
+    /// The elements of a (non-nil) array; panics otherwise.
+    #[track_caller]
+    pub fn array(&self) -> &[Reply] {
+        match self {
+            Reply::Array(Some(a)) => a,
+            other => panic!("expected an array reply, got {other}"),
+        }
+    }
+
+    /// Every byte of text in the reply (statuses, errors, bulks, integers), for searching.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.collect_bytes(&mut out);
+        out
+    }
+
+    fn collect_bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            Reply::Status(s) | Reply::Error(s) => out.extend(s.as_bytes()),
+            Reply::Int(i) => out.extend(i.to_string().as_bytes()),
+            Reply::Bulk(Some(b)) => out.extend(b),
+            Reply::Bulk(None) | Reply::Array(None) => {}
+            Reply::Array(Some(a)) => {
+                for r in a {
+                    r.collect_bytes(out);
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Status(s) => write!(f, "+{s}"),
+            Reply::Error(e) => write!(f, "-{e}"),
+            Reply::Int(i) => write!(f, ":{i}"),
+            Reply::Bulk(None) => write!(f, "(nil)"),
+            Reply::Bulk(Some(b)) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Reply::Array(None) => write!(f, "(nil array)"),
+            Reply::Array(Some(a)) => {
+                write!(f, "[")?;
+                for (i, r) in a.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                write!(f, "]")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Asserts an integer reply.
+#[track_caller]
+pub fn assert_int(reply: &Reply, expected: i64, context: &str) {
+    assert_eq!(
+        reply,
+        &Reply::Int(expected),
+        "{context}: expected :{expected}, got {reply}"
+    );
+}
+
+/// Asserts an error reply whose first word is `code`.
+#[track_caller]
+pub fn assert_err(reply: &Reply, code: &str, context: &str) {
+    assert_eq!(
+        reply.err_code(),
+        Some(code),
+        "{context}: expected a {code} error, got {reply}"
+    );
+}
+
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    pub fn connect(port: u16) -> io::Result<Conn> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        stream.set_write_timeout(Some(READ_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        let writer = stream.try_clone()?;
+        Ok(Conn {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    pub fn set_read_timeout(&self, t: Duration) {
+        self.writer
+            .set_read_timeout(Some(t))
+            .expect("set_read_timeout");
+    }
+
+    pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<()> {
+        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            let a = a.as_ref();
+            buf.extend(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend(a);
+            buf.extend(b"\r\n");
+        }
+        self.writer.write_all(&buf)
+    }
+
+    pub fn read(&mut self) -> io::Result<Reply> {
+        read_reply(&mut self.reader)
+    }
+
+    pub fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<Reply> {
+        self.send(args)?;
+        self.read()
+    }
+
+    /// Sends a command and reads its reply; panics on I/O errors.
+    #[track_caller]
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Reply {
+        match self.try_cmd(args) {
+            Ok(r) => r,
+            Err(e) => panic!("I/O error: {e}"),
+        }
+    }
+}
+
+fn bad_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn read_line<R: BufRead>(r: &mut R) -> io::Result<String> {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(bad_data(format!(
+            "line without CRLF: {:?}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).map_err(|e| bad_data(format!("non-UTF-8 line: {e}")))
+}
+
+fn parse_len(s: &str) -> io::Result<i64> {
+    s.parse::<i64>()
+        .map_err(|_| bad_data(format!("bad length {s:?}")))
+}
+
+/// Reads one RESP2 value.
+pub fn read_reply<R: BufRead>(r: &mut R) -> io::Result<Reply> {
+    let line = read_line(r)?;
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "+" => Ok(Reply::Status(rest.to_string())),
+        "-" => Ok(Reply::Error(rest.to_string())),
+        ":" => Ok(Reply::Int(parse_len(rest)?)),
+        "$" => {
+            let n = parse_len(rest)?;
+            if n < 0 {
+                return Ok(Reply::Bulk(None));
+            }
+            let mut buf = vec![0u8; n as usize + 2];
+            r.read_exact(&mut buf)?;
+            if !buf.ends_with(b"\r\n") {
+                return Err(bad_data("bulk without CRLF".into()));
+            }
+            buf.truncate(n as usize);
+            Ok(Reply::Bulk(Some(buf)))
+        }
+        "*" => {
+            let n = parse_len(rest)?;
+            if n < 0 {
+                return Ok(Reply::Array(None));
+            }
+            let mut items = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                items.push(read_reply(r)?);
+            }
+            Ok(Reply::Array(Some(items)))
+        }
+        _ => Err(bad_data(format!("unexpected reply line {line:?}"))),
+    }
+}
+
+/// Parses a stream of RESP commands (an AOF file) into their arguments.
+pub fn parse_commands(bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut r = BufReader::new(bytes);
+    let mut out = Vec::new();
+    loop {
+        if r.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {
+            return out;
+        }
+        match read_reply(&mut r) {
+            Ok(Reply::Array(Some(items))) => {
+                out.push(items.iter().map(Reply::text).collect());
+            }
+            Ok(other) => panic!("unexpected value in AOF: {other}"),
+            Err(e) => panic!("cannot parse AOF after {} commands: {e}", out.len()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn b64_decode(s: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(s).expect("base64url")
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn algorithm(alg: &str) -> Algorithm {
+    alg.parse()
+        .unwrap_or_else(|_| panic!("unknown algorithm {alg}"))
+}
+
+/// The kid of the vectors' JWKS key that serves `alg`.
+pub fn default_kid(alg: &str) -> &'static str {
+    match alg {
+        "HS256" => "shared-hs256",
+        "HS384" => "shared-hs384",
+        "HS512" => "shared-hs512",
+        "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => "shared-rsa",
+        "ES256" => "shared-es256",
+        "ES384" => "shared-es384",
+        "EdDSA" => "shared-ed25519",
+        _ => panic!("no key for {alg}"),
+    }
+}
+
+/// The signing key in tests/vectors/private for `alg`.
+pub fn encoding_key(alg: &str) -> EncodingKey {
+    let file = |name: &str| {
+        let p = vectors_dir().join("private").join(name);
+        fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    };
+    let key = match alg {
+        "HS256" => EncodingKey::from_secret(&file("shared-hs256.key")),
+        "HS384" => EncodingKey::from_secret(&file("shared-hs384.key")),
+        "HS512" => EncodingKey::from_secret(&file("shared-hs512.key")),
+        "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => {
+            EncodingKey::from_rsa_pem(&file("shared-rsa.pem"))
+        }
+        "ES256" => EncodingKey::from_ec_pem(&file("shared-es256.pem")),
+        "ES384" => EncodingKey::from_ec_pem(&file("shared-es384.pem")),
+        "EdDSA" => EncodingKey::from_ed_pem(&file("shared-ed25519.pem")),
+        _ => panic!("no key for {alg}"),
+    };
+    key.unwrap_or_else(|e| panic!("load key for {alg}: {e}"))
+}
+
+/// Every algorithm the vectors' JWKS can serve.
+pub const ALL_ALGS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+/// A token signed with jsonwebtoken's `encode` (header `{"typ":"JWT","alg":..,"kid":..}`).
+pub fn mint(alg: &str, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(algorithm(alg));
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, claims, &encoding_key(alg))
+        .unwrap_or_else(|e| panic!("mint {alg}: {e}"))
+}
+
+/// A token for `alg` with the vectors' kid for it.
+pub fn mint_default(alg: &str, claims: &Value) -> String {
+    mint(alg, Some(default_kid(alg)), claims)
+}
+
+/// `{"sub": sub, "iat": iat, "exp": exp}`.
+pub fn claims(sub: &str, iat: i64, exp: i64) -> Value {
+    serde_json::json!({ "sub": sub, "iat": iat, "exp": exp })
+}
+
+/// A token whose header and payload are exactly the given text, correctly signed for `alg`.
+pub fn sign_raw(alg: &str, header_json: &str, payload_json: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header_json.as_bytes()),
+        b64(payload_json.as_bytes())
+    );
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &encoding_key(alg), algorithm(alg))
+        .unwrap_or_else(|e| panic!("sign {alg}: {e}"));
+    format!("{input}.{sig}")
+}
+
+/// A token built by hand from header text, payload text and signature bytes.
+pub fn raw_token(header_json: &str, payload_json: &str, sig: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(header_json.as_bytes()),
+        b64(payload_json.as_bytes()),
+        b64(sig)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectors
+
+pub struct Vector {
+    pub name: String,
+    pub token: String,
+    pub expect: String,
+    pub sub: Option<String>,
+    pub iat: Option<i64>,
+    pub exp: Option<i64>,
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// tests/vectors/vectors.json, in file order.
+pub fn vectors() -> Vec<Vector> {
+    let doc = read_json(&vectors_dir().join("vectors.json"));
+    let list = doc["vectors"].as_array().expect("vectors[]");
+    list.iter()
+        .map(|v| Vector {
+            name: v["name"].as_str().expect("name").to_string(),
+            token: v["token"].as_str().expect("token").to_string(),
+            expect: v["expect"].as_str().expect("expect").to_string(),
+            sub: v.get("sub").and_then(Value::as_str).map(str::to_string),
+            iat: v.get("iat").and_then(Value::as_i64),
+            exp: v.get("exp").and_then(Value::as_i64),
+        })
+        .collect()
+}
+
+/// The vector called `name`.
+pub fn vector(name: &str) -> Vector {
+    vectors()
+        .into_iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no vector {name}"))
+}
+
+/// tests/vectors/jwks.json.
+pub fn jwks() -> Value {
+    read_json(&jwks_path())
+}
+
+/// The key of the vectors' JWKS with this kid.
+pub fn jwk(kid: &str) -> Value {
+    jwks()["keys"]
+        .as_array()
+        .expect("keys[]")
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("no key {kid}"))
+        .clone()
+}
+
+/// Writes `{"keys": keys}` to `path` atomically (write a sibling, then rename).
+pub fn write_jwks(path: &Path, keys: &[Value]) {
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "keys": keys })).expect("json");
+    write_atomic(path, text.as_bytes());
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).expect("create");
+        f.write_all(bytes).expect("write");
+        f.sync_all().expect("sync");
+    }
+    fs::rename(&tmp, path).expect("rename");
+}
+
+/// The denylist key for the default prefix.
+pub fn deny_key(sub: &str, iat: i64) -> String {
+    format!("jwtdeny:{{{sub}}}:{iat}")
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,168 @@
+//! The denylist key scheme `<prefix>{<enc(sub)>}:<iat>` and its absolute expiry.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Revokes a fresh HS256 token with these claims and returns the keys now stored.
+fn revoke_and_list(server: &Server, payload: &str) -> Vec<String> {
+    let token = sign_raw("HS256", r#"{"alg":"HS256","kid":"shared-hs256"}"#, payload);
+    assert_int(&server.revoke(&token), 1, &format!("REVOKE {payload}"));
+    assert_int(&server.check(&token), 0, &format!("CHECK {payload}"));
+    server.keys()
+}
+
+#[test]
+fn braces_and_percent_in_sub_are_percent_encoded() {
+    let server = Server::with_vector_keys();
+    let token = mint_default("HS256", &claims("a{b}c%d", SOME_IAT, FAR_EXP));
+    assert_int(&server.revoke(&token), 1, "REVOKE");
+    assert_int(&server.check(&token), 0, "CHECK");
+    let key = format!("jwtdeny:{{a%7Bb%7Dc%25d}}:{SOME_IAT}");
+    assert_eq!(server.keys(), vec![key.clone()]);
+    assert_eq!(server.pexpiretime(&key), FAR_EXP * 1000);
+}
+
+/// Encoding is injective: `{` and the literal text `%7B` are different subjects.
+#[test]
+fn encoded_subjects_do_not_collide() {
+    let server = Server::with_vector_keys();
+    let brace = mint_default("HS256", &claims("{", SOME_IAT, FAR_EXP));
+    let literal = mint_default("HS256", &claims("%7B", SOME_IAT, FAR_EXP));
+    let closing = mint_default("HS256", &claims("}", SOME_IAT, FAR_EXP));
+    assert_int(&server.revoke(&brace), 1, "REVOKE sub '{'");
+    assert_int(
+        &server.check(&literal),
+        1,
+        "CHECK sub '%7B' after revoking '{'",
+    );
+    assert_int(
+        &server.check(&closing),
+        1,
+        "CHECK sub '}' after revoking '{'",
+    );
+    assert_int(&server.revoke(&literal), 1, "REVOKE sub '%7B'");
+    assert_eq!(
+        server.keys(),
+        vec![
+            format!("jwtdeny:{{%257B}}:{SOME_IAT}"),
+            format!("jwtdeny:{{%7B}}:{SOME_IAT}"),
+        ]
+    );
+}
+
+/// Other characters (colons, spaces, slashes, non-ASCII) are kept as they are; JSON escapes
+/// are decoded before encoding.
+#[test]
+fn ordinary_subjects_are_stored_verbatim() {
+    let server = Server::with_vector_keys();
+    let keys = revoke_and_list(
+        &server,
+        r#"{"sub":"user:42 /j\u00fcrgen","iat":1767225600,"exp":4102444800}"#,
+    );
+    assert_eq!(
+        keys,
+        vec!["jwtdeny:{user:42 /jürgen}:1767225600".to_string()]
+    );
+    let keys = revoke_and_list(
+        &server,
+        r#"{"sub":"\u007bx\u007d","iat":1767225600,"exp":4102444800}"#,
+    );
+    assert!(
+        keys.contains(&"jwtdeny:{%7Bx%7D}:1767225600".to_string()),
+        "escaped braces not encoded: {keys:?}"
+    );
+}
+
+/// NumericDates with fractions are floored, for the key (`iat`) and for the expiry (`exp`).
+#[test]
+fn fractional_iat_and_exp_are_floored() {
+    let server = Server::with_vector_keys();
+    let keys = revoke_and_list(
+        &server,
+        r#"{"sub":"frac","iat":1767225800.9,"exp":4102444800.7}"#,
+    );
+    let key = "jwtdeny:{frac}:1767225800".to_string();
+    assert_eq!(keys, vec![key.clone()]);
+    assert_eq!(server.pexpiretime(&key), FAR_EXP * 1000);
+
+    // The same second written as an integer is the same key.
+    let token = mint_default("HS256", &claims("frac", 1_767_225_800, FAR_EXP));
+    assert_int(
+        &server.check(&token),
+        0,
+        "integer iat of a revoked fractional iat",
+    );
+}
+
+/// Tokens that differ only in other claims (jti, extra data) share the key of (sub, iat).
+#[test]
+fn key_depends_on_sub_and_iat_only() {
+    let server = Server::with_vector_keys();
+    let a = mint_default(
+        "HS256",
+        &json!({"sub": "dave", "iat": SOME_IAT, "exp": FAR_EXP, "jti": "one"}),
+    );
+    let b = mint_default(
+        "RS256",
+        &json!({"sub": "dave", "iat": SOME_IAT, "exp": FAR_EXP, "jti": "two", "x": 1}),
+    );
+    let other_iat = mint_default("HS256", &claims("dave", SOME_IAT + 1, FAR_EXP));
+    assert_int(&server.revoke(&a), 1, "REVOKE a");
+    assert_int(&server.revoke(&b), 0, "REVOKE b (same sub and iat)");
+    assert_int(&server.check(&b), 0, "CHECK b");
+    assert_int(&server.check(&other_iat), 1, "CHECK with another iat");
+    assert_eq!(server.keys(), vec![deny_key("dave", SOME_IAT)]);
+}
+
+/// An existing key means revoked; REVOKE does not overwrite it (nor its expiry).
+#[test]
+fn an_existing_key_counts_as_revoked_and_is_not_overwritten() {
+    let server = Server::with_vector_keys();
+    let key = deny_key("erin", SOME_IAT);
+    assert_eq!(
+        server.cmd(&["SET", key.as_str(), "1"]),
+        Reply::Status("OK".into())
+    );
+    let token = mint_default("ES256", &claims("erin", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&token), 0, "CHECK with the key present");
+    assert_int(&server.revoke(&token), 0, "REVOKE with the key present");
+    assert_eq!(
+        server.pexpiretime(&key),
+        -1,
+        "REVOKE changed the existing key's expiry"
+    );
+
+    assert_int(&server.cmd(&["DEL", key.as_str()]), 1, "DEL");
+    assert_int(&server.check(&token), 1, "CHECK after DEL");
+}
+
+/// CHECK and the key's expiry agree: from REVOKE until well after `exp` a revoked token
+/// answers 0 and then EXPIRED, never 1, and the key is gone afterwards.
+#[test]
+fn revoked_token_never_checks_active_while_it_expires() {
+    let server = Server::with_vector_keys();
+    let exp = now() + 2;
+    let token = mint_default("HS256", &claims("expiring", SOME_IAT, exp));
+    let key = deny_key("expiring", SOME_IAT);
+    assert_int(&server.revoke(&token), 1, "REVOKE");
+    assert_eq!(server.pexpiretime(&key), exp * 1000);
+
+    let (mut zeros, mut expired) = (0, 0);
+    let mut conn = server.conn();
+    while now() <= exp + 1 {
+        let r = conn.cmd(&[b"JWTDENY.CHECK".as_slice(), token.as_bytes()]);
+        match (&r, r.err_code()) {
+            (Reply::Int(0), _) => zeros += 1,
+            (_, Some("EXPIRED")) => expired += 1,
+            _ => panic!("revoked token at {} ms: {r}", exp * 1000),
+        }
+    }
+    assert!(
+        zeros > 0 && expired > 0,
+        "0 seen {zeros} times, EXPIRED {expired} times"
+    );
+    assert_eq!(server.pexpiretime(&key), -2, "key still there after exp");
+    assert_eq!(server.keys(), Vec::<String>::new());
+}
