@@ -61,6 +61,7 @@ run: build ## Build, then serve redis.conf.example in the foreground (PORT=6390)
 test: deps ## Build, then run unit and integration tests (these start their own redis-servers)
 	cargo build --release
 	cargo test --release --no-fail-fast
+	bash examples/run-tests.sh
 
 lint: ## Run clippy on all targets with warnings as errors
 	cargo clippy --release --all-targets -- -D warnings
