@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test lint fmt fmt-check clean
+.PHONY: help deps build run test test-cluster lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -62,6 +62,11 @@ test: deps ## Build, then run unit and integration tests (these start their own 
 	cargo build --release
 	cargo test --release --no-fail-fast
 	bash examples/run-tests.sh
+	bash tests/cluster/run.sh
+	bash tests/valkey.sh
+
+test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopback (redis-py, node-redis, redis-cli -c)
+	bash tests/cluster/run.sh
 
 lint: ## Run clippy on all targets with warnings as errors
 	cargo clippy --release --all-targets -- -D warnings

@@ -15,7 +15,7 @@ pub mod keys;
 pub mod token;
 
 use redis_module::configuration::ConfigurationFlags;
-use redis_module::{redis_module, AclCategory, Context, RedisResult, RedisString, Status};
+use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
 // Unit tests, fuzzing and benches run without a server, so they cannot use Redis's allocator.
 #[cfg(not(any(test, feature = "system-alloc")))]
@@ -88,8 +88,70 @@ fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     commands::guard(ctx, args, commands::keys)
 }
 
+/// ACL categories per command, for servers that let modules set them (Redis 7.2+, Valkey):
+/// built-in ones, so `-@write` or `+@read` rules cover jwtdeny like any other command, plus the
+/// module's own `@jwtdeny` where modules may add categories (Redis 7.4+, Valkey).
+const ACL_CATEGORIES: [(&str, &str); 9] = [
+    ("jwtdeny.check", "read fast"),
+    ("jwtdeny.inspect", "read fast"),
+    ("jwtdeny.kcheck", "read fast"),
+    ("jwtdeny.kinspect", "read fast"),
+    ("jwtdeny.revoke", "write fast"),
+    ("jwtdeny.revokeall", "write fast"),
+    ("jwtdeny.krevoke", "write fast"),
+    ("jwtdeny.krevokeall", "write fast"),
+    ("jwtdeny.keys", "admin dangerous"),
+];
+
+/// Sets [`ACL_CATEGORIES`] by hand rather than through `redis_module!`: the macro's way fails the
+/// whole load where the category survives an unload (Valkey) and cannot fall back to the
+/// built-in categories alone where module categories do not exist (Redis 7.2). Redis 7.0 has
+/// neither API; there the README's per-command rules apply.
+fn set_acl_categories(ctx: &Context) {
+    use std::ffi::CString;
+    // SAFETY: called during OnLoad, as these APIs require; every pointer passed is valid.
+    unsafe {
+        let (Some(get), Some(set)) = (
+            redis_module::raw::RedisModule_GetCommand,
+            redis_module::raw::RedisModule_SetCommandACLCategories,
+        ) else {
+            ctx.log_notice("jwtdeny: this server cannot set command ACL categories");
+            return;
+        };
+        let own = CString::new("jwtdeny").unwrap_or_default();
+        let with_own = match redis_module::raw::RedisModule_AddACLCategory {
+            // Fails when the category is already there (a reload): it is usable all the same.
+            Some(add) => {
+                let _ = add(ctx.get_raw(), own.as_ptr());
+                true
+            }
+            None => false,
+        };
+        for (name, builtin) in ACL_CATEGORIES {
+            let (Ok(cname), Ok(plain), Ok(full)) = (
+                CString::new(name),
+                CString::new(builtin),
+                CString::new(format!("{builtin} jwtdeny")),
+            ) else {
+                continue;
+            };
+            let command = get(ctx.get_raw(), cname.as_ptr());
+            if command.is_null() {
+                continue;
+            }
+            let ok = |cats: &CString| {
+                set(command, cats.as_ptr()) == redis_module::raw::REDISMODULE_OK as i32
+            };
+            if !(with_own && ok(&full)) && !ok(&plain) {
+                ctx.log_warning(&format!("jwtdeny: could not set ACL categories of {name}"));
+            }
+        }
+    }
+}
+
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     commands::install_panic_hook();
+    set_acl_categories(ctx);
     if let Err(e) = config::apply_module_args(args) {
         ctx.log_warning(&format!("jwtdeny: refusing to load: {e}"));
         return Status::Err;
@@ -125,29 +187,25 @@ fn module_version() -> i32 {
         + part(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
-// The mandatory ACL-category field stays empty: Redis 7.0 refuses to load a module that sets
-// it. The optional one puts every command in the module's own `@jwtdeny` category on servers
-// that have module categories (Redis 7.4+, Valkey); older ones skip it.
+// The ACL-category fields stay empty: Redis 7.0 refuses to load a module that sets the
+// mandatory one; categories are set in `init` instead (see `set_acl_categories`).
 redis_module! {
     name: "jwtdeny",
     version: module_version(),
     allocator: (get_allocator!(), get_allocator!()),
     data_types: [],
-    acl_categories: [
-        "jwtdeny",
-    ],
     init: init,
     deinit: deinit,
     commands: [
-        ["jwtdeny.check", check, "readonly fast", 0, 0, 0, "", "jwtdeny"],
-        ["jwtdeny.inspect", inspect, "readonly fast", 0, 0, 0, "", "jwtdeny"],
-        ["jwtdeny.revoke", revoke, "write deny-oom fast", 0, 0, 0, "", "jwtdeny"],
-        ["jwtdeny.revokeall", revokeall, "write deny-oom fast", 0, 0, 0, "", "jwtdeny"],
-        ["jwtdeny.keys", keys, "admin deny-script", 0, 0, 0, "", "jwtdeny"],
-        ["jwtdeny.kcheck", kcheck, "readonly fast", 1, 2, 1, "", "jwtdeny"],
-        ["jwtdeny.kinspect", kinspect, "readonly fast", 1, 2, 1, "", "jwtdeny"],
-        ["jwtdeny.krevoke", krevoke, "write deny-oom fast", 1, 2, 1, "", "jwtdeny"],
-        ["jwtdeny.krevokeall", krevokeall, "write deny-oom fast", 1, 1, 1, "", "jwtdeny"],
+        ["jwtdeny.check", check, "readonly fast", 0, 0, 0, ""],
+        ["jwtdeny.inspect", inspect, "readonly fast", 0, 0, 0, ""],
+        ["jwtdeny.revoke", revoke, "write deny-oom fast", 0, 0, 0, ""],
+        ["jwtdeny.revokeall", revokeall, "write deny-oom fast", 0, 0, 0, ""],
+        ["jwtdeny.keys", keys, "admin deny-script", 0, 0, 0, ""],
+        ["jwtdeny.kcheck", kcheck, "readonly fast", 1, 2, 1, ""],
+        ["jwtdeny.kinspect", kinspect, "readonly fast", 1, 2, 1, ""],
+        ["jwtdeny.krevoke", krevoke, "write deny-oom fast", 1, 2, 1, ""],
+        ["jwtdeny.krevokeall", krevokeall, "write deny-oom fast", 1, 1, 1, ""],
     ],
     configurations: [
         i64: [

@@ -434,6 +434,9 @@ mod tests {
                 "{spelling}"
             );
         }
+        // Correctly rounded parsing: this spelling is the double 1053784603.0, as in JS/Python.
+        let v: Value = serde_json::from_str("1053784602.999999999995").unwrap();
+        assert_eq!(numeric_date(Some(&v), "iat").unwrap(), Some(1_053_784_603));
         let v: Value = serde_json::from_str("-0.5").unwrap();
         assert_eq!(numeric_date(Some(&v), "iat").unwrap(), Some(-1));
         for bad in [

@@ -1,0 +1,176 @@
+'use strict';
+/**
+ * Client-side key derivation for jwtdeny's keyed commands (Redis Cluster). CommonJS, no deps.
+ *
+ * In Redis Cluster a command reaches the node that owns the slot of its *declared* keys. The
+ * standalone `JWTDENY.CHECK <token>` has none (its key is derived from the token inside the
+ * server), so in cluster mode jwtdeny answers it with an error and expects the keyed forms:
+ *
+ *   JWTDENY.KCHECK      <entry-key> <subject-key> <token> [WITHCLAIMS]
+ *   JWTDENY.KREVOKE     <entry-key> <subject-key> <token>
+ *   JWTDENY.KINSPECT    <entry-key> <subject-key> <token>
+ *   JWTDENY.KREVOKEALL  <subject-key> <sub> [AT <unix-seconds>]
+ *
+ * This module derives those keys from a token exactly as the server does:
+ *
+ *   entry-key   = <prefix>{<enc(sub)>}:<iat>
+ *   subject-key = <prefix>{<enc(sub)>}
+ *
+ * enc() percent-encodes only `%`, `{` and `}` (as %25, %7B, %7D), so the hash tag is
+ * unambiguous for any sub; iat is the floor of the NumericDate (1767225600, 1767225600.0 and
+ * 1.7672256e9 are all 1767225600).
+ *
+ * Nothing here verifies the token: the server verifies it, recomputes the keys from the
+ * verified claims and refuses a command whose declared keys differ, so a forged token gains
+ * nothing from this module.
+ *
+ *   const { createCluster } = require('redis');
+ *   const { keysFor, kcheck } = require('./jwtdeny-keys');
+ *   const cluster = createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:7000' }] });
+ *   await cluster.connect();
+ *   const { entry, subject } = keysFor(token);
+ *   await cluster.sendCommand(entry, true, ['JWTDENY.KCHECK', entry, subject, token]); // 1 | 0
+ *   await kcheck(cluster, token);                                                      // same
+ */
+
+const DEFAULT_PREFIX = 'jwtdeny:';
+// jwtdeny refuses NumericDates outside this range (year 9999) as BADCLAIMS.
+const MAX_NUMERIC_DATE = 253402300799;
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+/** sub with only `%`, `{` and `}` percent-encoded (identity for ordinary subjects). */
+function encodeSubject(sub) {
+  return sub.replace(/[%{}]/g, (c) => (c === '%' ? '%25' : c === '{' ? '%7B' : '%7D'));
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function isWellFormed(s) {
+  // String.prototype.isWellFormed is Node >= 20; the regex is the same test for older ones.
+  return typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s);
+}
+
+function checkSub(sub) {
+  if (typeof sub !== 'string' || sub.length === 0) {
+    throw new TypeError('sub must be a non-empty string');
+  }
+  if (!isWellFormed(sub)) {
+    // A lone surrogate ("\ud800"): the server refuses such a payload (MALFORMED).
+    throw new TypeError('sub is not valid Unicode');
+  }
+}
+
+/**
+ * The key of a subject's REVOKEALL cutoff: `<prefix>{<enc(sub)>}`; also the first argument of
+ * `JWTDENY.KREVOKEALL <subject-key> <sub> [AT <secs>]`.
+ */
+function subjectKey(sub, { prefix = DEFAULT_PREFIX } = {}) {
+  checkSub(sub);
+  return `${prefix}{${encodeSubject(sub)}}`;
+}
+
+/** The key of one token's denylist entry: `<prefix>{<enc(sub)>}:<iat>` (iat whole seconds). */
+function entryKey(sub, iat, { prefix = DEFAULT_PREFIX } = {}) {
+  return `${subjectKey(sub, { prefix })}:${numericDate(iat)}`;
+}
+
+function numericDate(value) {
+  if (typeof value !== 'number') throw new TypeError('iat is not a number');
+  if (!Number.isFinite(value)) throw new RangeError('iat is out of range');
+  const secs = Math.floor(value);
+  if (secs < -MAX_NUMERIC_DATE || secs > MAX_NUMERIC_DATE) {
+    throw new RangeError('iat is out of range');
+  }
+  // String(-0) is "0", as the server writes it.
+  return secs;
+}
+
+/**
+ * `{ sub, iat }` read from the token's payload, unverified. Throws when the token could not be
+ * one the server accepts (the server would answer MALFORMED or BADCLAIMS).
+ */
+function claimsOf(token) {
+  if (Buffer.isBuffer(token)) token = token.toString('latin1');
+  if (typeof token !== 'string') throw new TypeError('token must be a string or a Buffer');
+  const parts = token.split('.');
+  if (parts.length !== 3) {
+    throw new TypeError(`token has ${parts.length} segments, expected 3`);
+  }
+  const seg = parts[1];
+  if (!B64URL.test(seg) || seg.length % 4 === 1) {
+    throw new TypeError('token payload is not base64url without padding');
+  }
+  let claims;
+  try {
+    // fatal: invalid UTF-8 is refused (the server refuses it too), not replaced by U+FFFD.
+    const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(
+      Buffer.from(seg, 'base64url'),
+    );
+    claims = JSON.parse(text);
+  } catch (e) {
+    throw new TypeError(`token payload is not JSON: ${e.message}`);
+  }
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+    throw new TypeError('token payload is not a JSON object');
+  }
+  const { sub } = claims;
+  if (typeof sub !== 'string' || sub.length === 0) {
+    throw new TypeError('sub is missing or not a non-empty string');
+  }
+  checkSub(sub);
+  if (!('iat' in claims)) throw new TypeError('iat is missing');
+  return { sub, iat: numericDate(claims.iat) };
+}
+
+/**
+ * `{ entry, subject }`: the keys of a token, as the server derives them from its claims.
+ * `prefix` must be the server's `jwtdeny.prefix` (default `jwtdeny:`).
+ */
+function keysFor(token, { prefix = DEFAULT_PREFIX } = {}) {
+  const { sub, iat } = claimsOf(token);
+  return { entry: entryKey(sub, iat, { prefix }), subject: subjectKey(sub, { prefix }) };
+}
+
+// Thin wrappers: the exact calls for node-redis' createCluster (v4, v5 and v6 share this
+// signature: cluster.sendCommand(firstKey, isReadonly, args, options)). The first key routes
+// the command to the slot's node; node-redis follows MOVED and ASK.
+
+/** `JWTDENY.KCHECK`: 1 active, 0 revoked; token errors reject with the server's error. */
+function kcheck(cluster, token, { prefix = DEFAULT_PREFIX, withClaims = false } = {}) {
+  const { entry, subject } = keysFor(token, { prefix });
+  const args = ['JWTDENY.KCHECK', entry, subject, token];
+  if (withClaims) args.push('WITHCLAIMS');
+  return cluster.sendCommand(entry, true, args);
+}
+
+/** `JWTDENY.KREVOKE`: 1 revoked now, 0 already revoked. */
+function krevoke(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
+  const { entry, subject } = keysFor(token, { prefix });
+  return cluster.sendCommand(entry, false, ['JWTDENY.KREVOKE', entry, subject, token]);
+}
+
+/** `JWTDENY.KINSPECT`: the flat field/value array of JWTDENY.INSPECT. */
+function kinspect(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
+  const { entry, subject } = keysFor(token, { prefix });
+  return cluster.sendCommand(entry, true, ['JWTDENY.KINSPECT', entry, subject, token]);
+}
+
+/** `JWTDENY.KREVOKEALL`: revokes every token of sub issued at or before `at` (default now). */
+function krevokeall(cluster, sub, { at, prefix = DEFAULT_PREFIX } = {}) {
+  const key = subjectKey(sub, { prefix });
+  const args = ['JWTDENY.KREVOKEALL', key, sub];
+  if (at !== undefined) args.push('AT', String(Math.trunc(at)));
+  return cluster.sendCommand(key, false, args);
+}
+
+module.exports = {
+  DEFAULT_PREFIX,
+  encodeSubject,
+  subjectKey,
+  entryKey,
+  claimsOf,
+  keysFor,
+  kcheck,
+  krevoke,
+  kinspect,
+  krevokeall,
+};

@@ -1,0 +1,192 @@
+"""Client-side key derivation for jwtdeny's keyed commands (Redis Cluster).
+
+In Redis Cluster a command reaches the node that owns the slot of its *declared* keys. The
+standalone ``JWTDENY.CHECK <token>`` has none (its key is derived from the token inside the
+server), so in cluster mode jwtdeny answers it with an error and expects the keyed forms::
+
+    JWTDENY.KCHECK      <entry-key> <subject-key> <token> [WITHCLAIMS]
+    JWTDENY.KREVOKE     <entry-key> <subject-key> <token>
+    JWTDENY.KINSPECT    <entry-key> <subject-key> <token>
+    JWTDENY.KREVOKEALL  <subject-key> <sub> [AT <unix-seconds>]
+
+This module derives those keys from a token exactly as the server does::
+
+    entry-key   = <prefix>{<enc(sub)>}:<iat>
+    subject-key = <prefix>{<enc(sub)>}
+
+``enc`` percent-encodes only ``%``, ``{`` and ``}`` (as ``%25``, ``%7B``, ``%7D``), so the hash
+tag is unambiguous for any ``sub``; ``iat`` is the floor of the NumericDate (``1767225600``,
+``1767225600.0`` and ``1.7672256e9`` are all ``1767225600``).
+
+Nothing here verifies the token: the server verifies it, recomputes the keys from the verified
+claims and refuses a command whose declared keys differ. A forged token therefore gains
+nothing from this module. Standard library only.
+
+    from redis.cluster import RedisCluster
+    from jwtdeny_keys import keys_for, kcheck
+
+    rc = RedisCluster(host="127.0.0.1", port=7000)
+    entry, subject = keys_for(token)
+    rc.execute_command("JWTDENY.KCHECK", entry, subject, token)   # 1 active, 0 revoked
+    kcheck(rc, token)                                             # the same, in one call
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "encode_subject",
+    "entry_key",
+    "subject_key",
+    "keys_for",
+    "claims_of",
+    "kcheck",
+    "krevoke",
+    "kinspect",
+    "krevokeall",
+]
+
+DEFAULT_PREFIX = "jwtdeny:"
+
+# jwtdeny refuses NumericDates outside this range (year 9999) as BADCLAIMS.
+MAX_NUMERIC_DATE = 253_402_300_799
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def encode_subject(sub: str) -> str:
+    """``sub`` with only ``%``, ``{`` and ``}`` percent-encoded (identity for ordinary subjects)."""
+    return sub.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def subject_key(sub: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key of a subject's REVOKEALL cutoff: ``<prefix>{<enc(sub)>}``.
+
+    It is also the first argument of ``JWTDENY.KREVOKEALL <subject-key> <sub> [AT <secs>]``.
+    """
+    if not isinstance(sub, str) or not sub:
+        raise ValueError("sub must be a non-empty string")
+    return f"{prefix}{{{encode_subject(sub)}}}"
+
+
+def entry_key(sub: str, iat: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key of one token's denylist entry: ``<prefix>{<enc(sub)>}:<iat>``."""
+    return f"{subject_key(sub, prefix)}:{int(iat)}"
+
+
+def _b64url_decode(segment: str) -> bytes:
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("token payload is not base64url without padding")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as e:
+        raise ValueError("token payload is not base64url without padding") from e
+
+
+class _Object(dict):
+    """A JSON object that remembers which member names it saw twice."""
+
+    duplicates: frozenset = frozenset()
+
+
+def _object(pairs):
+    obj = _Object()
+    seen = set()
+    for k, v in pairs:
+        if k in obj:
+            seen.add(k)
+        obj[k] = v
+    if seen:
+        obj.duplicates = frozenset(seen)
+    return obj
+
+
+def _numeric_date(value) -> int:
+    # bool is an int in Python but not a JSON number.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("iat is not a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("iat is out of range")
+        value = math.floor(value)
+    if not -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE:
+        raise ValueError("iat is out of range")
+    return int(value)
+
+
+def claims_of(token) -> tuple[str, int]:
+    """``(sub, iat)`` read from the token's payload, unverified. Raises ValueError when the token
+    could not be one the server accepts (the server would answer MALFORMED or BADCLAIMS)."""
+    if isinstance(token, (bytes, bytearray)):
+        token = bytes(token).decode("ascii", errors="strict")
+    if not isinstance(token, str):
+        raise TypeError("token must be str or bytes")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError(f"token has {len(parts)} segments, expected 3")
+    payload = _b64url_decode(parts[1])
+    try:
+        claims = json.loads(payload.decode("utf-8"), object_pairs_hook=_object)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError("token payload is not JSON") from e
+    if not isinstance(claims, dict):
+        raise ValueError("token payload is not a JSON object")
+    # The server refuses a payload naming a claim it reads twice (two parsers must never read
+    # two different tokens); Python's json would silently keep the last one.
+    if claims.duplicates & {"sub", "iat"}:
+        raise ValueError("token payload has a duplicate sub or iat")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise ValueError("sub is missing or not a non-empty string")
+    try:
+        sub.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate escape such as "\ud800"
+        raise ValueError("sub is not valid Unicode") from e
+    if "iat" not in claims:
+        raise ValueError("iat is missing")
+    return sub, _numeric_date(claims["iat"])
+
+
+def keys_for(token, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
+    """``(entry_key, subject_key)`` of a token, as the server derives them from its claims.
+
+    ``prefix`` must be the server's ``jwtdeny.prefix`` (default ``jwtdeny:``).
+    """
+    sub, iat = claims_of(token)
+    return entry_key(sub, iat, prefix), subject_key(sub, prefix)
+
+
+# Thin wrappers: the exact calls for redis-py's RedisCluster (they work with a plain
+# redis.Redis too). redis-py routes by the first declared key and follows MOVED/ASK/TRYAGAIN.
+
+
+def kcheck(client, token, prefix: str = DEFAULT_PREFIX, withclaims: bool = False):
+    """``JWTDENY.KCHECK``: 1 active, 0 revoked; token errors raise redis.ResponseError."""
+    entry, subject = keys_for(token, prefix)
+    extra = ("WITHCLAIMS",) if withclaims else ()
+    return client.execute_command("JWTDENY.KCHECK", entry, subject, token, *extra)
+
+
+def krevoke(client, token, prefix: str = DEFAULT_PREFIX):
+    """``JWTDENY.KREVOKE``: 1 revoked now, 0 already revoked."""
+    entry, subject = keys_for(token, prefix)
+    return client.execute_command("JWTDENY.KREVOKE", entry, subject, token)
+
+
+def kinspect(client, token, prefix: str = DEFAULT_PREFIX):
+    """``JWTDENY.KINSPECT``: the flat field/value array of JWTDENY.INSPECT."""
+    entry, subject = keys_for(token, prefix)
+    return client.execute_command("JWTDENY.KINSPECT", entry, subject, token)
+
+
+def krevokeall(client, sub: str, at: int | None = None, prefix: str = DEFAULT_PREFIX):
+    """``JWTDENY.KREVOKEALL``: revokes every token of ``sub`` issued at or before ``at``
+    (default: now). Returns the cutoff in force."""
+    extra = ("AT", int(at)) if at is not None else ()
+    return client.execute_command("JWTDENY.KREVOKEALL", subject_key(sub, prefix), sub, *extra)

@@ -1,0 +1,120 @@
+"""Unit tests of jwtdeny_keys (stdlib + pytest): `pytest clients/python`."""
+
+import base64
+import json
+import pathlib
+
+import pytest
+
+import jwtdeny_keys as jk
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VECTORS = json.loads((ROOT / "tests/vectors/vectors.json").read_text())["vectors"]
+CASES = json.loads((ROOT / "clients/testdata/key-cases.json").read_text(encoding="utf-8"))["cases"]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token_with(payload: str) -> str:
+    """An (unsigned) token with this exact payload text: the helpers never verify."""
+    header = b64(b'{"alg":"HS256"}')
+    return f"{header}.{b64(payload.encode())}.{b64(b'sig')}"
+
+
+ACTIVE = [v for v in VECTORS if v["expect"] == "active"]
+
+
+@pytest.mark.parametrize("v", ACTIVE, ids=[v["name"] for v in ACTIVE])
+def test_active_vectors_give_the_documented_keys(v):
+    entry, subject = jk.keys_for(v["token"])
+    assert entry == f"jwtdeny:{{{v['sub']}}}:{v['iat']}"
+    assert subject == f"jwtdeny:{{{v['sub']}}}"
+    assert jk.subject_key(v["sub"]) == subject
+    assert jk.keys_for(v["token"].encode()) == (entry, subject)
+
+
+def test_iat_float_and_exponent_vectors_are_whole_seconds():
+    by_name = {v["name"]: v for v in VECTORS}
+    for name in ("iat-float", "iat-exponent"):
+        assert jk.keys_for(by_name[name]["token"]) == ("jwtdeny:{carol}:1767225800", "jwtdeny:{carol}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.get("note") or c["payload"] for c in CASES])
+def test_shared_key_cases(case):
+    token = token_with(case["payload"])
+    if case.get("error") is True:
+        with pytest.raises(ValueError):
+            jk.keys_for(token)
+    elif case.get("error") == "may":
+        try:
+            jk.keys_for(token)
+        except ValueError:
+            pass
+    else:
+        assert jk.keys_for(token) == (case["entry"], case["subject"])
+
+
+def test_prefix():
+    token = token_with('{"sub":"a{b","iat":7}')
+    assert jk.keys_for(token, prefix="p:") == ("p:{a%7Bb}:7", "p:{a%7Bb}")
+    assert jk.subject_key("a{b", prefix="p:") == "p:{a%7Bb}"
+    assert jk.subject_key("a{b") == "jwtdeny:{a%7Bb}"
+
+
+def test_the_hash_tag_is_the_whole_encoded_subject():
+    for sub in ["}", "{", "a}b", "{x}", "%", "}{", "{}", "a:b", "{a}:1"]:
+        entry, subject = jk.keys_for(token_with(json.dumps({"sub": sub, "iat": 1})))
+        open_ = entry.index("{")
+        close = entry.index("}", open_ + 1)
+        assert entry[open_ + 1 : close] == jk.encode_subject(sub)
+        assert entry.startswith(subject)
+        # percent-decoding the tag gives the subject back: the encoding is injective
+        tag = entry[open_ + 1 : close]
+        assert tag.replace("%7B", "{").replace("%7D", "}").replace("%25", "%") == sub
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "a.b", "a.b.c.d", "x.!!!.y", "x.a.y", "x.YQ==.y", "x. eyJ9.y", None, 5],
+)
+def test_tokens_that_cannot_be_jwts_are_refused(token):
+    with pytest.raises((ValueError, TypeError)):
+        jk.keys_for(token)
+
+
+def test_subject_key_refuses_empty_or_non_string():
+    for bad in ["", None, 5]:
+        with pytest.raises(ValueError):
+            jk.subject_key(bad)
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def execute_command(self, *args):
+        self.calls.append(args)
+        return 1
+
+
+def test_wrappers_send_the_documented_commands():
+    v = ACTIVE[0]
+    t = v["token"]
+    e, s = f"jwtdeny:{{{v['sub']}}}:{v['iat']}", f"jwtdeny:{{{v['sub']}}}"
+    r = Recorder()
+    jk.kcheck(r, t)
+    jk.kcheck(r, t, withclaims=True)
+    jk.krevoke(r, t)
+    jk.kinspect(r, t)
+    jk.krevokeall(r, v["sub"])
+    jk.krevokeall(r, v["sub"], at=1767225600)
+    assert r.calls == [
+        ("JWTDENY.KCHECK", e, s, t),
+        ("JWTDENY.KCHECK", e, s, t, "WITHCLAIMS"),
+        ("JWTDENY.KREVOKE", e, s, t),
+        ("JWTDENY.KINSPECT", e, s, t),
+        ("JWTDENY.KREVOKEALL", s, v["sub"]),
+        ("JWTDENY.KREVOKEALL", s, v["sub"], "AT", 1767225600),
+    ]

@@ -1,0 +1,446 @@
+//! The verification cache (issue 4 §3): hits are counted, a hit still has its times and the
+//! denylist checked, and the cache never outlives the keys or the rules a token passed.
+
+mod common;
+mod support;
+
+use common::*;
+use serde_json::json;
+use std::fs;
+use support::*;
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+struct Stats {
+    entries: i64,
+    hits: i64,
+    misses: i64,
+}
+
+fn stats(server: &Server) -> Stats {
+    Stats {
+        entries: info_num(server, "verify_cache_entries"),
+        hits: info_num(server, "verify_cache_hits"),
+        misses: info_num(server, "verify_cache_misses"),
+    }
+}
+
+/// A server whose keys file is a copy of the vectors' JWKS in its own dir, and that path.
+fn server_with_own_keys_file() -> (Server, std::path::PathBuf) {
+    let builder = ServerBuilder::new();
+    let path = builder.dir().join("jwks.json");
+    fs::copy(jwks_path(), &path).expect("copy jwks");
+    (builder.keys_file(&path).start(), path)
+}
+
+fn keys_without(kid: &str) -> Vec<serde_json::Value> {
+    jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kid"] != kid)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn repeated_checks_are_hits() {
+    let server = Server::with_vector_keys();
+    assert_eq!(
+        stats(&server),
+        Stats {
+            entries: 0,
+            hits: 0,
+            misses: 0
+        }
+    );
+    let t = mint_default("ES256", &claims("cache-user", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t), 1, "first CHECK");
+    assert_eq!(
+        stats(&server),
+        Stats {
+            entries: 1,
+            hits: 0,
+            misses: 1
+        },
+        "after a miss"
+    );
+    for i in 0..4 {
+        assert_int(&server.check(&t), 1, &format!("CHECK {i}"));
+    }
+    assert_eq!(
+        stats(&server),
+        Stats {
+            entries: 1,
+            hits: 4,
+            misses: 1
+        },
+        "after 4 hits"
+    );
+    // WITHCLAIMS and the keyed form share the cache.
+    server
+        .cmd(&["JWTDENY.CHECK", t.as_str(), "WITHCLAIMS"])
+        .array();
+    let entry = deny_key("cache-user", SOME_IAT);
+    let subject = subject_key("cache-user");
+    assert_int(
+        &server.cmd(&["JWTDENY.KCHECK", &entry, &subject, &t]),
+        1,
+        "KCHECK",
+    );
+    assert_eq!(stats(&server).hits, 6, "WITHCLAIMS and KCHECK hit");
+
+    // A hit still looks at the denylist: REVOKE (a hit itself), then CHECK answers 0.
+    assert_int(&server.revoke(&t), 1, "REVOKE");
+    assert_int(&server.check(&t), 0, "CHECK after REVOKE");
+    assert_eq!(
+        stats(&server),
+        Stats {
+            entries: 1,
+            hits: 8,
+            misses: 1
+        }
+    );
+    let t2 = mint_default("EdDSA", &claims("cache-user-2", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t2), 1, "CHECK t2");
+    assert_int(&server.check(&t2), 1, "CHECK t2 cached");
+    let at = (SOME_IAT + 1).to_string();
+    server
+        .cmd(&["JWTDENY.REVOKEALL", "cache-user-2", "AT", &at])
+        .int();
+    assert_int(&server.check(&t2), 0, "cached token covered by a cutoff");
+
+    // Failures are not cached.
+    let before = stats(&server);
+    for _ in 0..3 {
+        assert_err(
+            &server.check(vector("bad-signature").token),
+            "BADSIG",
+            "BADSIG",
+        );
+    }
+    let after = stats(&server);
+    assert_eq!(after.entries, before.entries, "failures cached");
+    assert_eq!(after.hits, before.hits, "a failure hit the cache");
+
+    // INSPECT does its own full verification and leaves the cache alone.
+    let before = stats(&server);
+    server.cmd(&["JWTDENY.INSPECT", t.as_str()]).array();
+    assert_eq!(stats(&server), before, "INSPECT touched the cache");
+}
+
+#[test]
+fn a_cached_tokens_tampered_copy_is_verified_afresh() {
+    let server = Server::with_vector_keys();
+    let t = mint_default("HS256", &claims("victim", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t), 1, "CHECK");
+    assert_int(&server.check(&t), 1, "CHECK cached");
+    let parts: Vec<&str> = t.split('.').collect();
+    let forged_payload =
+        b64(format!(r#"{{"sub":"attacker","iat":{SOME_IAT},"exp":{FAR_EXP}}}"#).as_bytes());
+    let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    assert_err(
+        &server.check(&forged),
+        "BADSIG",
+        "payload swapped under a cached signature",
+    );
+    // Same header and payload, another token's signature.
+    let other = mint_default("HS256", &claims("victim", SOME_IAT + 1, FAR_EXP));
+    let other_sig = other.split('.').nth(2).unwrap();
+    let swapped = format!("{}.{}.{}", parts[0], parts[1], other_sig);
+    assert_err(
+        &server.check(&swapped),
+        "BADSIG",
+        "another token's signature",
+    );
+    assert_eq!(stats(&server).entries, 1);
+}
+
+#[test]
+fn a_rotated_out_key_fails_after_reload_even_when_cached() {
+    let (server, path) = server_with_own_keys_file();
+    let rs = mint_default("RS256", &claims("rs-user", SOME_IAT, FAR_EXP));
+    let hs = mint_default("HS256", &claims("hs-user", SOME_IAT, FAR_EXP));
+    for _ in 0..2 {
+        assert_int(&server.check(&rs), 1, "CHECK RS256");
+        assert_int(&server.check(&hs), 1, "CHECK HS256");
+    }
+    assert_eq!(
+        stats(&server),
+        Stats {
+            entries: 2,
+            hits: 2,
+            misses: 2
+        }
+    );
+
+    write_jwks(&path, &keys_without("shared-rsa"));
+    assert_int(
+        &server.cmd(&["JWTDENY.KEYS", "RELOAD"]),
+        6,
+        "RELOAD without the RSA key",
+    );
+    assert_eq!(stats(&server).entries, 0, "RELOAD empties the cache");
+    assert_err(
+        &server.check(&rs),
+        "NOKEY",
+        "CHECK RS256 after its key left",
+    );
+    assert_err(
+        &server.revoke(&rs),
+        "NOKEY",
+        "REVOKE RS256 after its key left",
+    );
+    assert_int(&server.check(&hs), 1, "CHECK HS256 still fine");
+
+    // A failed reload keeps keys and cache alike.
+    assert_int(&server.check(&hs), 1, "CHECK HS256 cached again");
+    let before = stats(&server);
+    fs::write(&path, b"not json").unwrap();
+    assert!(
+        server.cmd(&["JWTDENY.KEYS", "RELOAD"]).is_error(),
+        "bad file refused"
+    );
+    assert_int(&server.check(&hs), 1, "CHECK HS256 after a refused reload");
+    assert!(stats(&server).hits > before.hits);
+}
+
+#[test]
+fn a_replaced_secret_under_the_same_kid_fails_after_reload_even_when_cached() {
+    let (server, path) = server_with_own_keys_file();
+    let hs = mint_default("HS256", &claims("hs-user", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&hs), 1, "CHECK");
+    assert_int(&server.check(&hs), 1, "CHECK cached");
+    let mut keys = jwks()["keys"].as_array().unwrap().clone();
+    for k in keys.iter_mut() {
+        if k["kid"] == "shared-hs256" {
+            k["k"] = json!(b64(&[0x5a; 32]));
+        }
+    }
+    write_jwks(&path, &keys);
+    assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 7, "RELOAD");
+    assert_err(&server.check(&hs), "BADSIG", "CHECK under the new secret");
+}
+
+#[test]
+fn changing_the_keys_file_at_runtime_empties_the_cache() {
+    let server = Server::with_vector_keys();
+    let es = mint_default("ES256", &claims("es-user", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&es), 1, "CHECK");
+    assert_int(&server.check(&es), 1, "CHECK cached");
+    let other = server.dir().join("no-es256.json");
+    write_jwks(&other, &keys_without("shared-es256"));
+    ok(
+        server.config_set("jwtdeny.keys-file", &other.to_string_lossy()),
+        "CONFIG SET keys-file",
+    );
+    assert_eq!(stats(&server).entries, 0);
+    assert_err(&server.check(&es), "NOKEY", "CHECK after the key left");
+}
+
+#[test]
+fn an_expired_cached_token_answers_expired() {
+    let server = Server::with_vector_keys();
+    let exp = now() + 2;
+    let t = mint_default("EdDSA", &claims("short-lived", now() - 10, exp));
+    assert_int(&server.check(&t), 1, "CHECK");
+    assert_int(&server.check(&t), 1, "CHECK cached");
+    let before = stats(&server);
+    sleep_until_after(exp);
+    assert_err(
+        &server.check(&t),
+        "EXPIRED",
+        "CHECK of the cached token past exp",
+    );
+    assert_err(
+        &server.revoke(&t),
+        "EXPIRED",
+        "REVOKE of the cached token past exp",
+    );
+    let after = stats(&server);
+    assert_eq!(after.hits, before.hits + 2, "both answered from the cache");
+    // Leeway is judged on every command, cached or not.
+    ok(server.config_set("jwtdeny.leeway", "60"), "leeway 60");
+    assert_int(&server.check(&t), 1, "CHECK within the new leeway");
+}
+
+#[test]
+fn a_not_yet_valid_cached_token_becomes_valid() {
+    let server = Server::with_vector_keys();
+    let nbf = now() + 2;
+    let t = mint_default(
+        "ES384",
+        &json!({"sub": "early", "iat": now(), "exp": FAR_EXP, "nbf": nbf}),
+    );
+    assert_err(&server.check(&t), "NOTYET", "CHECK before nbf");
+    assert_err(&server.check(&t), "NOTYET", "CHECK before nbf again");
+    let before = stats(&server);
+    sleep_until_after(nbf);
+    assert_int(&server.check(&t), 1, "CHECK after nbf");
+    assert_eq!(
+        stats(&server).hits,
+        before.hits + 1,
+        "answered from the cache"
+    );
+}
+
+#[test]
+fn validation_config_changes_empty_the_cache() {
+    let server = Server::with_vector_keys();
+    let t = mint_default(
+        "RS256",
+        &json!({"sub": "ivy", "iat": now() - 60, "exp": now() + 3000, "iss": "https://a.example", "aud": "api"}),
+    );
+    let check_cached = |what: &str| {
+        assert_int(&server.check(&t), 1, what);
+        assert_int(&server.check(&t), 1, what);
+        assert!(stats(&server).entries >= 1, "{what}: cached");
+    };
+
+    check_cached("no issuer");
+    ok(
+        server.config_set("jwtdeny.issuer", "https://b.example"),
+        "issuer b",
+    );
+    assert_eq!(
+        stats(&server).entries,
+        0,
+        "CONFIG SET issuer empties the cache"
+    );
+    assert_err(
+        &server.check(&t),
+        "BADCLAIMS",
+        "cached token under the new issuer",
+    );
+    ok(
+        server.config_set("jwtdeny.issuer", "https://a.example"),
+        "issuer a",
+    );
+    check_cached("issuer a");
+
+    ok(server.config_set("jwtdeny.audience", "web"), "audience web");
+    assert_eq!(
+        stats(&server).entries,
+        0,
+        "CONFIG SET audience empties the cache"
+    );
+    assert_err(
+        &server.check(&t),
+        "BADCLAIMS",
+        "cached token under the new audience",
+    );
+    ok(server.config_set("jwtdeny.audience", "api"), "audience api");
+    check_cached("audience api");
+
+    ok(
+        server.config_set("jwtdeny.algorithms", "HS256,ES256"),
+        "algorithms",
+    );
+    assert_eq!(
+        stats(&server).entries,
+        0,
+        "CONFIG SET algorithms empties the cache"
+    );
+    assert_err(
+        &server.check(&t),
+        "BADALG",
+        "cached RS256 token, RS256 not allowed",
+    );
+    ok(
+        server.config_set("jwtdeny.algorithms", ""),
+        "algorithms all",
+    );
+    check_cached("all algorithms");
+
+    ok(
+        server.config_set("jwtdeny.max-lifetime", "600"),
+        "max-lifetime",
+    );
+    assert_eq!(
+        stats(&server).entries,
+        0,
+        "CONFIG SET max-lifetime empties the cache"
+    );
+    assert_err(
+        &server.check(&t),
+        "BADCLAIMS",
+        "cached token over max-lifetime",
+    );
+    ok(
+        server.config_set("jwtdeny.max-lifetime", "0"),
+        "max-lifetime 0",
+    );
+    check_cached("no max-lifetime");
+
+    ok(
+        server.config_set("jwtdeny.max-token-bytes", "128"),
+        "max-token-bytes",
+    );
+    assert_eq!(
+        stats(&server).entries,
+        0,
+        "CONFIG SET max-token-bytes empties the cache"
+    );
+    assert_err(
+        &server.check(&t),
+        "MALFORMED",
+        "cached token over max-token-bytes",
+    );
+}
+
+#[test]
+fn size_zero_disables_the_cache() {
+    let server = Server::with_vector_keys();
+    let t = mint_default("ES256", &claims("nocache", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t), 1, "CHECK");
+    assert_eq!(stats(&server).entries, 1);
+    ok(
+        server.config_set("jwtdeny.verify-cache-size", "0"),
+        "size 0",
+    );
+    assert_eq!(info_num(&server, "verify_cache_capacity"), 0);
+    let before = stats(&server);
+    assert_eq!(before.entries, 0, "resizing to 0 empties the cache");
+    for _ in 0..5 {
+        assert_int(&server.check(&t), 1, "CHECK without a cache");
+    }
+    let after = stats(&server);
+    assert_eq!(after.hits, before.hits, "no hits with the cache off");
+    assert_eq!(after.entries, 0, "nothing stored with the cache off");
+    // Revocation works the same without a cache.
+    assert_int(&server.revoke(&t), 1, "REVOKE");
+    assert_int(&server.check(&t), 0, "CHECK revoked");
+    // Back on.
+    ok(
+        server.config_set("jwtdeny.verify-cache-size", "10"),
+        "size 10",
+    );
+    let t2 = mint_default("ES256", &claims("cache-again", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t2), 1, "CHECK");
+    assert_int(&server.check(&t2), 1, "CHECK");
+    assert_eq!(
+        stats(&server).hits,
+        after.hits + 1,
+        "hits again once re-enabled"
+    );
+}
+
+#[test]
+fn size_zero_at_startup() {
+    let server = ServerBuilder::new()
+        .vector_keys()
+        .conf("jwtdeny.verify-cache-size 0")
+        .start();
+    assert_eq!(info_num(&server, "verify_cache_capacity"), 0);
+    let t = vector("valid-ES256").token;
+    for _ in 0..3 {
+        assert_int(&server.check(&t), 1, "CHECK");
+    }
+    assert_eq!(
+        stats(&server),
+        Stats {
+            entries: 0,
+            hits: 0,
+            misses: 0
+        }
+    );
+}
