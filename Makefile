@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-cluster lint fmt fmt-check clean
+.PHONY: help deps build run test test-cluster soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -67,6 +67,12 @@ test: deps ## Build, then run unit and integration tests (these start their own 
 
 test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopback (redis-py, node-redis, redis-cli -c)
 	bash tests/cluster/run.sh
+
+soak: build ## Long load test: 2M mixed commands from 50 clients, memory must return to its start (SOAK_OPS, SOAK_CLIENTS)
+	cargo test --release --test soak -- --ignored --nocapture
+
+memcheck: build ## The module under valgrind memcheck: a representative workload, fails on invalid access or a leak in its frames
+	bash tests/memcheck.sh
 
 lint: ## Run clippy on all targets with warnings as errors
 	cargo clippy --release --all-targets -- -D warnings

@@ -1,13 +1,14 @@
 //! A bounded cache of verified tokens, so that a session's token pays for its signature once.
 //!
 //! Only the signature work is skipped: a hit still has its times checked against the clock and
-//! is still looked up in the denylist, on every command. Entries are keyed by HMAC-SHA256 of the
-//! whole token under a key drawn at load, truncated to 128 bits: an attacker can neither predict
-//! nor collide a cache slot, and two tokens differing in any byte never share one. Eviction is
-//! CLOCK (second chance): one reference bit per slot, no list to maintain on a hit.
+//! is still looked up in the denylist, on every command. Entries are keyed by SipHash-2-4-128 of
+//! the whole token under a 128-bit key drawn at load: a keyed PRF, so an attacker who does not
+//! know the key can neither predict nor collide a cache slot, and two tokens differing in any
+//! byte never share one. Eviction is CLOCK (second chance): one reference bit per slot, no list
+//! to maintain on a hit.
 
 use crate::token::Claims;
-use aws_lc_rs::hmac;
+use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -43,7 +44,7 @@ struct Slot {
 }
 
 pub struct Cache {
-    key: hmac::Key,
+    key: [u8; 16],
     capacity: usize,
     slots: Vec<Slot>,
     index: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>>,
@@ -55,7 +56,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(capacity: usize) -> Cache {
-        let mut secret = [0u8; 32];
+        let mut secret = [0u8; 16];
         // Without randomness the cache stays off rather than run on a guessable key.
         let capacity = if aws_lc_rs::rand::fill(&mut secret).is_ok() {
             capacity
@@ -63,7 +64,7 @@ impl Cache {
             0
         };
         Cache {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            key: secret,
             capacity,
             slots: Vec::new(),
             index: HashMap::default(),
@@ -75,12 +76,9 @@ impl Cache {
     }
 
     pub fn digest(&self, token: &[u8]) -> Digest {
-        let tag = hmac::sign(&self.key, token);
-        let mut out = [0u8; 16];
-        for (o, t) in out.iter_mut().zip(tag.as_ref()) {
-            *o = *t;
-        }
-        out
+        let mut h = SipHasher24::new_with_key(&self.key);
+        h.write(token);
+        h.finish128().as_bytes()
     }
 
     pub fn enabled(&self) -> bool {
@@ -164,7 +162,7 @@ impl Cache {
     /// An estimate of the heap the cache holds, for INFO.
     pub fn memory_bytes(&self) -> usize {
         let per_index = std::mem::size_of::<(Digest, usize)>() + 1;
-        let subjects: usize = self.slots.iter().map(|s| s.claims.sub.capacity()).sum();
+        let subjects: usize = self.slots.iter().map(|s| s.claims.sub.len()).sum();
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.index.capacity() * per_index
             + subjects

@@ -4,7 +4,7 @@
 use crate::cache;
 use crate::config;
 use crate::denylist;
-use crate::denylist::RevokedBy;
+use crate::denylist::{RevokedBy, TokenKeys};
 use crate::error::{quote, Error};
 use crate::keys::alg_name;
 use crate::stats;
@@ -56,8 +56,7 @@ fn now_ms() -> i64 {
 /// judged by.
 struct Checked {
     claims: Claims,
-    entry: String,
-    subject: String,
+    keys: TokenKeys,
     leeway: i64,
 }
 
@@ -128,13 +127,17 @@ fn locate(ctx: &Context, claims: Claims, keys: Keys, command: &str) -> Result<Ch
         // Copied out of the config lock before any call back into Redis.
         let settings = config::settings();
         Checked {
-            entry: denylist::entry_key(&settings.prefix, &claims.sub, claims.iat),
-            subject: denylist::subject_key(&settings.prefix, &claims.sub),
+            keys: TokenKeys::new(&settings.prefix, &claims.sub, claims.iat),
             leeway: settings.leeway,
             claims,
         }
     };
-    route(ctx, keys, &[&checked.entry, &checked.subject], command)?;
+    route(
+        ctx,
+        keys,
+        &[checked.keys.entry(), checked.keys.subject()],
+        command,
+    )?;
     Ok(checked)
 }
 
@@ -146,7 +149,7 @@ fn verify(ctx: &Context, token: &RedisString, keys: Keys, command: &str) -> Resu
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
 fn status(ctx: &Context, c: &Checked) -> Result<Option<RevokedBy>, Error> {
-    let revoked = denylist::revoked_by(ctx, &c.entry, &c.subject, c.claims.iat)?;
+    let revoked = denylist::revoked_by(ctx, c.keys.entry(), c.keys.subject(), c.claims.iat)?;
     c.claims.check_time(now_ms(), c.leeway)?;
     Ok(revoked)
 }
@@ -273,7 +276,7 @@ fn revoke_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
         if status(ctx, &c)?.is_some() {
             return Ok(false);
         }
-        denylist::insert(ctx, &c.entry, c.claims.expires_at_ms(c.leeway))
+        denylist::insert(ctx, c.keys.entry(), c.claims.expires_at_ms(c.leeway))
     });
     stats::count_revoke(outcome.as_ref().copied());
     Ok(RedisValue::Integer(i64::from(outcome?)))

@@ -11,8 +11,8 @@ use crate::stats;
 use crate::token::Policy;
 use crate::workers;
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
-use redis_module::{RedisError, RedisString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use redis_module::{raw, RedisError, RedisString};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub const DEFAULT_PREFIX: &str = "jwtdeny:";
@@ -373,9 +373,34 @@ pub static MAX_LIFETIME: Handle = Handle(Name::MaxLifetime);
 pub static VERIFY_CACHE_SIZE: Handle = Handle(Name::VerifyCacheSize);
 pub static WORKERS: Handle = Handle(Name::Workers);
 
+/// The string each config's getter last handed to Redis. Redis copies what a getter returns and
+/// never frees it, so a fresh string per `CONFIG GET` would leak: the module keeps ownership,
+/// and frees each one on the next call, by which time Redis has long copied it.
+static LAST_GOT: [AtomicPtr<raw::RedisModuleString>; Name::ALL.len()] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; Name::ALL.len()];
+
 impl ConfigurationValue<RedisString> for Handle {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
-        RedisString::create(None, current(self.0).as_str())
+        let value = current(self.0);
+        let slot = Name::ALL.iter().position(|n| *n == self.0).and_then(|i| LAST_GOT.get(i));
+        // SAFETY: called by Redis on its main thread with the GIL held, as RM_CreateString and
+        // RM_FreeString require; a null context makes the string independent of any call.
+        unsafe {
+            let (Some(create), Some(free), Some(slot)) = (
+                raw::RedisModule_CreateString,
+                raw::RedisModule_FreeString,
+                slot,
+            ) else {
+                return RedisString::create(None, value.as_str());
+            };
+            let fresh = create(std::ptr::null_mut(), value.as_ptr().cast(), value.len());
+            let old = slot.swap(fresh, Ordering::AcqRel);
+            if !old.is_null() {
+                free(std::ptr::null_mut(), old);
+            }
+            // Not retained: Redis takes this pointer without ever freeing it.
+            RedisString::from_redis_module_string(std::ptr::null_mut(), fresh)
+        }
     }
 
     fn set(&self, _ctx: &ConfigurationContext, val: RedisString) -> Result<(), RedisError> {

@@ -25,10 +25,42 @@ pub fn encode_subject(sub: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// A token's two keys, built once in one buffer: its subject's cutoff key
+/// `<prefix>{<sub>}` is a prefix of its entry key `<prefix>{<sub>}:<iat>`.
+pub struct TokenKeys {
+    entry: String,
+    subject_len: usize,
+}
+
+impl TokenKeys {
+    pub fn new(prefix: &str, sub: &str, iat: i64) -> TokenKeys {
+        let sub = encode_subject(sub);
+        let mut digits = itoa::Buffer::new();
+        let iat = digits.format(iat);
+        let mut entry = String::with_capacity(prefix.len() + sub.len() + iat.len() + 3);
+        entry.push_str(prefix);
+        entry.push('{');
+        entry.push_str(&sub);
+        entry.push('}');
+        let subject_len = entry.len();
+        entry.push(':');
+        entry.push_str(iat);
+        TokenKeys { entry, subject_len }
+    }
+
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    pub fn subject(&self) -> &str {
+        self.entry.get(..self.subject_len).unwrap_or(&self.entry)
+    }
+}
+
 /// The key of the entry for a token of `sub` issued at `iat` (canonical whole seconds). The
 /// subject is the hash tag, so all of a subject's entries share one cluster slot.
 pub fn entry_key(prefix: &str, sub: &str, iat: i64) -> String {
-    format!("{prefix}{{{}}}:{iat}", encode_subject(sub))
+    TokenKeys::new(prefix, sub, iat).entry
 }
 
 /// The key of a subject's cutoff (`JWTDENY.REVOKEALL`): the same hash tag as its entries, so
@@ -194,6 +226,9 @@ mod tests {
 
     #[test]
     fn a_subject_cutoff_shares_the_hash_tag_of_its_entries() {
+        let keys = TokenKeys::new("jwtdeny:", "a{b", -7);
+        assert_eq!(keys.entry(), "jwtdeny:{a%7Bb}:-7");
+        assert_eq!(keys.subject(), subject_key("jwtdeny:", "a{b"));
         assert_eq!(subject_key("jwtdeny:", "a{b"), "jwtdeny:{a%7Bb}");
         assert!(entry_key("jwtdeny:", "a{b", 7).starts_with(&subject_key("jwtdeny:", "a{b")));
     }

@@ -142,7 +142,11 @@ fn set_acl_categories(ctx: &Context) {
             let ok = |cats: &CString| {
                 set(command, cats.as_ptr()) == redis_module::raw::REDISMODULE_OK as i32
             };
-            if !(with_own && ok(&full)) && !ok(&plain) {
+            // With @jwtdeny where the server has it, else the built-in categories alone.
+            if with_own && ok(&full) {
+                continue;
+            }
+            if !ok(&plain) {
                 ctx.log_warning(&format!("jwtdeny: could not set ACL categories of {name}"));
             }
         }

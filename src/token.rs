@@ -10,6 +10,7 @@ use base64::Engine;
 use jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Keeps every `× 1000` in range.
 pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
@@ -28,7 +29,8 @@ pub struct Policy<'a> {
 /// The verified claims that matter to the denylist; NumericDates are canonical whole seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
-    pub sub: String,
+    /// Shared, so a cache hit hands it out without copying.
+    pub sub: Arc<str>,
     pub iat: i64,
     pub exp: i64,
     pub nbf: Option<i64>,
@@ -265,7 +267,7 @@ fn json_object<T: for<'de> Deserialize<'de>>(json: &[u8], what: &str) -> Result<
 /// Step five: the claims of an authentic token.
 fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
     let sub = match &raw.sub {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(s)) if !s.is_empty() => Arc::from(s.as_str()),
         Some(_) => return Err(Error::BadClaims("sub is not a non-empty string".into())),
         None => return Err(Error::BadClaims("sub is missing".into())),
     };
@@ -410,7 +412,7 @@ mod tests {
             match got {
                 Ok(c) => {
                     assert_eq!(want, "active", "{name}");
-                    assert_eq!(c.sub, v["sub"].as_str().unwrap(), "{name}");
+                    assert_eq!(&*c.sub, v["sub"].as_str().unwrap(), "{name}");
                     assert_eq!(c.iat, v["iat"].as_i64().unwrap(), "{name}");
                     assert_eq!(c.exp, v["exp"].as_i64().unwrap(), "{name}");
                 }
