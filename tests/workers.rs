@@ -116,7 +116,11 @@ fn pipelined_checks_from_many_clients_all_get_their_own_answer() {
                     }
                     for (i, (_, want)) in tokens.iter().enumerate() {
                         let reply = conn.read().expect("read");
-                        assert_int(&reply, *want, &format!("client {c} round {round} token {i}"));
+                        assert_int(
+                            &reply,
+                            *want,
+                            &format!("client {c} round {round} token {i}"),
+                        );
                     }
                 }
             })
