@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-cluster soak memcheck lint fmt fmt-check clean
+.PHONY: help deps build run test test-cluster bench soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -67,6 +67,9 @@ test: deps ## Build, then run unit and integration tests (these start their own 
 
 test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopback (redis-py, node-redis, redis-cli -c)
 	bash tests/cluster/run.sh
+
+bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); BENCH_SAVE=1 writes bench/results.md
+	bench/run.sh $(BENCH_ARGS)
 
 soak: build ## Long load test: 2M mixed commands from 50 clients, memory must return to its start (SOAK_OPS, SOAK_CLIENTS)
 	cargo test --release --test soak -- --ignored --nocapture

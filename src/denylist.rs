@@ -5,7 +5,8 @@
 //! re-encoding of one token (a different signature, another NumericDate spelling) finds it.
 
 use crate::error::{quote, Error};
-use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
+use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
+use std::ffi::CString;
 
 /// Percent-encodes the characters that would make the hash tag ambiguous: `{` and `}` delimit
 /// it, and `%` is the escape itself. Ordinary subjects are left exactly as they are.
@@ -139,8 +140,8 @@ pub fn raise_cutoff(
     }
     let value = at.to_string();
     match expires_at_ms {
-        Some(ms) => set(ctx, &[key, &value, "PXAT", &ms.to_string()])?,
-        None => set(ctx, &[key, &value])?,
+        Some(ms) => set(ctx, key, &[&value, "PXAT", &ms.to_string()])?,
+        None => set(ctx, key, &[&value])?,
     };
     ctx.notify_keyspace_event(
         NotifyEvent::MODULE,
@@ -173,7 +174,7 @@ pub fn contains(ctx: &Context, key: &str) -> bool {
 /// verified again against another clock and key set), and only when the SET changed something.
 pub fn insert(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Error> {
     let at = expires_at_ms.to_string();
-    let added = set(ctx, &[key, "1", "NX", "PXAT", &at])?;
+    let added = set(ctx, key, &["1", "NX", "PXAT", &at])?;
     if added {
         ctx.notify_keyspace_event(
             NotifyEvent::MODULE,
@@ -184,21 +185,80 @@ pub fn insert(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Erro
     Ok(added)
 }
 
-/// `SET args…`, replicated: false when a condition (NX) left the key as it was.
-fn set(ctx: &Context, args: &[&str]) -> Result<bool, Error> {
-    let options = CallOptionsBuilder::new()
-        .replicate()
-        .errors_as_replies()
-        .build();
-    let reply: CallResult = ctx.call_ext("SET", &options, args);
-    match reply {
-        Ok(CallReply::Null(_)) => Ok(false),
-        Ok(_) => Ok(true),
-        Err(e) => Err(Error::Internal(format!(
-            "SET of a denylist key failed: {}",
-            e.to_utf8_string().unwrap_or_default()
-        ))),
+/// `SET key args…`, replicated: false when a condition (NX) left the key as it was.
+///
+/// Called through RM_Call with C-string arguments ("b"/"c") rather than module strings: Redis
+/// then owns the value object alone and stores `1` or a cutoff as a shared or embedded integer,
+/// so an entry costs what a plain `SET key 1 PXAT ms` costs.
+fn set(ctx: &Context, key: &str, args: &[&str]) -> Result<bool, Error> {
+    let fail = |why: &str| Error::Internal(format!("SET of a denylist key failed: {why}"));
+    let args: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(*a).map_err(|_| fail("argument with a NUL byte")))
+        .collect::<Result<_, _>>()?;
+    let (Some(call), Some(kind), Some(text), Some(free)) = (
+        unsafe { raw::RedisModule_Call },
+        unsafe { raw::RedisModule_CallReplyType },
+        unsafe { raw::RedisModule_CallReplyStringPtr },
+        unsafe { raw::RedisModule_FreeCallReply },
+    ) else {
+        return Err(fail("RM_Call is not available"));
+    };
+    // "!": replicate this SET (and not the jwtdeny command) to replicas and the AOF;
+    // "E": errors as replies; "b": the key as pointer + length (binary-safe); "c": C strings.
+    let (ctx, cmd, k, klen) = (ctx.get_raw(), c"SET".as_ptr(), key.as_ptr(), key.len());
+    // SAFETY: main thread, inside a command; every pointer outlives the call, and the format
+    // string lists exactly the arguments passed after it.
+    let reply = unsafe {
+        match args.as_slice() {
+            [a] => call(ctx, cmd, c"!Ebc".as_ptr(), k, klen, a.as_ptr()),
+            [a, b, c] => call(
+                ctx,
+                cmd,
+                c"!Ebccc".as_ptr(),
+                k,
+                klen,
+                a.as_ptr(),
+                b.as_ptr(),
+                c.as_ptr(),
+            ),
+            [a, b, c, d] => call(
+                ctx,
+                cmd,
+                c"!Ebcccc".as_ptr(),
+                k,
+                klen,
+                a.as_ptr(),
+                b.as_ptr(),
+                c.as_ptr(),
+                d.as_ptr(),
+            ),
+            _ => return Err(fail("unexpected argument count")),
+        }
+    };
+    if reply.is_null() {
+        return Err(fail("RM_Call refused it"));
     }
+    // SAFETY: `reply` is a live call reply, freed exactly once below.
+    let outcome = unsafe {
+        match kind(reply) as isize {
+            raw::REDISMODULE_REPLY_NULL => Ok(false),
+            raw::REDISMODULE_REPLY_ERROR => {
+                let mut len = 0usize;
+                let ptr = text(reply, &mut len);
+                let msg = if ptr.is_null() {
+                    String::new()
+                } else {
+                    String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+                        .into_owned()
+                };
+                Err(fail(&msg))
+            }
+            _ => Ok(true),
+        }
+    };
+    unsafe { free(reply) };
+    outcome
 }
 
 #[cfg(test)]
