@@ -191,7 +191,11 @@ fn check_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
         cache::Lookup::Miss(digest, generation) => (Some(digest), generation),
         cache::Lookup::Off => (None, cache::generation()),
     };
-    if workers::submit(ctx, token.as_slice(), digest, generation, check_reply) {
+    // An HMAC takes about a microsecond, less than blocking a client costs: only asymmetric
+    // signatures are worth a worker.
+    if !token::is_hmac(token.as_slice())
+        && workers::submit(ctx, token.as_slice(), digest, generation, check_reply)
+    {
         return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
     }
     let claims = authenticate(token.as_slice());

@@ -156,6 +156,22 @@ pub fn inspect(
     (seen, claims(&t.claims, policy))
 }
 
+/// Whether a token claims an HMAC algorithm, from its header alone (nothing is verified): used
+/// only to choose where to verify it, never to judge it.
+pub fn is_hmac(token: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct AlgOnly {
+        alg: Option<String>,
+    }
+    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<AlgOnly>(&json).ok())
+        .and_then(|h| h.alg)
+        .is_some_and(|alg| alg.starts_with("HS"))
+}
+
 /// Steps two to four: algorithm, key, signature.
 fn check_signature(t: &Unverified, keys: &KeySet, policy: &Policy) -> Result<(), Error> {
     let alg = match &t.header.alg {
@@ -539,6 +555,14 @@ mod tests {
         assert_eq!(outcome.err().unwrap().code(), "BADSIG");
         assert_eq!(seen.alg.as_deref(), Some("HS256"));
         assert_eq!((seen.sub, seen.iat, seen.exp), (None, None, None));
+    }
+
+    #[test]
+    fn hmac_tokens_are_told_apart_by_their_header() {
+        assert!(is_hmac(hs256(json!({"sub":"a"})).as_bytes()));
+        assert!(!is_hmac(format!("{}.e30.", b64(r#"{"alg":"RS256"}"#)).as_bytes()));
+        assert!(!is_hmac(b"garbage"));
+        assert!(!is_hmac(b""));
     }
 
     #[test]
