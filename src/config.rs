@@ -382,7 +382,10 @@ static LAST_GOT: [AtomicPtr<raw::RedisModuleString>; Name::ALL.len()] =
 impl ConfigurationValue<RedisString> for Handle {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
         let value = current(self.0);
-        let slot = Name::ALL.iter().position(|n| *n == self.0).and_then(|i| LAST_GOT.get(i));
+        let slot = Name::ALL
+            .iter()
+            .position(|n| *n == self.0)
+            .and_then(|i| LAST_GOT.get(i));
         // SAFETY: called by Redis on its main thread with the GIL held, as RM_CreateString and
         // RM_FreeString require; a null context makes the string independent of any call.
         unsafe {

@@ -560,7 +560,9 @@ mod tests {
     #[test]
     fn hmac_tokens_are_told_apart_by_their_header() {
         assert!(is_hmac(hs256(json!({"sub":"a"})).as_bytes()));
-        assert!(!is_hmac(format!("{}.e30.", b64(r#"{"alg":"RS256"}"#)).as_bytes()));
+        assert!(!is_hmac(
+            format!("{}.e30.", b64(r#"{"alg":"RS256"}"#)).as_bytes()
+        ));
         assert!(!is_hmac(b"garbage"));
         assert!(!is_hmac(b""));
     }

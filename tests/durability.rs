@@ -13,24 +13,13 @@
 
 mod common;
 mod faults;
+mod support;
 
 use common::*;
+use support::wait_for_link;
 use faults::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn wait_for_link(replica: &Server) {
-    wait_until(
-        "the replica's master link to come up",
-        ASYNC_DEADLINE,
-        || {
-            replica
-                .cmd(&["INFO", "replication"])
-                .text()
-                .contains("master_link_status:up")
-        },
-    );
-}
 
 #[track_caller]
 fn ok(r: Reply, what: &str) {
@@ -911,4 +900,3 @@ fn boundary_leeway_0_revoked_never_checks_1_and_entry_goes() {
 fn boundary_leeway_1_revoked_never_checks_1_and_entry_goes() {
     boundary_run(1);
 }
-

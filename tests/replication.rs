@@ -3,56 +3,11 @@
 //! JWTDENY.REVOKE.
 
 mod common;
+mod support;
 
 use common::*;
+use support::{monitor_line, wait_for_link};
 use std::time::Instant;
-
-/// Waits until the replica's link to its master is up.
-fn wait_for_link(replica: &Server) {
-    wait_until(
-        "the replica's master link to come up",
-        ASYNC_DEADLINE,
-        || {
-            replica
-                .cmd(&["INFO", "replication"])
-                .text()
-                .contains("master_link_status:up")
-        },
-    );
-}
-
-/// A MONITOR line `<time> [<db> <addr>] "ARG" "ARG" ...` as (addr, args).
-fn monitor_line(line: &str) -> (String, Vec<String>) {
-    let (Some(open), Some(close)) = (line.find('['), line.find("] ")) else {
-        return (String::new(), Vec::new());
-    };
-    let source = line[open + 1..close]
-        .split(' ')
-        .next_back()
-        .unwrap_or("")
-        .to_string();
-    let mut args = Vec::new();
-    let mut chars = line[close + 2..].chars();
-    while let Some(c) = chars.next() {
-        if c != '"' {
-            continue;
-        }
-        let mut arg = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some(n) = chars.next() {
-                        arg.push(n);
-                    }
-                }
-                '"' => break,
-                c => arg.push(c),
-            }
-        }
-        args.push(arg);
-    }
-    (source, args)
-}
 
 /// Reads a replica's MONITOR lines until a command from its master mentions `marker`;
 /// returns every command the master sent, in order (the replica's own clients are skipped).
