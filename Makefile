@@ -58,12 +58,17 @@ run: build ## Build, then serve redis.conf.example in the foreground (PORT=6390)
 	@echo
 	exec redis-server redis.conf.example --port $(PORT)
 
+# The suites load a copy of exactly what `cargo build --release` ships: `cargo test` builds
+# the library again with its dev-dependencies' features and would overwrite the .so in place.
+TESTED_MODULE := $(CURDIR)/target/libjwtdeny-under-test.so
+
 test: deps ## Build, then run unit and integration tests (these start their own redis-servers)
 	cargo build --release
-	cargo test --release --no-fail-fast
-	bash examples/run-tests.sh
-	bash tests/cluster/run.sh
-	bash tests/valkey.sh
+	cp $(MODULE) $(TESTED_MODULE)
+	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --no-fail-fast
+	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh
+	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/cluster/run.sh
+	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/valkey.sh
 
 test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopback (redis-py, node-redis, redis-cli -c)
 	bash tests/cluster/run.sh
@@ -72,7 +77,8 @@ bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); 
 	bench/run.sh $(BENCH_ARGS)
 
 soak: build ## Long load test: 2M mixed commands from 50 clients, memory must return to its start (SOAK_OPS, SOAK_CLIENTS)
-	cargo test --release --test soak -- --ignored --nocapture
+	cp $(MODULE) $(TESTED_MODULE)
+	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --test soak -- --ignored --nocapture
 
 memcheck: build ## The module under valgrind memcheck: a representative workload, fails on invalid access or a leak in its frames
 	bash tests/memcheck.sh
