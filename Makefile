@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-cluster bench soak memcheck lint fmt fmt-check clean
+.PHONY: help deps build run test test-cluster bench fuzz soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -26,6 +26,7 @@ deps: ## Install what is missing: redis-server, redis-cli, libclang, python3, a 
 	command -v redis-cli >/dev/null || missing+=" redis-tools"; \
 	command -v python3 >/dev/null || missing+=" python3"; \
 	command -v cc >/dev/null || missing+=" gcc"; \
+	command -v c++ >/dev/null || missing+=" g++"; \
 	[ -e /usr/include/stdint.h ] || missing+=" libc6-dev"; \
 	if [ -z "$${LIBCLANG_PATH:-}" ] && ! { compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' && \
 		compgen -G '/usr/lib/llvm-*/lib/clang/*/include/stddef.h'; } >/dev/null; then \
@@ -75,6 +76,10 @@ test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopb
 
 bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); BENCH_SAVE=1 writes bench/results.md
 	bench/run.sh $(BENCH_ARGS)
+
+FUZZ_SECONDS ?= 60
+fuzz: deps ## Fuzz the token path and the JWKS loader for FUZZ_SECONDS each (installs cargo-fuzz if missing)
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 soak: build ## Long load test: 2M mixed commands from 50 clients, memory must return to its start (SOAK_OPS, SOAK_CLIENTS)
 	cp $(MODULE) $(TESTED_MODULE)

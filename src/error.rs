@@ -74,8 +74,23 @@ impl fmt::Display for Error {
 
 impl From<Error> for RedisError {
     fn from(e: Error) -> Self {
-        RedisError::String(e.to_string())
+        RedisError::String(printable(&e.to_string()))
     }
+}
+
+/// An error reply is one line of printable ASCII. Besides being what clients expect, this is
+/// load-bearing: redis-module writes error text one byte per `char`, so U+0100 would become a
+/// NUL byte and abort the server from outside any guard of ours.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
 }
 
 /// Quotes a piece of client input for an error message: bounded in length and printable, so a
@@ -89,10 +104,10 @@ pub fn quote(input: &str) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
+        if c.is_ascii_graphic() || c == ' ' {
             out.push(c);
+        } else {
+            out.extend(c.escape_default());
         }
     }
     out.push('\'');
@@ -111,6 +126,22 @@ mod tests {
         );
         assert!(Error::KeysFile("x".into()).to_string().starts_with("ERR "));
         assert!(Error::Internal("x".into()).to_string().starts_with("ERR "));
+    }
+
+    #[test]
+    fn replies_are_printable_ascii_whatever_the_input() {
+        for input in ["\u{100}", "\u{4e00}", "\u{ac00}", "é", "\0", "\u{fffd}", "a\r\nb"] {
+            let reply = RedisError::from(Error::NoKey(format!("kid {}", quote(input))));
+            let RedisError::String(text) = reply else {
+                panic!("not a string error")
+            };
+            assert!(text.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{text:?}");
+            let unquoted = RedisError::from(Error::Usage(input.to_string()));
+            let RedisError::String(text) = unquoted else {
+                panic!("not a string error")
+            };
+            assert!(text.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{text:?}");
+        }
     }
 
     #[test]

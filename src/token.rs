@@ -270,7 +270,11 @@ fn json_object<T: for<'de> Deserialize<'de>>(json: &[u8], what: &str) -> Result<
     if first != Some(&b'{') {
         return Err(Error::Malformed(format!("{what} is not a JSON object")));
     }
-    serde_json::from_slice(json).map_err(|e| {
+    // serde_json skips members it is not asked for without checking their bytes: RFC 7519
+    // requires UTF-8 JSON throughout, and WITHCLAIMS hands the payload on as JSON.
+    let text = std::str::from_utf8(json)
+        .map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")))?;
+    serde_json::from_str(text).map_err(|e| {
         let why = if e.is_data() {
             e.to_string()
         } else {
