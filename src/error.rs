@@ -130,17 +130,25 @@ mod tests {
 
     #[test]
     fn replies_are_printable_ascii_whatever_the_input() {
-        for input in ["\u{100}", "\u{4e00}", "\u{ac00}", "é", "\0", "\u{fffd}", "a\r\nb"] {
+        for input in [
+            "\u{100}", "\u{4e00}", "\u{ac00}", "é", "\0", "\u{fffd}", "a\r\nb",
+        ] {
             let reply = RedisError::from(Error::NoKey(format!("kid {}", quote(input))));
             let RedisError::String(text) = reply else {
                 panic!("not a string error")
             };
-            assert!(text.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{text:?}");
+            assert!(
+                text.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
+                "{text:?}"
+            );
             let unquoted = RedisError::from(Error::Usage(input.to_string()));
             let RedisError::String(text) = unquoted else {
                 panic!("not a string error")
             };
-            assert!(text.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{text:?}");
+            assert!(
+                text.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
+                "{text:?}"
+            );
         }
     }
 

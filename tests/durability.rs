@@ -16,10 +16,10 @@ mod faults;
 mod support;
 
 use common::*;
-use support::wait_for_link;
 use faults::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::wait_for_link;
 
 #[track_caller]
 fn ok(r: Reply, what: &str) {

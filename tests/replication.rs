@@ -6,8 +6,8 @@ mod common;
 mod support;
 
 use common::*;
-use support::{monitor_line, wait_for_link};
 use std::time::Instant;
+use support::{monitor_line, wait_for_link};
 
 /// Reads a replica's MONITOR lines until a command from its master mentions `marker`;
 /// returns every command the master sent, in order (the replica's own clients are skipped).
