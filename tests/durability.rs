@@ -385,10 +385,17 @@ fn cut_link(replica: &Server) {
     });
 }
 
+/// Whether a server log has `phrase`, as Redis words it or as Valkey does ("primary" for
+/// "master").
+fn logged(log: &str, phrase: &str) -> bool {
+    log.contains(phrase) || log.contains(&phrase.replace("master", "primary"))
+}
+
 fn restore_link(replica: &Server) {
     // At least one reconnect attempt has failed at AUTH by now, so the link really was held down.
     wait_until("a refused reconnect attempt", ASYNC_DEADLINE, || {
-        replica.log().contains("Unable to AUTH to MASTER")
+        let log = replica.log();
+        logged(&log, "Unable to AUTH to MASTER") || logged(&log, "Unable to AUTH to PRIMARY")
     });
     ok(
         replica.config_set("masterauth", ""),
@@ -442,9 +449,7 @@ fn replica_catches_up_by_partial_resync() {
         "a full sync happened"
     );
     assert!(
-        replica
-            .log()
-            .contains("Successful partial resynchronization with master"),
+        logged(&replica.log(), "Successful partial resynchronization with master"),
         "replica log:\n{}",
         replica.log()
     );
@@ -500,7 +505,7 @@ fn replica_catches_up_by_full_resync_when_backlog_is_exceeded() {
         log.contains("for lack of backlog") || log.contains("lacking backlog"),
         "master log:\n{log}"
     );
-    assert!(replica.log().contains("Full resync from master"));
+    assert!(logged(&replica.log(), "Full resync from master"));
 }
 
 /// The data files in a server's dir (RDB snapshots, AOF directory).
