@@ -449,7 +449,10 @@ fn replica_catches_up_by_partial_resync() {
         "a full sync happened"
     );
     assert!(
-        logged(&replica.log(), "Successful partial resynchronization with master"),
+        logged(
+            &replica.log(),
+            "Successful partial resynchronization with master"
+        ),
         "replica log:\n{}",
         replica.log()
     );
