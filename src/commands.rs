@@ -193,7 +193,8 @@ fn check_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
     };
     // An HMAC takes about a microsecond, less than blocking a client costs: only asymmetric
     // signatures are worth a worker.
-    if !token::is_hmac(token.as_slice())
+    if workers::running()
+        && !token::is_hmac(token.as_slice())
         && workers::submit(ctx, token.as_slice(), digest, generation, check_reply)
     {
         return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
@@ -353,17 +354,16 @@ fn inspect_with(ctx: &Context, args: &[RedisString], declared: Keys) -> RedisRes
         let (seen, outcome) = token::inspect(token.as_slice(), &config::keys(), &s.policy());
         (seen, outcome, s.prefix.clone(), s.leeway)
     };
-    let keys = seen.sub.as_deref().zip(seen.iat).map(|(sub, iat)| {
-        (
-            denylist::entry_key(&prefix, sub, iat),
-            denylist::subject_key(&prefix, sub),
-        )
-    });
-    if let Some((entry, subject)) = &keys {
-        route(ctx, declared, &[entry, subject], "INSPECT")?;
+    let keys = seen
+        .sub
+        .as_deref()
+        .zip(seen.iat)
+        .map(|(sub, iat)| TokenKeys::new(&prefix, sub, iat));
+    if let Some(k) = &keys {
+        route(ctx, declared, &[k.entry(), k.subject()], "INSPECT")?;
     }
     let revoked = match (&keys, seen.iat) {
-        (Some((entry, subject)), Some(iat)) => denylist::revoked_by(ctx, entry, subject, iat),
+        (Some(k), Some(iat)) => denylist::revoked_by(ctx, k.entry(), k.subject(), iat),
         _ => Ok(None),
     };
     let now = now_ms();
@@ -380,8 +380,8 @@ fn inspect_with(ctx: &Context, args: &[RedisString], declared: Keys) -> RedisRes
     };
     let revoked_by = revoked.ok().flatten();
     let expires_at_ms = match (&keys, revoked_by) {
-        (Some((entry, _)), Some(RevokedBy::Token)) => denylist::expire_time_ms(ctx, entry),
-        (Some((_, subject)), Some(RevokedBy::Subject)) => denylist::expire_time_ms(ctx, subject),
+        (Some(k), Some(RevokedBy::Token)) => denylist::expire_time_ms(ctx, k.entry()),
+        (Some(k), Some(RevokedBy::Subject)) => denylist::expire_time_ms(ctx, k.subject()),
         _ => None,
     };
     let text = |v: Option<String>| v.map_or(RedisValue::Null, RedisValue::BulkString);
@@ -394,7 +394,7 @@ fn inspect_with(ctx: &Context, args: &[RedisString], declared: Keys) -> RedisRes
         ("sub", text(seen.sub)),
         ("iat", int(seen.iat)),
         ("exp", int(seen.exp)),
-        ("key", text(keys.map(|(entry, _)| entry))),
+        ("key", text(keys.map(|k| k.entry().to_string()))),
         (
             "revoked_by",
             text(revoked_by.map(|r| r.as_str().to_string())),

@@ -56,6 +56,11 @@ fn pool() -> MutexGuard<'static, Option<Pool>> {
     POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Whether a pool runs: checked before any per-token work is spent on offloading.
+pub fn running() -> bool {
+    pool().is_some()
+}
+
 /// Starts `n` workers after stopping the current ones (0: verify inline).
 pub fn resize(n: usize) {
     stop();

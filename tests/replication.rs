@@ -6,38 +6,7 @@ mod common;
 mod support;
 
 use common::*;
-use std::time::Instant;
-use support::{monitor_line, wait_for_link};
-
-/// Reads a replica's MONITOR lines until a command from its master mentions `marker`;
-/// returns every command the master sent, in order (the replica's own clients are skipped).
-fn monitor_until(conn: &mut Conn, master: &Server, marker: &str) -> Vec<Vec<String>> {
-    let from_master = format!("127.0.0.1:{}", master.port);
-    let deadline = Instant::now() + ASYNC_DEADLINE;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            panic!("the master sent nothing mentioning {marker} within {ASYNC_DEADLINE:?}; saw {seen:?}");
-        }
-        conn.set_read_timeout(left);
-        match conn.read() {
-            Ok(Reply::Status(line)) => {
-                let (source, args) = monitor_line(&line);
-                if source != from_master {
-                    continue;
-                }
-                let done = args.iter().any(|a| a == marker);
-                seen.push(args);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(other) => panic!("unexpected MONITOR reply {other}"),
-            Err(e) => panic!("MONITOR, waiting for {marker}: {e}; saw {seen:?}"),
-        }
-    }
-}
+use support::{monitor_until, wait_for_link};
 
 fn is_module_command(c: &[String]) -> bool {
     c.first()
