@@ -59,14 +59,11 @@ run: build ## Build, then serve redis.conf.example in the foreground (PORT=6390)
 	@echo
 	exec redis-server redis.conf.example --port $(PORT)
 
-# The suites load a copy of exactly what `cargo build --release` ships: `cargo test` builds
-# the library again with its dev-dependencies' features and would overwrite the .so in place.
-TESTED_MODULE := $(CURDIR)/target/libjwtdeny-under-test.so
+TESTED_MODULE := $(CURDIR)/$(MODULE)
 
 test: deps ## Build, then run unit and integration tests (these start their own redis-servers)
 	cargo build --release
-	cp $(MODULE) $(TESTED_MODULE)
-	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --no-fail-fast
+	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --workspace --no-fail-fast
 	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/cluster/run.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/valkey.sh
@@ -82,7 +79,6 @@ fuzz: deps ## Fuzz the token path and the JWKS loader for FUZZ_SECONDS each (ins
 	fuzz/run.sh $(FUZZ_SECONDS)
 
 soak: build ## Long load test: 2M mixed commands from 50 clients, memory must return to its start (SOAK_OPS, SOAK_CLIENTS)
-	cp $(MODULE) $(TESTED_MODULE)
 	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --test soak -- --ignored --nocapture
 
 memcheck: build ## The module under valgrind memcheck: a representative workload, fails on invalid access or a leak in its frames

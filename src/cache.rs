@@ -15,10 +15,6 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 
 pub type Digest = [u8; 16];
 
-/// The default `jwtdeny.verify-cache-size`: room for about 100k active sessions.
-pub const DEFAULT_SIZE: i64 = 131_072;
-pub const MAX_SIZE: i64 = 16 * 1024 * 1024;
-
 /// The digest is already uniformly random, so its first 8 bytes are the hash: no SipHash pass.
 #[derive(Default)]
 struct DigestHasher(u64);
@@ -169,8 +165,8 @@ impl Cache {
     }
 }
 
-static CACHE: LazyLock<Mutex<Cache>> =
-    LazyLock::new(|| Mutex::new(Cache::new(DEFAULT_SIZE as usize)));
+/// Sized by `jwtdeny.verify-cache-size` as the module loads.
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(Cache::new(0)));
 
 /// The process-wide cache. A panic while it was held can at worst have left one slot stale, so
 /// a poisoned lock is cleared and reused rather than propagated.

@@ -2,11 +2,12 @@
 //! `denylist` and `config`; errors become replies through `error::Error`.
 
 use crate::cache;
-use crate::config;
-use crate::denylist;
-use crate::denylist::{RevokedBy, TokenKeys};
+use crate::denylist::{self, RevokedBy};
 use crate::error::{quote, Error};
 use crate::keys::alg_name;
+use crate::keyscheme::{subject_key, DenyKeys};
+use crate::log;
+use crate::state::{self, Snapshot};
 use crate::stats;
 use crate::token::{self, Claims};
 use crate::workers;
@@ -34,7 +35,7 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        redis_module::logging::log_warning(format!("jwtdeny: internal error{place}: {info}"));
+        log::warning(&format!("jwtdeny: internal error{place}: {info}"));
     }));
 }
 
@@ -56,13 +57,13 @@ fn now_ms() -> i64 {
 /// judged by.
 struct Checked {
     claims: Claims,
-    keys: TokenKeys,
+    keys: DenyKeys,
     leeway: i64,
 }
 
-/// Where a command's keys come from.
+/// Where a command's Redis keys come from, and so how Redis routed it.
 #[derive(Clone, Copy)]
-enum Keys<'a> {
+enum Route<'a> {
     /// Derived from the token or subject alone: the standalone forms.
     Derived,
     /// Also given as the leading arguments of a keyed form (`JWTDENY.K…`), so that Redis
@@ -72,9 +73,9 @@ enum Keys<'a> {
 
 /// Takes a keyed form's `n` leading keys off its arguments. The rest keeps one leading
 /// element (the last key) standing in for the command name, so the standalone parsers apply.
-fn declared(args: &[RedisString], n: usize) -> Result<(Keys<'_>, &[RedisString]), RedisError> {
+fn declared(args: &[RedisString], n: usize) -> Result<(Route<'_>, &[RedisString]), RedisError> {
     match (args.get(1..=n), args.get(n..)) {
-        (Some(keys), Some(rest)) if rest.len() >= 2 => Ok((Keys::Declared(keys), rest)),
+        (Some(keys), Some(rest)) if rest.len() >= 2 => Ok((Route::Declared(keys), rest)),
         _ => Err(RedisError::WrongArity),
     }
 }
@@ -82,9 +83,9 @@ fn declared(args: &[RedisString], n: usize) -> Result<(Keys<'_>, &[RedisString])
 /// Refuses to act on keys other than the ones Redis routed the command by. A keyed form must
 /// declare exactly the token's own keys (no pointing a revocation at someone else's entry); a
 /// standalone form in a cluster could be on the wrong node, so it names the keyed form instead.
-fn route(ctx: &Context, keys: Keys, derived: &[&str], command: &str) -> Result<(), Error> {
-    match keys {
-        Keys::Declared(declared) => {
+fn check_route(ctx: &Context, route: Route, derived: &[&str], command: &str) -> Result<(), Error> {
+    match route {
+        Route::Declared(declared) => {
             for (given, want) in declared.iter().zip(derived) {
                 if given.as_slice() != want.as_bytes() {
                     return Err(Error::Usage(format!(
@@ -96,7 +97,7 @@ fn route(ctx: &Context, keys: Keys, derived: &[&str], command: &str) -> Result<(
             }
             Ok(())
         }
-        Keys::Derived if ctx.get_flags().contains(ContextFlags::CLUSTER) => {
+        Route::Derived if ctx.get_flags().contains(ContextFlags::CLUSTER) => {
             Err(Error::Usage(format!(
                 "in Redis Cluster use the keyed form JWTDENY.K{command} {} ... so the command \
                  reaches the node that holds its keys",
@@ -107,42 +108,50 @@ fn route(ctx: &Context, keys: Keys, derived: &[&str], command: &str) -> Result<(
                     .join(" ")
             )))
         }
-        Keys::Derived => Ok(()),
+        Route::Derived => Ok(()),
     }
 }
 
 /// Verifies a token's signature and claims now, on this thread.
-fn authenticate(token: &[u8]) -> Result<Claims, Error> {
-    token::authenticate(token, &config::keys(), &config::settings().policy())
+fn authenticate(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
+    token::authenticate(token, &snap.keys, &snap.settings.policy())
 }
 
 /// Verifies through the verification cache.
-fn claims_of(token: &RedisString) -> Result<Claims, Error> {
-    cache::verified(token.as_slice(), || authenticate(token.as_slice()))
+fn claims_of(snap: &Snapshot, token: &RedisString) -> Result<Claims, Error> {
+    cache::verified(token.as_slice(), || authenticate(snap, token.as_slice()))
 }
 
 /// Derives where a verified token's revocation lives, and checks the command may act there.
-fn locate(ctx: &Context, claims: Claims, keys: Keys, command: &str) -> Result<Checked, Error> {
-    let checked = {
-        // Copied out of the config lock before any call back into Redis.
-        let settings = config::settings();
-        Checked {
-            keys: TokenKeys::new(&settings.prefix, &claims.sub, claims.iat),
-            leeway: settings.leeway,
-            claims,
-        }
+fn locate(
+    ctx: &Context,
+    snap: &Snapshot,
+    claims: Claims,
+    route: Route,
+    command: &str,
+) -> Result<Checked, Error> {
+    let checked = Checked {
+        keys: DenyKeys::new(&snap.settings.prefix, &claims.sub, claims.iat),
+        leeway: snap.settings.leeway,
+        claims,
     };
-    route(
+    check_route(
         ctx,
-        keys,
+        route,
         &[checked.keys.entry(), checked.keys.subject()],
         command,
     )?;
     Ok(checked)
 }
 
-fn verify(ctx: &Context, token: &RedisString, keys: Keys, command: &str) -> Result<Checked, Error> {
-    locate(ctx, claims_of(token)?, keys, command)
+fn verify(
+    ctx: &Context,
+    snap: &Snapshot,
+    token: &RedisString,
+    route: Route,
+    command: &str,
+) -> Result<Checked, Error> {
+    locate(ctx, snap, claims_of(snap, token)?, route, command)
 }
 
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
@@ -163,12 +172,12 @@ fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
 }
 
 pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    check_with(ctx, &args, Keys::Derived)
+    check_with(ctx, &args, Route::Derived)
 }
 
 pub fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (keys, rest) = declared(&args, 2)?;
-    check_with(ctx, rest, keys)
+    let (route, rest) = declared(&args, 2)?;
+    check_with(ctx, rest, route)
 }
 
 fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> {
@@ -182,28 +191,30 @@ fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> 
     })
 }
 
-fn check_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let (token, with_claims) = check_args(args)?;
+    let snap = state::current();
     let (digest, generation) = match cache::lookup(token.as_slice()) {
         cache::Lookup::Hit(claims) => {
-            return finish_check(ctx, token, with_claims, keys, Ok(claims))
+            return finish_check(ctx, &snap, token, with_claims, route, Ok(claims))
         }
         cache::Lookup::Miss(digest, generation) => (Some(digest), generation),
         cache::Lookup::Off => (None, cache::generation()),
     };
     // An HMAC takes about a microsecond, less than blocking a client costs: only asymmetric
     // signatures are worth a worker.
-    if workers::running()
-        && !token::is_hmac(token.as_slice())
-        && workers::submit(ctx, token.as_slice(), digest, generation, check_reply)
-    {
-        return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
+    if workers::running() && !token::is_hmac(token.as_slice()) {
+        let (job_snap, job_token) = (snap.clone(), token.as_slice().to_vec());
+        let verify = move || authenticate(&job_snap, &job_token);
+        if workers::submit(ctx, verify, digest, generation, check_reply) {
+            return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
+        }
     }
-    let claims = authenticate(token.as_slice());
+    let claims = authenticate(&snap, token.as_slice());
     if let (Ok(c), Some(d)) = (&claims, digest) {
         cache::store(d, generation, c);
     }
-    finish_check(ctx, token, with_claims, keys, claims)
+    finish_check(ctx, &snap, token, with_claims, route, claims)
 }
 
 /// Reply callback of a CHECK or KCHECK whose token a worker verified: runs on the main thread
@@ -220,12 +231,13 @@ unsafe extern "C" fn check_reply(
             name.to_string_lossy()
                 .eq_ignore_ascii_case("jwtdeny.kcheck")
         });
-        let (keys, rest) = if keyed {
+        let (route, rest) = if keyed {
             declared(&args, 2)?
         } else {
-            (Keys::Derived, args.as_slice())
+            (Route::Derived, args.as_slice())
         };
         let (token, with_claims) = check_args(rest)?;
+        let snap = state::current();
         let claims = match workers::take_done(ctx) {
             Some(done) if done.generation == cache::generation() => {
                 if let (Ok(c), Some(d)) = (&done.result, done.digest) {
@@ -234,9 +246,9 @@ unsafe extern "C" fn check_reply(
                 done.result
             }
             // Keys or rules changed while it was queued: judge it by the current ones.
-            _ => claims_of(token),
+            _ => claims_of(&snap, token),
         };
-        finish_check(ctx, token, with_claims, keys, claims)
+        finish_check(ctx, &snap, token, with_claims, route, claims)
     });
     context.reply(reply) as c_int
 }
@@ -245,13 +257,14 @@ unsafe extern "C" fn check_reply(
 /// and the reply.
 fn finish_check(
     ctx: &Context,
+    snap: &Snapshot,
     token: &RedisString,
     with_claims: bool,
-    keys: Keys,
+    route: Route,
     claims: Result<Claims, Error>,
 ) -> RedisResult {
     let outcome = claims
-        .and_then(|claims| locate(ctx, claims, keys, "CHECK"))
+        .and_then(|claims| locate(ctx, snap, claims, route, "CHECK"))
         .and_then(|c| status(ctx, &c).map(|r| (c, r)));
     stats::count_check(outcome.as_ref().map(|(_, r)| r.is_some()));
     let (_, revoked) = outcome?;
@@ -267,17 +280,18 @@ fn finish_check(
 }
 
 pub fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    revoke_with(ctx, &args, Keys::Derived)
+    revoke_with(ctx, &args, Route::Derived)
 }
 
 pub fn krevoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (keys, rest) = declared(&args, 2)?;
-    revoke_with(ctx, rest, keys)
+    let (route, rest) = declared(&args, 2)?;
+    revoke_with(ctx, rest, route)
 }
 
-fn revoke_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let token = single_token(args)?;
-    let outcome = verify(ctx, token, keys, "REVOKE").and_then(|c| {
+    let snap = state::current();
+    let outcome = verify(ctx, &snap, token, route, "REVOKE").and_then(|c| {
         if status(ctx, &c)?.is_some() {
             return Ok(false);
         }
@@ -288,15 +302,15 @@ fn revoke_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
 }
 
 pub fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    revokeall_with(ctx, &args, Keys::Derived)
+    revokeall_with(ctx, &args, Route::Derived)
 }
 
 pub fn krevokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (keys, rest) = declared(&args, 1)?;
-    revokeall_with(ctx, rest, keys)
+    let (route, rest) = declared(&args, 1)?;
+    revokeall_with(ctx, rest, route)
 }
 
-fn revokeall_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResult {
+fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let (sub, at) = match args {
         [_, sub] => (sub, None),
         [_, sub, kw, at] if kw.to_string_lossy().eq_ignore_ascii_case("AT") => (sub, Some(at)),
@@ -327,40 +341,38 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], keys: Keys) -> RedisResul
         }
     };
     let (key, expires_at_ms) = {
-        let s = config::settings();
+        let s = &state::current().settings;
         let expiry =
             (s.max_lifetime > 0).then(|| (cutoff + s.max_lifetime + s.leeway).saturating_mul(1000));
-        (denylist::subject_key(&s.prefix, sub), expiry)
+        (subject_key(&s.prefix, sub), expiry)
     };
-    route(ctx, keys, &[&key], "REVOKEALL")?;
+    check_route(ctx, route, &[&key], "REVOKEALL")?;
     stats::count_revokeall();
     let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;
     Ok(RedisValue::Integer(in_force))
 }
 
 pub fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    inspect_with(ctx, &args, Keys::Derived)
+    inspect_with(ctx, &args, Route::Derived)
 }
 
 pub fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (keys, rest) = declared(&args, 2)?;
-    inspect_with(ctx, rest, keys)
+    let (route, rest) = declared(&args, 2)?;
+    inspect_with(ctx, rest, route)
 }
 
-fn inspect_with(ctx: &Context, args: &[RedisString], declared: Keys) -> RedisResult {
+fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let token = single_token(args)?;
-    let (seen, outcome, prefix, leeway) = {
-        let s = config::settings();
-        let (seen, outcome) = token::inspect(token.as_slice(), &config::keys(), &s.policy());
-        (seen, outcome, s.prefix.clone(), s.leeway)
-    };
+    let snap = state::current();
+    let (prefix, leeway) = (&snap.settings.prefix, snap.settings.leeway);
+    let (seen, outcome) = token::inspect(token.as_slice(), &snap.keys, &snap.settings.policy());
     let keys = seen
         .sub
         .as_deref()
         .zip(seen.iat)
-        .map(|(sub, iat)| TokenKeys::new(&prefix, sub, iat));
+        .map(|(sub, iat)| DenyKeys::new(prefix, sub, iat));
     if let Some(k) = &keys {
-        route(ctx, declared, &[k.entry(), k.subject()], "INSPECT")?;
+        check_route(ctx, route, &[k.entry(), k.subject()], "INSPECT")?;
     }
     let revoked = match (&keys, seen.iat) {
         (Some(k), Some(iat)) => denylist::revoked_by(ctx, k.entry(), k.subject(), iat),
@@ -409,28 +421,29 @@ fn inspect_with(ctx: &Context, args: &[RedisString], declared: Keys) -> RedisRes
     ))
 }
 
-pub fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn keys(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let sub = match args.as_slice() {
         [_, sub] => sub.to_string_lossy(),
         _ => return Err(RedisError::WrongArity),
     };
     if sub.eq_ignore_ascii_case("RELOAD") {
-        let set = config::reload_keys().inspect_err(|e| {
-            ctx.log_warning(&format!(
+        let set = state::reload_keys().inspect_err(|e| {
+            log::warning(&format!(
                 "jwtdeny: JWTDENY.KEYS RELOAD kept the old keys: {e}"
             ));
         })?;
-        ctx.log_notice(&format!(
-            "jwtdeny: reloaded {} keys from {}",
+        log::notice(&format!(
+            "jwtdeny: reloaded {} keys from '{}'",
             set.len(),
-            quote(&config::settings().keys_file)
+            state::current().settings.keys_file
         ));
         return Ok(RedisValue::Integer(
             i64::try_from(set.len()).unwrap_or(i64::MAX),
         ));
     }
     if sub.eq_ignore_ascii_case("LIST") {
-        let list = config::keys()
+        let list = state::current()
+            .keys
             .iter()
             .map(|key| {
                 RedisValue::Array(vec![

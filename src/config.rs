@@ -1,35 +1,16 @@
-//! Module configs (`jwtdeny.<name>`), their defaults and bounds, and the loaded keys.
+//! Module configs (`jwtdeny.<name>`): one declarative table, and the parsed [`Settings`].
 //!
-//! Every way of setting a config — redis.conf, `MODULE LOADEX … CONFIG`, `loadmodule` arguments,
-//! `CONFIG SET` — ends in [`apply`], so a bad value is refused the same way everywhere, with an
-//! error naming the config.
+//! A leaf: nothing here calls into the rest of the module. Each row of [`SPECS`] holds a config's
+//! name, type, default, bounds, flags, how it reads and writes [`Settings`], and the [`Effect`]
+//! a change has; `state` registers the rows with Redis and dispatches the effects. Adding a
+//! config is a field of `Settings` and a row of the table.
 
-use crate::cache;
-use crate::error::{quote, Error};
-use crate::keys::{alg_name, AlgSet, KeySet, ALGORITHMS as ALL_ALGORITHMS};
-use crate::stats;
+use crate::error::quote;
+use crate::keys::{alg_name, AlgSet, ALGORITHMS as ALL_ALGORITHMS};
 use crate::token::Policy;
-use crate::workers;
-use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
-use redis_module::{raw, RedisError, RedisString};
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-pub const DEFAULT_PREFIX: &str = "jwtdeny:";
-pub const DEFAULT_LEEWAY: i64 = 0;
-pub const MIN_LEEWAY: i64 = 0;
-/// An hour of clock skew is already far more than any sane deployment has.
-pub const MAX_LEEWAY: i64 = 3600;
-pub const DEFAULT_MAX_TOKEN_BYTES: i64 = 8192;
-pub const MIN_MAX_TOKEN_BYTES: i64 = 128;
-pub const MAX_MAX_TOKEN_BYTES: i64 = 1024 * 1024;
-/// 0: no limit on `exp - iat`, and subject cutoffs never expire.
-pub const DEFAULT_MAX_LIFETIME: i64 = 0;
-pub const MIN_MAX_LIFETIME: i64 = 0;
-pub const MAX_MAX_LIFETIME: i64 = 10 * 365 * 24 * 3600;
 
 /// The current value of every config, parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub keys_file: String,
     /// `None`: every algorithm the loaded keys can serve.
@@ -39,12 +20,23 @@ pub struct Settings {
     pub leeway: i64,
     pub prefix: String,
     pub max_token_bytes: i64,
+    /// 0: no limit on `exp - iat`, and subject cutoffs never expire.
     pub max_lifetime: i64,
     pub verify_cache_size: i64,
     pub workers: i64,
 }
 
 impl Settings {
+    /// Every config at its default.
+    pub fn defaults() -> Settings {
+        let mut s = Settings::default();
+        for spec in &SPECS {
+            // The table's own defaults are valid by construction (a unit test holds them to it).
+            let _ = spec.set(&mut s, &spec.default_text());
+        }
+        s
+    }
+
     pub fn policy(&self) -> Policy<'_> {
         Policy {
             algorithms: self.algorithms.unwrap_or(AlgSet::ALL),
@@ -60,208 +52,247 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-static SETTINGS: LazyLock<RwLock<Settings>> = LazyLock::new(|| {
-    RwLock::new(Settings {
-        keys_file: String::new(),
-        algorithms: None,
-        issuer: String::new(),
-        audience: String::new(),
-        leeway: DEFAULT_LEEWAY,
-        prefix: DEFAULT_PREFIX.to_string(),
-        max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
-        max_lifetime: DEFAULT_MAX_LIFETIME,
-        verify_cache_size: cache::DEFAULT_SIZE,
-        workers: workers::DEFAULT_WORKERS,
-    })
-});
-
-static KEYS: LazyLock<RwLock<Arc<KeySet>>> = LazyLock::new(|| RwLock::new(Arc::default()));
-
-/// Set once the module has finished loading. Before that a bad keys file must not stop Redis
-/// from starting (it holds other data); after it, a bad file is refused.
-static STARTED: AtomicBool = AtomicBool::new(false);
-
-// A panic while a lock is held must not turn every later command into another panic: the data
-// behind these locks is replaced whole, never left half-written, so a poisoned lock is still sound.
-pub fn settings() -> RwLockReadGuard<'static, Settings> {
-    SETTINGS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn settings_mut() -> RwLockWriteGuard<'static, Settings> {
-    SETTINGS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn keys() -> Arc<KeySet> {
-    KEYS.read().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Loads a keys file and, only if it is good, puts it in place of the current keys.
-fn load_keys(path: &str) -> Result<Arc<KeySet>, Error> {
-    let loaded = KeySet::load(path).map(Arc::new);
-    stats::count_reload(loaded.is_ok(), now_secs());
-    let set = loaded?;
-    *KEYS.write().unwrap_or_else(|e| e.into_inner()) = set.clone();
-    cache::global().clear(); // a rotated-out key's tokens must fail from now on
-    Ok(set)
-}
-
-fn clear_keys() {
-    *KEYS.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
-    cache::global().clear();
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Which config a handle stands for.
+/// What must happen, besides the new value being in force, when a config changes at runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Name {
-    KeysFile,
-    Algorithms,
-    Issuer,
-    Audience,
-    Leeway,
-    Prefix,
-    MaxTokenBytes,
-    MaxLifetime,
-    VerifyCacheSize,
-    Workers,
+pub enum Effect {
+    /// Judged afresh on every command (or fixed at load): nothing to do.
+    None,
+    /// Changes how tokens are judged: verifications cached under the old rules are dropped.
+    ClearCache,
+    /// The verification cache's capacity.
+    ResizeCache,
+    /// The worker pool's size.
+    ResizeWorkers,
+    /// Where keys come from: load them, and refuse the change if they cannot be loaded.
+    LoadKeys,
 }
 
-impl Name {
-    pub const ALL: [Name; 10] = [
-        Name::KeysFile,
-        Name::Algorithms,
-        Name::Issuer,
-        Name::Audience,
-        Name::Leeway,
-        Name::Prefix,
-        Name::MaxTokenBytes,
-        Name::MaxLifetime,
-        Name::VerifyCacheSize,
-        Name::Workers,
-    ];
+/// A config's type, default and bounds, and how it reads and writes [`Settings`].
+pub enum Kind {
+    Int {
+        default: i64,
+        min: i64,
+        max: i64,
+        get: fn(&Settings) -> i64,
+        set: fn(&mut Settings, i64),
+    },
+    Text {
+        default: &'static str,
+        get: fn(&Settings) -> String,
+        /// Validates and stores; the error says what is wrong with the value.
+        set: fn(&mut Settings, &str) -> Result<(), String>,
+    },
+}
 
-    /// The name Redis knows the config by, without the `jwtdeny.` module prefix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Name::KeysFile => "keys-file",
-            Name::Algorithms => "algorithms",
-            Name::Issuer => "issuer",
-            Name::Audience => "audience",
-            Name::Leeway => "leeway",
-            Name::Prefix => "prefix",
-            Name::MaxTokenBytes => "max-token-bytes",
-            Name::MaxLifetime => "max-lifetime",
-            Name::VerifyCacheSize => "verify-cache-size",
-            Name::Workers => "workers",
+pub struct Spec {
+    /// The name without the `jwtdeny.` module prefix.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Settable at load time only (redis.conf, module arguments, `MODULE LOADEX`).
+    pub immutable: bool,
+    pub effect: Effect,
+}
+
+impl Spec {
+    /// Parses, checks and stores `value`; the error names the config.
+    pub fn set(&self, s: &mut Settings, value: &str) -> Result<(), String> {
+        let refuse = |why: String| format!("jwtdeny.{}: {why}", self.name);
+        match &self.kind {
+            Kind::Int { min, max, set, .. } => {
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| refuse(format!("{} is not an integer", quote(value))))?;
+                if !(*min..=*max).contains(&n) {
+                    return Err(refuse(format!("{n} is outside {min}..={max}")));
+                }
+                set(s, n);
+                Ok(())
+            }
+            Kind::Text { set, .. } => set(s, value).map_err(refuse),
         }
     }
 
-    /// Accepts `keys-file` and `jwtdeny.keys-file` alike (module arguments may use either).
-    pub fn parse(name: &str) -> Option<Name> {
-        let bare = name.strip_prefix("jwtdeny.").unwrap_or(name);
-        Name::ALL
-            .into_iter()
-            .find(|n| n.as_str().eq_ignore_ascii_case(bare))
+    /// The value `CONFIG GET` shows.
+    pub fn get(&self, s: &Settings) -> String {
+        match &self.kind {
+            Kind::Int { get, .. } => get(s).to_string(),
+            Kind::Text { get, .. } => get(s),
+        }
     }
 
-    fn bounds(self) -> Option<(i64, i64)> {
-        match self {
-            Name::Leeway => Some((MIN_LEEWAY, MAX_LEEWAY)),
-            Name::MaxTokenBytes => Some((MIN_MAX_TOKEN_BYTES, MAX_MAX_TOKEN_BYTES)),
-            Name::MaxLifetime => Some((MIN_MAX_LIFETIME, MAX_MAX_LIFETIME)),
-            Name::VerifyCacheSize => Some((0, cache::MAX_SIZE)),
-            Name::Workers => Some((0, workers::MAX_WORKERS)),
-            _ => None,
+    fn default_text(&self) -> String {
+        match &self.kind {
+            Kind::Int { default, .. } => default.to_string(),
+            Kind::Text { default, .. } => (*default).to_string(),
         }
     }
 }
 
-/// Validates and applies one config value, whatever route it came by. Whatever changes how a
-/// token is judged also empties the verification cache, so no hit outlives the rules it passed.
-pub fn apply(name: Name, value: &str) -> Result<(), String> {
-    set(name, value)?;
-    match name {
-        Name::VerifyCacheSize => {
-            cache::global().resize(usize::try_from(settings().verify_cache_size).unwrap_or(0))
+pub const DEFAULT_PREFIX: &str = "jwtdeny:";
+
+/// Every config, in the order `CONFIG GET jwtdeny.*` and the README list them.
+pub static SPECS: [Spec; 10] = [
+    Spec {
+        name: "keys-file",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.keys_file.clone(),
+            set: |s, v| {
+                s.keys_file = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        effect: Effect::LoadKeys,
+    },
+    Spec {
+        name: "algorithms",
+        kind: Kind::Text {
+            default: "",
+            get: |s| {
+                s.algorithms.map_or_else(String::new, |set| {
+                    set.iter().map(alg_name).collect::<Vec<_>>().join(",")
+                })
+            },
+            set: |s, v| {
+                s.algorithms = parse_algorithms(v)?;
+                Ok(())
+            },
+        },
+        immutable: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "issuer",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.issuer.clone(),
+            set: |s, v| {
+                s.issuer = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "audience",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.audience.clone(),
+            set: |s, v| {
+                s.audience = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "leeway",
+        kind: Kind::Int {
+            default: 0,
+            min: 0,
+            // An hour of clock skew is already far more than any sane deployment has.
+            max: 3600,
+            get: |s| s.leeway,
+            set: |s, n| s.leeway = n,
+        },
+        immutable: false,
+        effect: Effect::None, // judged on every command, never cached
+    },
+    Spec {
+        name: "prefix",
+        kind: Kind::Text {
+            default: DEFAULT_PREFIX,
+            get: |s| s.prefix.clone(),
+            set: |s, v| {
+                validate_prefix(v)?;
+                s.prefix = v.to_string();
+                Ok(())
+            },
+        },
+        // A new prefix at runtime would silently un-revoke every token.
+        immutable: true,
+        effect: Effect::None,
+    },
+    Spec {
+        name: "max-token-bytes",
+        kind: Kind::Int {
+            default: 8192,
+            min: 128,
+            max: 1024 * 1024,
+            get: |s| s.max_token_bytes,
+            set: |s, n| s.max_token_bytes = n,
+        },
+        immutable: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "max-lifetime",
+        kind: Kind::Int {
+            default: 0,
+            min: 0,
+            max: 10 * 365 * 24 * 3600,
+            get: |s| s.max_lifetime,
+            set: |s, n| s.max_lifetime = n,
+        },
+        immutable: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "verify-cache-size",
+        kind: Kind::Int {
+            // Room for about 100k active sessions.
+            default: 131_072,
+            min: 0,
+            max: 16 * 1024 * 1024,
+            get: |s| s.verify_cache_size,
+            set: |s, n| s.verify_cache_size = n,
+        },
+        immutable: false,
+        effect: Effect::ResizeCache,
+    },
+    Spec {
+        name: "workers",
+        kind: Kind::Int {
+            // Threads are an operator's opt-in: by default every verification runs inline.
+            default: 0,
+            min: 0,
+            max: 64,
+            get: |s| s.workers,
+            set: |s, n| s.workers = n,
+        },
+        immutable: false,
+        effect: Effect::ResizeWorkers,
+    },
+];
+
+/// The row of a config, by its name with or without the `jwtdeny.` prefix (module arguments may
+/// use either).
+pub fn find(name: &str) -> Option<&'static Spec> {
+    let bare = name.strip_prefix("jwtdeny.").unwrap_or(name);
+    SPECS.iter().find(|s| s.name.eq_ignore_ascii_case(bare))
+}
+
+/// A change that may be made while the server runs, judged against the value in force. Raising
+/// `max-lifetime` is refused: subject cutoffs written under the old bound expire at
+/// `cutoff + old bound + leeway`, after which tokens they revoked but the new bound admits
+/// would be accepted again.
+pub fn runtime_change_allowed(spec: &Spec, old: &Settings, new: &Settings) -> Result<(), String> {
+    if spec.name == "max-lifetime" && old.max_lifetime > 0 {
+        let raised = new.max_lifetime == 0 || new.max_lifetime > old.max_lifetime;
+        if raised {
+            return Err(format!(
+                "jwtdeny.max-lifetime: raising it from {} to {} at runtime is refused: subject \
+                 cutoffs already written expire after the old bound, and tokens they revoked \
+                 would be accepted again (see the README: Configuration)",
+                old.max_lifetime, new.max_lifetime
+            ));
         }
-        Name::Workers => workers::resize(usize::try_from(settings().workers).unwrap_or(0)),
-        Name::Leeway | Name::Prefix => {} // judged on every command, never cached
-        _ => cache::global().clear(),
     }
     Ok(())
-}
-
-fn set(name: Name, value: &str) -> Result<(), String> {
-    let refuse = |why: String| format!("jwtdeny.{}: {why}", name.as_str());
-    if let Some((min, max)) = name.bounds() {
-        let n: i64 = value
-            .trim()
-            .parse()
-            .map_err(|_| refuse(format!("{} is not an integer", quote(value))))?;
-        if !(min..=max).contains(&n) {
-            return Err(refuse(format!("{n} is outside {min}..={max}")));
-        }
-        let mut s = settings_mut();
-        match name {
-            Name::Leeway => s.leeway = n,
-            Name::MaxLifetime => s.max_lifetime = n,
-            Name::VerifyCacheSize => s.verify_cache_size = n,
-            Name::Workers => s.workers = n,
-            _ => s.max_token_bytes = n,
-        }
-        return Ok(());
-    }
-    match name {
-        Name::KeysFile => set_keys_file(value).map_err(|e| refuse(e.message().to_string())),
-        Name::Algorithms => {
-            let set = parse_algorithms(value).map_err(refuse)?;
-            settings_mut().algorithms = set;
-            Ok(())
-        }
-        Name::Issuer => {
-            settings_mut().issuer = value.to_string();
-            Ok(())
-        }
-        Name::Audience => {
-            settings_mut().audience = value.to_string();
-            Ok(())
-        }
-        Name::Prefix => {
-            validate_prefix(value).map_err(refuse)?;
-            settings_mut().prefix = value.to_string();
-            Ok(())
-        }
-        // handled above
-        Name::Leeway
-        | Name::MaxTokenBytes
-        | Name::MaxLifetime
-        | Name::VerifyCacheSize
-        | Name::Workers => Ok(()),
-    }
-}
-
-/// The value `CONFIG GET` shows.
-pub fn current(name: Name) -> String {
-    let s = settings();
-    match name {
-        Name::KeysFile => s.keys_file.clone(),
-        Name::Algorithms => s.algorithms.map_or_else(String::new, |set| {
-            set.iter().map(alg_name).collect::<Vec<_>>().join(",")
-        }),
-        Name::Issuer => s.issuer.clone(),
-        Name::Audience => s.audience.clone(),
-        Name::Leeway => s.leeway.to_string(),
-        Name::Prefix => s.prefix.clone(),
-        Name::MaxTokenBytes => s.max_token_bytes.to_string(),
-        Name::MaxLifetime => s.max_lifetime.to_string(),
-        Name::VerifyCacheSize => s.verify_cache_size.to_string(),
-        Name::Workers => s.workers.to_string(),
-    }
 }
 
 /// `""` means every algorithm; otherwise a comma-separated list of JOSE names. Case is forgiven
@@ -302,153 +333,40 @@ fn validate_prefix(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn set_keys_file(path: &str) -> Result<(), Error> {
-    if !STARTED.load(Ordering::Acquire) {
-        // Loaded once in `start`, after every config source has been applied.
-        settings_mut().keys_file = path.to_string();
-        return Ok(());
-    }
-    if path.is_empty() {
-        clear_keys(); // explicitly no keys: every token answers NOKEY
-    } else {
-        load_keys(path)?;
-    }
-    settings_mut().keys_file = path.to_string();
-    Ok(())
-}
-
-/// Re-reads the configured keys file; on any error the old keys stay.
-pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
-    let path = settings().keys_file.clone();
-    if path.is_empty() {
-        return Err(Error::Usage("jwtdeny.keys-file is not set".into()));
-    }
-    load_keys(&path)
-}
-
-/// Called once loading is over: loads the keys file if one is configured. A failure is returned
-/// for the log, and leaves no keys loaded (fail closed).
-pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
-    STARTED.store(true, Ordering::Release);
-    let path = settings().keys_file.clone();
-    if path.is_empty() {
-        return Ok(None);
-    }
-    load_keys(&path).map(Some)
-}
-
-/// Called on unload, so that a later load starts over as at startup.
-pub fn stop() {
-    STARTED.store(false, Ordering::Release);
-}
-
-/// Applies `loadmodule <path> name value …` arguments.
-pub fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
-    if !args.len().is_multiple_of(2) {
-        return Err("module arguments must be name/value pairs".into());
-    }
-    for pair in args.chunks(2) {
-        let (name, value) = match pair {
-            [n, v] => (n.to_string_lossy(), v.to_string_lossy()),
-            _ => continue,
-        };
-        let config = Name::parse(&name)
-            .ok_or_else(|| format!("unknown module argument {}", quote(&name)))?;
-        apply(config, &value)?;
-    }
-    Ok(())
-}
-
-/// A config as Redis sees it: `CONFIG GET/SET jwtdeny.<name>` go through here.
-pub struct Handle(pub Name);
-
-pub static KEYS_FILE: Handle = Handle(Name::KeysFile);
-pub static ALGORITHMS: Handle = Handle(Name::Algorithms);
-pub static ISSUER: Handle = Handle(Name::Issuer);
-pub static AUDIENCE: Handle = Handle(Name::Audience);
-pub static LEEWAY: Handle = Handle(Name::Leeway);
-pub static PREFIX: Handle = Handle(Name::Prefix);
-pub static MAX_TOKEN_BYTES: Handle = Handle(Name::MaxTokenBytes);
-pub static MAX_LIFETIME: Handle = Handle(Name::MaxLifetime);
-pub static VERIFY_CACHE_SIZE: Handle = Handle(Name::VerifyCacheSize);
-pub static WORKERS: Handle = Handle(Name::Workers);
-
-/// The string each config's getter last handed to Redis. Redis copies what a getter returns and
-/// never frees it, so a fresh string per `CONFIG GET` would leak: the module keeps ownership,
-/// and frees each one on the next call, by which time Redis has long copied it.
-static LAST_GOT: [AtomicPtr<raw::RedisModuleString>; Name::ALL.len()] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; Name::ALL.len()];
-
-impl ConfigurationValue<RedisString> for Handle {
-    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
-        let value = current(self.0);
-        let slot = Name::ALL
-            .iter()
-            .position(|n| *n == self.0)
-            .and_then(|i| LAST_GOT.get(i));
-        // SAFETY: called by Redis on its main thread with the GIL held, as RM_CreateString and
-        // RM_FreeString require; a null context makes the string independent of any call.
-        unsafe {
-            let (Some(create), Some(free), Some(slot)) = (
-                raw::RedisModule_CreateString,
-                raw::RedisModule_FreeString,
-                slot,
-            ) else {
-                return RedisString::create(None, value.as_str());
-            };
-            let fresh = create(std::ptr::null_mut(), value.as_ptr().cast(), value.len());
-            let old = slot.swap(fresh, Ordering::AcqRel);
-            if !old.is_null() {
-                free(std::ptr::null_mut(), old);
-            }
-            // Not retained: Redis takes this pointer without ever freeing it.
-            RedisString::from_redis_module_string(std::ptr::null_mut(), fresh)
-        }
-    }
-
-    fn set(&self, _ctx: &ConfigurationContext, val: RedisString) -> Result<(), RedisError> {
-        let text = val.try_as_str().map_err(|_| {
-            RedisError::String(format!(
-                "jwtdeny.{}: value is not valid UTF-8",
-                self.0.as_str()
-            ))
-        })?;
-        apply(self.0, text).map_err(RedisError::String)
-    }
-}
-
-impl ConfigurationValue<i64> for Handle {
-    fn get(&self, _ctx: &ConfigurationContext) -> i64 {
-        let s = settings();
-        match self.0 {
-            Name::Leeway => s.leeway,
-            Name::MaxLifetime => s.max_lifetime,
-            Name::VerifyCacheSize => s.verify_cache_size,
-            Name::Workers => s.workers,
-            _ => s.max_token_bytes,
-        }
-    }
-
-    fn set(&self, _ctx: &ConfigurationContext, val: i64) -> Result<(), RedisError> {
-        apply(self.0, &val.to_string()).map_err(RedisError::String)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn set(name: &str, value: &str) -> Result<Settings, String> {
+        let mut s = Settings::defaults();
+        find(name).expect("a config").set(&mut s, value)?;
+        Ok(s)
+    }
+
     #[test]
     fn names_parse_with_or_without_the_module_prefix() {
-        assert_eq!(Name::parse("keys-file"), Some(Name::KeysFile));
+        assert_eq!(find("keys-file").map(|s| s.name), Some("keys-file"));
         assert_eq!(
-            Name::parse("jwtdeny.max-token-bytes"),
-            Some(Name::MaxTokenBytes)
+            find("jwtdeny.max-token-bytes").map(|s| s.name),
+            Some("max-token-bytes")
         );
-        assert_eq!(Name::parse("keysfile"), None);
-        for n in Name::ALL {
-            assert_eq!(Name::parse(n.as_str()), Some(n));
+        assert!(find("keysfile").is_none());
+        for spec in &SPECS {
+            assert!(std::ptr::eq(find(spec.name).unwrap(), spec));
         }
+    }
+
+    #[test]
+    fn every_default_is_valid_and_round_trips() {
+        let s = Settings::defaults();
+        for spec in &SPECS {
+            let mut again = Settings::defaults();
+            spec.set(&mut again, &spec.default_text())
+                .unwrap_or_else(|e| panic!("default of {}: {e}", spec.name));
+            assert_eq!(spec.get(&s), spec.default_text(), "{}", spec.name);
+        }
+        assert_eq!(s.prefix, DEFAULT_PREFIX);
+        assert_eq!(s.verify_cache_size, 131_072);
     }
 
     #[test]
@@ -468,20 +386,30 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_config() {
-        let e = apply(Name::Leeway, "-1").unwrap_err();
+        let e = set("leeway", "-1").unwrap_err();
         assert!(e.starts_with("jwtdeny.leeway:"), "{e}");
-        assert!(apply(Name::Leeway, "abc")
-            .unwrap_err()
-            .contains("not an integer"));
-        assert!(apply(Name::MaxTokenBytes, "0")
+        assert!(set("leeway", "abc").unwrap_err().contains("not an integer"));
+        assert!(set("max-token-bytes", "0")
             .unwrap_err()
             .starts_with("jwtdeny.max-token-bytes"));
-        assert!(apply(Name::Prefix, "a{b")
+        assert!(set("prefix", "a{b")
             .unwrap_err()
             .starts_with("jwtdeny.prefix"));
-        assert!(apply(Name::Prefix, "").is_err());
-        assert!(apply(Name::Algorithms, "none")
+        assert!(set("prefix", "").is_err());
+        assert!(set("algorithms", "none")
             .unwrap_err()
             .starts_with("jwtdeny.algorithms"));
+    }
+
+    #[test]
+    fn raising_max_lifetime_at_runtime_is_refused() {
+        let spec = find("max-lifetime").unwrap();
+        let at = |n: &str| set("max-lifetime", n).unwrap();
+        assert!(runtime_change_allowed(spec, &at("0"), &at("3600")).is_ok());
+        assert!(runtime_change_allowed(spec, &at("3600"), &at("60")).is_ok());
+        assert!(runtime_change_allowed(spec, &at("3600"), &at("3600")).is_ok());
+        let e = runtime_change_allowed(spec, &at("3600"), &at("7200")).unwrap_err();
+        assert!(e.starts_with("jwtdeny.max-lifetime:"), "{e}");
+        assert!(runtime_change_allowed(spec, &at("3600"), &at("0")).is_err());
     }
 }

@@ -1,74 +1,10 @@
-//! The denylist: how an entry's key is derived, and how entries are read and written.
-//!
-//! An entry is the string key `<prefix>{<sub>}:<iat>` holding `1`, expiring at the token's own
-//! expiry. The key comes from verified claims only, never from the token's bytes, so every
-//! re-encoding of one token (a different signature, another NumericDate spelling) finds it.
+//! The denylist's storage: how entries and cutoffs are read and written (their key names are
+//! `keyscheme`'s). An entry holds `1` and expires at the token's own expiry; a cutoff holds the
+//! unix second at or before which every token of its subject is revoked.
 
 use crate::error::{quote, Error};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
 use std::ffi::CString;
-
-/// Percent-encodes the characters that would make the hash tag ambiguous: `{` and `}` delimit
-/// it, and `%` is the escape itself. Ordinary subjects are left exactly as they are.
-pub fn encode_subject(sub: &str) -> std::borrow::Cow<'_, str> {
-    if !sub.contains(['%', '{', '}']) {
-        return sub.into();
-    }
-    let mut out = String::with_capacity(sub.len() + 8);
-    for c in sub.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            c => out.push(c),
-        }
-    }
-    out.into()
-}
-
-/// A token's two keys, built once in one buffer: its subject's cutoff key
-/// `<prefix>{<sub>}` is a prefix of its entry key `<prefix>{<sub>}:<iat>`.
-pub struct TokenKeys {
-    entry: String,
-    subject_len: usize,
-}
-
-impl TokenKeys {
-    pub fn new(prefix: &str, sub: &str, iat: i64) -> TokenKeys {
-        let sub = encode_subject(sub);
-        let mut digits = itoa::Buffer::new();
-        let iat = digits.format(iat);
-        let mut entry = String::with_capacity(prefix.len() + sub.len() + iat.len() + 3);
-        entry.push_str(prefix);
-        entry.push('{');
-        entry.push_str(&sub);
-        entry.push('}');
-        let subject_len = entry.len();
-        entry.push(':');
-        entry.push_str(iat);
-        TokenKeys { entry, subject_len }
-    }
-
-    pub fn entry(&self) -> &str {
-        &self.entry
-    }
-
-    pub fn subject(&self) -> &str {
-        self.entry.get(..self.subject_len).unwrap_or(&self.entry)
-    }
-}
-
-/// The key of the entry for a token of `sub` issued at `iat` (canonical whole seconds). The
-/// subject is the hash tag, so all of a subject's entries share one cluster slot.
-pub fn entry_key(prefix: &str, sub: &str, iat: i64) -> String {
-    TokenKeys::new(prefix, sub, iat).entry
-}
-
-/// The key of a subject's cutoff (`JWTDENY.REVOKEALL`): the same hash tag as its entries, so
-/// one command can read both atomically, in one cluster slot.
-pub fn subject_key(prefix: &str, sub: &str) -> String {
-    format!("{prefix}{{{}}}", encode_subject(sub))
-}
 
 /// Why a token is revoked, if it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,47 +195,4 @@ fn set(ctx: &Context, key: &str, args: &[&str]) -> Result<bool, Error> {
     };
     unsafe { free(reply) };
     outcome
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ordinary_subjects_are_kept_verbatim() {
-        assert_eq!(
-            entry_key("jwtdeny:", "user-hs256", 1767225600),
-            "jwtdeny:{user-hs256}:1767225600"
-        );
-        assert_eq!(entry_key("p:", "a:b@c.d", -1), "p:{a:b@c.d}:-1");
-    }
-
-    #[test]
-    fn braces_and_percent_are_encoded() {
-        assert_eq!(
-            entry_key("jwtdeny:", "a{b}c%", 5),
-            "jwtdeny:{a%7Bb%7Dc%25}:5"
-        );
-        // Distinct subjects never share a key, even ones that look like encodings.
-        assert_ne!(entry_key("p:", "%7B", 1), entry_key("p:", "{", 1));
-    }
-
-    #[test]
-    fn a_subject_cutoff_shares_the_hash_tag_of_its_entries() {
-        let keys = TokenKeys::new("jwtdeny:", "a{b", -7);
-        assert_eq!(keys.entry(), "jwtdeny:{a%7Bb}:-7");
-        assert_eq!(keys.subject(), subject_key("jwtdeny:", "a{b"));
-        assert_eq!(subject_key("jwtdeny:", "a{b"), "jwtdeny:{a%7Bb}");
-        assert!(entry_key("jwtdeny:", "a{b", 7).starts_with(&subject_key("jwtdeny:", "a{b")));
-    }
-
-    #[test]
-    fn the_hash_tag_is_the_whole_subject() {
-        for sub in ["}", "{", "a}b", "{x}", "%", "}{"] {
-            let key = entry_key("jwtdeny:", sub, 1);
-            let open = key.find('{').unwrap();
-            let close = open + 1 + key[open + 1..].find('}').unwrap();
-            assert_eq!(&key[open + 1..close], encode_subject(sub), "{sub}");
-        }
-    }
 }

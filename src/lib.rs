@@ -6,25 +6,26 @@
 mod cache;
 mod commands;
 mod config;
+mod denylist;
+mod info;
+mod log;
+mod state;
 mod stats;
 mod workers;
-// Pure Rust, no Redis calls in their parsing paths: public for fuzz/ and benches.
-pub mod denylist;
-pub mod error;
-pub mod keys;
-pub mod token;
 
-use redis_module::configuration::ConfigurationFlags;
+// The pure core (core/), under the names the module's code uses.
+use jwtdeny_core::{error, keys, keyscheme, token};
+
 use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
-// Unit tests, fuzzing and benches run without a server, so they cannot use Redis's allocator.
-#[cfg(not(any(test, feature = "system-alloc")))]
+// Unit tests run without a server, so they cannot use Redis's allocator.
+#[cfg(not(test))]
 macro_rules! get_allocator {
     () => {
         redis_module::alloc::RedisAlloc
     };
 }
-#[cfg(any(test, feature = "system-alloc"))]
+#[cfg(test)]
 macro_rules! get_allocator {
     () => {
         std::alloc::System
@@ -115,7 +116,7 @@ fn set_acl_categories(ctx: &Context) {
             redis_module::raw::RedisModule_GetCommand,
             redis_module::raw::RedisModule_SetCommandACLCategories,
         ) else {
-            ctx.log_notice("jwtdeny: this server cannot set command ACL categories");
+            log::notice("jwtdeny: this server cannot set command ACL categories");
             return;
         };
         let own = CString::new("jwtdeny").unwrap_or_default();
@@ -147,39 +148,44 @@ fn set_acl_categories(ctx: &Context) {
                 continue;
             }
             if !ok(&plain) {
-                ctx.log_warning(&format!("jwtdeny: could not set ACL categories of {name}"));
+                log::warning(&format!("jwtdeny: could not set ACL categories of {name}"));
             }
         }
     }
 }
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    log::init(ctx);
     commands::install_panic_hook();
     set_acl_categories(ctx);
-    if let Err(e) = config::apply_module_args(args) {
-        ctx.log_warning(&format!("jwtdeny: refusing to load: {e}"));
+    let configured = state::register_configs(ctx).and_then(|()| state::apply_module_args(args));
+    if let Err(e) = configured {
+        log::warning(&format!("jwtdeny: refusing to load: {e}"));
+        // No OnUnload follows a refused load: undo what was set up, and start nothing.
+        state::stop();
+        log::shutdown();
         return Status::Err;
     }
     let fail_closed = "every CHECK and REVOKE answers NOKEY until a good keys file is loaded \
                        (JWTDENY.KEYS RELOAD or CONFIG SET jwtdeny.keys-file)";
-    match config::start() {
+    match state::start() {
         Ok(Some(set)) => {
-            ctx.log_notice(&format!("jwtdeny: loaded {} verification keys", set.len()));
+            log::notice(&format!("jwtdeny: loaded {} verification keys", set.len()));
             for why in &set.skipped {
-                ctx.log_notice(&format!("jwtdeny: skipped {why}"));
+                log::notice(&format!("jwtdeny: skipped {why}"));
             }
         }
-        Ok(None) => ctx.log_warning(&format!(
+        Ok(None) => log::warning(&format!(
             "jwtdeny: jwtdeny.keys-file is not set; {fail_closed}"
         )),
-        Err(e) => ctx.log_warning(&format!("jwtdeny: {e}; {fail_closed}")),
+        Err(e) => log::warning(&format!("jwtdeny: {e}; {fail_closed}")),
     }
     Status::Ok
 }
 
 fn deinit(_ctx: &Context) -> Status {
-    workers::stop(); // no thread of ours may outlive the unloaded code
-    config::stop();
+    state::stop();
+    log::shutdown();
     Status::Ok
 }
 
@@ -211,26 +217,5 @@ redis_module! {
         ["jwtdeny.krevoke", krevoke, "write deny-oom fast", 1, 2, 1, ""],
         ["jwtdeny.krevokeall", krevokeall, "write deny-oom fast", 1, 1, 1, ""],
     ],
-    configurations: [
-        i64: [
-            ["leeway", &config::LEEWAY, config::DEFAULT_LEEWAY, config::MIN_LEEWAY, config::MAX_LEEWAY, ConfigurationFlags::DEFAULT, None],
-            ["max-lifetime", &config::MAX_LIFETIME, config::DEFAULT_MAX_LIFETIME, config::MIN_MAX_LIFETIME, config::MAX_MAX_LIFETIME, ConfigurationFlags::DEFAULT, None],
-            ["workers", &config::WORKERS, workers::DEFAULT_WORKERS, 0, workers::MAX_WORKERS, ConfigurationFlags::DEFAULT, None],
-            ["verify-cache-size", &config::VERIFY_CACHE_SIZE, cache::DEFAULT_SIZE, 0, cache::MAX_SIZE, ConfigurationFlags::DEFAULT, None],
-            ["max-token-bytes", &config::MAX_TOKEN_BYTES, config::DEFAULT_MAX_TOKEN_BYTES, config::MIN_MAX_TOKEN_BYTES, config::MAX_MAX_TOKEN_BYTES, ConfigurationFlags::DEFAULT, None],
-        ],
-        string: [
-            ["keys-file", &config::KEYS_FILE, "", ConfigurationFlags::DEFAULT, None],
-            ["algorithms", &config::ALGORITHMS, "", ConfigurationFlags::DEFAULT, None],
-            ["issuer", &config::ISSUER, "", ConfigurationFlags::DEFAULT, None],
-            ["audience", &config::AUDIENCE, "", ConfigurationFlags::DEFAULT, None],
-            // Load time only: a new prefix at runtime would silently un-revoke every token.
-            ["prefix", &config::PREFIX, config::DEFAULT_PREFIX, ConfigurationFlags::IMMUTABLE, None],
-        ],
-        // The macro wants every block present; module args are parsed in `init` instead, so
-        // that an unknown name is refused rather than ignored.
-        bool: [],
-        enum: [],
-        module_args_as_configuration: false,
-    ]
+    // No `configurations:` block: `state::register_configs` registers config::SPECS in `init`.
 }

@@ -1,8 +1,7 @@
-//! Counters since start, shown as the `jwtdeny` section of INFO. Relaxed atomics: they are
-//! statistics, read and written on the main thread, and must cost next to nothing.
+//! Counters since start, shown by `info` as the `jwtdeny` section of INFO. Relaxed atomics:
+//! they are statistics and must cost next to nothing. A leaf: it only counts.
 
 use crate::error::Error;
-use redis_module::{InfoContext, RedisResult};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// Error codes in the order INFO lists them.
@@ -95,42 +94,3 @@ pub fn last_reload_result() -> &'static str {
 pub fn get(counter: &AtomicU64) -> u64 {
     counter.load(Relaxed)
 }
-
-/// Renders the `jwtdeny` INFO section. Nothing here may reveal key material: only counts, the
-/// keys file's path and the reload outcome.
-fn info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
-    let s = &STATS;
-    let cache = crate::cache::global();
-    let mut section = ctx
-        .builder()
-        .add_section("") // an empty name makes the section just "jwtdeny"
-        .field("checks_active", get(&s.checks_active))?
-        .field("checks_revoked", get(&s.checks_revoked))?;
-    for (code, counter) in CODES.iter().zip(&s.check_errors) {
-        section = section.field(
-            &format!("checks_{}", code.to_ascii_lowercase()),
-            get(counter),
-        )?;
-    }
-    section
-        .field("checks_other_errors", get(&s.check_errors[CODES.len()]))?
-        .field("revokes_new", get(&s.revokes_new))?
-        .field("revokes_already", get(&s.revokes_already))?
-        .field("revokes_errors", get(&s.revoke_errors))?
-        .field("revokeall_calls", get(&s.revokeall_calls))?
-        .field("keys_loaded", crate::config::keys().len() as u64)?
-        .field("keys_file", crate::config::settings().keys_file.clone())?
-        .field("last_reload_time", s.last_reload_time.load(Relaxed))?
-        .field("last_reload_result", last_reload_result())?
-        .field("verify_cache_entries", cache.len() as u64)?
-        .field("verify_cache_capacity", cache.capacity() as u64)?
-        .field("verify_cache_hits", cache.hits)?
-        .field("verify_cache_misses", cache.misses)?
-        .field("verify_cache_memory_bytes", cache.memory_bytes() as u64)?
-        .build_section()?
-        .build_info()?;
-    Ok(())
-}
-
-#[linkme::distributed_slice(redis_module::server_events::INFO_COMMAND_HANDLER_LIST)]
-static INFO_HANDLER: fn(&InfoContext, bool) -> RedisResult<()> = info;

@@ -8,18 +8,13 @@
 //! from another module) the command runs inline.
 
 use crate::cache::Digest;
-use crate::config::{self, Settings};
 use crate::error::Error;
-use crate::keys::KeySet;
-use crate::token::{self, Claims};
+use crate::token::Claims;
 use redis_module::{raw, Context, ContextFlags};
 use std::os::raw::{c_int, c_void};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-
-pub const DEFAULT_WORKERS: i64 = 0;
-pub const MAX_WORKERS: i64 = 64;
 
 /// A blocked client handle; Redis allows unblocking it from any thread.
 struct Blocked(*mut raw::RedisModuleBlockedClient);
@@ -27,11 +22,13 @@ struct Blocked(*mut raw::RedisModuleBlockedClient);
 // SAFETY: RM_UnblockClient is documented as thread-safe; the handle is used exactly once.
 unsafe impl Send for Blocked {}
 
+/// A verification: it owns everything it needs (the token, and the snapshot of settings and
+/// keys it is judged by), so a worker reads no global state.
+pub type Verify = Box<dyn FnOnce() -> Result<Claims, Error> + Send>;
+
 struct Job {
     client: Blocked,
-    token: Vec<u8>,
-    settings: Settings,
-    keys: Arc<KeySet>,
+    verify: Verify,
     done: Done,
 }
 
@@ -98,28 +95,33 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
             Ok(r) => r.recv(),
             Err(_) => return,
         };
-        let Ok(mut job) = job else { return };
-        let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            token::authenticate(&job.token, &job.keys, &job.settings.policy())
-        }));
-        job.done.result = verified
+        let Ok(Job {
+            client,
+            verify,
+            mut done,
+        }) = job
+        else {
+            return;
+        };
+        let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(verify));
+        done.result = verified
             .unwrap_or_else(|_| Err(Error::Internal("verification failed unexpectedly".into())));
-        let done = Box::into_raw(Box::new(job.done));
+        let done = Box::into_raw(Box::new(done));
         // SAFETY: the handle came from RM_BlockClient and is unblocked exactly once; Redis
         // hands `done` to the reply callback and then to `free_done`.
         unsafe {
             if let Some(unblock) = raw::RedisModule_UnblockClient {
-                unblock(job.client.0, done.cast::<c_void>());
+                unblock(client.0, done.cast::<c_void>());
             }
         }
     }
 }
 
-/// Offloads the verification of `token` if a pool runs and blocking is allowed here. Returns
+/// Offloads `verify` if a pool runs and blocking is allowed here. Returns
 /// false when the caller must verify inline.
 pub fn submit(
     ctx: &Context,
-    token: &[u8],
+    verify: impl FnOnce() -> Result<Claims, Error> + Send + 'static,
     digest: Option<Digest>,
     generation: u64,
     reply: unsafe extern "C" fn(
@@ -145,9 +147,7 @@ pub fn submit(
     }
     let job = Job {
         client: Blocked(client),
-        token: token.to_vec(),
-        settings: config::settings().clone(),
-        keys: config::keys(),
+        verify: Box::new(verify),
         done: Done {
             result: Err(Error::Internal("not verified".into())),
             digest,

@@ -16,9 +16,11 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use common::{b64, encoding_key, ALL_ALGS};
-use jwtdeny::denylist::{encode_subject, entry_key, subject_key, TokenKeys};
-use jwtdeny::keys::{AlgSet, KeySet};
-use jwtdeny::token::{authenticate, inspect, is_hmac, payload, Claims, Policy, MAX_NUMERIC_DATE};
+use jwtdeny_core::keys::{AlgSet, KeySet};
+use jwtdeny_core::keyscheme::{encode_subject, entry_key, subject_key, DenyKeys};
+use jwtdeny_core::token::{
+    authenticate, inspect, is_hmac, payload, Claims, Policy, MAX_NUMERIC_DATE,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -565,7 +567,7 @@ proptest! {
         prop_assert_eq!(decode_entry(&ka), (a.clone(), i));
         prop_assert!(ka.starts_with(&subject_key(PREFIX, &a)));
         // The one-buffer form the commands use gives the same two keys.
-        let both = TokenKeys::new(PREFIX, &a, i);
+        let both = DenyKeys::new(PREFIX, &a, i);
         prop_assert_eq!(both.entry(), ka.as_str());
         let subject = subject_key(PREFIX, &a);
         prop_assert_eq!(both.subject(), subject.as_str());
@@ -627,8 +629,10 @@ fn fuzz_jwks_input(data: &[u8]) {
                 );
             }
             let header = match &key.kid {
-                Some(kid) => serde_json::json!({"alg": jwtdeny::keys::alg_name(alg), "kid": kid}),
-                None => serde_json::json!({"alg": jwtdeny::keys::alg_name(alg)}),
+                Some(kid) => {
+                    serde_json::json!({"alg": jwtdeny_core::keys::alg_name(alg), "kid": kid})
+                }
+                None => serde_json::json!({"alg": jwtdeny_core::keys::alg_name(alg)}),
             };
             let header = b64(header.to_string().as_bytes());
             for sig in [&[0x01u8; 64][..], &[0x5au8; 256][..]] {

@@ -227,14 +227,33 @@ fn max_lifetime_sets_the_cutoff_expiry_and_bounds_tokens() {
         "CHECK of a 74-year token",
     );
 
-    // Runtime change: 0 lifts the limit, and new cutoffs get no expiry.
+    // Raising the bound at runtime (0 lifts it) is refused: the cutoff above expires at
+    // cutoff + 3600 + 5, after which a token it revoked but a larger bound admits would pass.
+    for raised in ["0", "7200"] {
+        let r = server.config_set("jwtdeny.max-lifetime", raised);
+        assert!(
+            r.error()
+                .is_some_and(|e| e.contains("raising it from 3600")),
+            "max-lifetime {raised}: {r}"
+        );
+    }
+    assert_eq!(server.config_get("jwtdeny.max-lifetime"), "3600");
+    assert_err(&server.check(&too_long), "BADCLAIMS", "limit still 3600");
+    // Lowering it is allowed, and bounds tokens and new cutoffs at once.
     ok(
-        server.config_set("jwtdeny.max-lifetime", "0"),
-        "max-lifetime 0",
+        server.config_set("jwtdeny.max-lifetime", "1800"),
+        "max-lifetime 1800",
     );
-    assert_int(&server.check(&too_long), 1, "CHECK without a limit");
+    assert_err(
+        &server.check(&just_right),
+        "BADCLAIMS",
+        "exp - iat = 3600 > 1800",
+    );
     assert_int(&revokeall_at(&server, "carol", t), t, "REVOKEALL carol");
-    assert_eq!(server.pexpiretime(&subject_key("carol")), -1);
+    assert_eq!(
+        server.pexpiretime(&subject_key("carol")),
+        (t + 1800 + 5) * 1000
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwtdeny::keys::{alg_name, AlgSet, KeySet};
-use jwtdeny::token::{authenticate, Policy};
+use jwtdeny_core::keys::{alg_name, AlgSet, KeySet};
+use jwtdeny_core::token::{authenticate, Policy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

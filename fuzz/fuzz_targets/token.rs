@@ -16,9 +16,9 @@ use std::sync::LazyLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use jwtdeny::denylist::{entry_key, subject_key, TokenKeys};
-use jwtdeny::keys::{AlgSet, KeySet};
-use jwtdeny::token::{authenticate, inspect, is_hmac, payload, Policy, MAX_NUMERIC_DATE};
+use jwtdeny_core::keyscheme::{entry_key, subject_key, DenyKeys};
+use jwtdeny_core::keys::{AlgSet, KeySet};
+use jwtdeny_core::token::{authenticate, inspect, is_hmac, payload, Policy, MAX_NUMERIC_DATE};
 use libfuzzer_sys::fuzz_target;
 
 const JWKS: &[u8] = include_bytes!("../../tests/vectors/jwks.json");
@@ -81,7 +81,7 @@ fn check(token: &[u8], policy: &Policy) {
             let entry = entry_key("jwtdeny:", &c.sub, c.iat);
             let subject = subject_key("jwtdeny:", &c.sub);
             assert!(entry.starts_with(&subject) && entry.len() > subject.len());
-            let both = TokenKeys::new("jwtdeny:", &c.sub, c.iat);
+            let both = DenyKeys::new("jwtdeny:", &c.sub, c.iat);
             assert_eq!(
                 (both.entry(), both.subject()),
                 (entry.as_str(), subject.as_str())

@@ -37,6 +37,41 @@ const RSA: [Algorithm; 6] = [
     Algorithm::PS512,
 ];
 
+/// The largest keys file read: a JWKS of 100,000 RSA keys is about 20 MB. Anything larger is
+/// refused before it is read, so a wrong path (`/dev/zero`, a log file) cannot exhaust memory.
+pub const MAX_KEYS_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Reads a whole regular file of at most `max` bytes, without ever blocking on what is not one:
+/// the file is opened non-blocking (a FIFO with no writer would otherwise block `open` forever),
+/// checked with `fstat`, and read through a bounded reader (it may grow while being read).
+pub fn read_regular_file(path: &str, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "the file is {} bytes, over the limit of {max} bytes",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("the file grew over the limit of {max} bytes"));
+    }
+    Ok(bytes)
+}
+
 /// Below this modulus size RSA signatures are forgeable in practice (and aws-lc refuses them).
 const MIN_RSA_BITS: usize = 2048;
 
@@ -139,7 +174,7 @@ impl KeySet {
         }
         // The path is the operator's own, shown in full (escaped, never truncated).
         let shown = format!("'{}'", path.escape_debug());
-        let bytes = std::fs::read(path)
+        let bytes = read_regular_file(path, MAX_KEYS_FILE_BYTES)
             .map_err(|e| Error::KeysFile(format!("cannot read {shown}: {e}")))?;
         KeySet::from_json(&bytes).map_err(|e| match e {
             Error::KeysFile(m) => Error::KeysFile(format!("{shown}: {m}")),
@@ -412,7 +447,7 @@ fn bit_length(be: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    const SHARED: &str = include_str!("../tests/vectors/jwks.json");
+    const SHARED: &str = include_str!("../../tests/vectors/jwks.json");
 
     fn jwks(keys: &str) -> Result<KeySet, Error> {
         KeySet::from_json(format!("{{\"keys\":[{keys}]}}").as_bytes())

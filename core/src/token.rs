@@ -373,10 +373,10 @@ mod tests {
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
-    const SHARED_JWKS: &str = include_str!("../tests/vectors/jwks.json");
-    const VECTORS: &str = include_str!("../tests/vectors/vectors.json");
-    const HS256_SECRET: &[u8] = include_bytes!("../tests/vectors/private/shared-hs256.key");
-    const RSA_PEM: &[u8] = include_bytes!("../tests/vectors/private/shared-rsa.pem");
+    const SHARED_JWKS: &str = include_str!("../../tests/vectors/jwks.json");
+    const VECTORS: &str = include_str!("../../tests/vectors/vectors.json");
+    const HS256_SECRET: &[u8] = include_bytes!("../../tests/vectors/private/shared-hs256.key");
+    const RSA_PEM: &[u8] = include_bytes!("../../tests/vectors/private/shared-rsa.pem");
 
     fn keys() -> KeySet {
         KeySet::from_json(SHARED_JWKS.as_bytes()).unwrap()

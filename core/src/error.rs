@@ -3,7 +3,6 @@
 //! The first word of every error reply is a stable code that clients branch on; the rest is a
 //! message for humans. Messages may quote client input (a `kid`, an `alg`) but never key material.
 
-use redis_module::RedisError;
 use std::fmt;
 
 /// Why a token, a keys file or a command was refused.
@@ -72,18 +71,33 @@ impl fmt::Display for Error {
     }
 }
 
-impl From<Error> for RedisError {
-    fn from(e: Error) -> Self {
-        RedisError::String(printable(&e.to_string()))
+impl Error {
+    /// The text of the error reply: one line of printable ASCII, whatever the message quotes.
+    pub fn reply_text(&self) -> String {
+        printable(&self.to_string(), usize::MAX)
     }
 }
 
-/// An error reply is one line of printable ASCII. Besides being what clients expect, this is
-/// load-bearing: redis-module writes error text one byte per `char`, so U+0100 would become a
-/// NUL byte and abort the server from outside any guard of ours.
-fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+#[cfg(feature = "redis")]
+impl From<Error> for redis_module::RedisError {
+    fn from(e: Error) -> Self {
+        redis_module::RedisError::String(e.reply_text())
+    }
+}
+
+/// `text` as one line of printable ASCII, at most `max_chars` characters of it (then `...`).
+///
+/// Error replies go through this: besides being what clients expect, it is load-bearing, since
+/// redis-module writes error text one byte per `char`, so U+0100 would become a NUL byte and
+/// abort the server from outside any guard of ours. Log lines go through it too, so that text
+/// from a client, a file or the network can neither forge log lines nor flood the log.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_add(3)));
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            out.push_str("...");
+            break;
+        }
         if c.is_ascii_graphic() || c == ' ' {
             out.push(c);
         } else {
@@ -96,22 +110,7 @@ fn printable(text: &str) -> String {
 /// Quotes a piece of client input for an error message: bounded in length and printable, so a
 /// hostile value can neither flood a reply nor smuggle control bytes into it or into the log.
 pub fn quote(input: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    let mut out = String::with_capacity(input.len().min(MAX_CHARS) + 2);
-    out.push('\'');
-    for (i, c) in input.chars().enumerate() {
-        if i == MAX_CHARS {
-            out.push_str("...");
-            break;
-        }
-        if c.is_ascii_graphic() || c == ' ' {
-            out.push(c);
-        } else {
-            out.extend(c.escape_default());
-        }
-    }
-    out.push('\'');
-    out
+    format!("'{}'", printable(input, 64))
 }
 
 #[cfg(test)]
@@ -133,18 +132,12 @@ mod tests {
         for input in [
             "\u{100}", "\u{4e00}", "\u{ac00}", "é", "\0", "\u{fffd}", "a\r\nb",
         ] {
-            let reply = RedisError::from(Error::NoKey(format!("kid {}", quote(input))));
-            let RedisError::String(text) = reply else {
-                panic!("not a string error")
-            };
+            let text = Error::NoKey(format!("kid {}", quote(input))).reply_text();
             assert!(
                 text.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
                 "{text:?}"
             );
-            let unquoted = RedisError::from(Error::Usage(input.to_string()));
-            let RedisError::String(text) = unquoted else {
-                panic!("not a string error")
-            };
+            let text = Error::Usage(input.to_string()).reply_text();
             assert!(
                 text.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
                 "{text:?}"

@@ -1,0 +1,8 @@
+//! jwtdeny's core: everything about tokens, keys and key names that needs no Redis server.
+//!
+//! The module (the cdylib at the repository root) adds storage, caching, configs and commands.
+
+pub mod error;
+pub mod keys;
+pub mod keyscheme;
+pub mod token;

@@ -1,0 +1,281 @@
+//! The module's live state: the settings and verification keys in force, published together as
+//! one immutable [`Snapshot`], and the one place where a config change takes effect.
+//!
+//! Every way of setting a config — redis.conf, `MODULE LOADEX … CONFIG`, `loadmodule`
+//! arguments, `CONFIG SET` — ends in [`apply`]: the value is checked by its row of
+//! `config::SPECS`, then the row's [`Effect`] is carried out here (load keys, clear or resize
+//! the cache, resize the worker pool). Code on other threads gets a snapshot and never reads
+//! globals, so a change can never be half-seen.
+
+use crate::cache;
+use crate::config::{self, Effect, Kind, Settings, Spec, SPECS};
+use crate::error::{printable, quote, Error};
+use crate::keys::KeySet;
+use crate::log;
+use crate::stats;
+use crate::workers;
+use redis_module::configuration::{
+    register_i64_configuration, register_string_configuration, ConfigurationContext,
+    ConfigurationFlags, ConfigurationValue,
+};
+use redis_module::{raw, Context, RedisError, RedisString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+
+/// What a command is judged by: the settings and keys in force when it started.
+pub struct Snapshot {
+    pub settings: Settings,
+    pub keys: Arc<KeySet>,
+}
+
+static CURRENT: LazyLock<RwLock<Arc<Snapshot>>> = LazyLock::new(|| {
+    RwLock::new(Arc::new(Snapshot {
+        settings: Settings::defaults(),
+        keys: Arc::default(),
+    }))
+});
+
+/// Set once the module has finished loading. Before that a bad keys file must not stop Redis
+/// from starting (it holds other data), and no thread is started; after it, a bad file is
+/// refused.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The snapshot in force. A snapshot is replaced whole, never changed in place, so a lock
+/// poisoned by a panic elsewhere still guards sound data.
+pub fn current() -> Arc<Snapshot> {
+    CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn publish(settings: Settings, keys: Arc<KeySet>) {
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { settings, keys });
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn load_keys(path: &str) -> Result<Arc<KeySet>, Error> {
+    let loaded = KeySet::load(path).map(Arc::new);
+    stats::count_reload(loaded.is_ok(), now_secs());
+    loaded
+}
+
+fn log_skipped(set: &KeySet) {
+    for why in &set.skipped {
+        log::notice(&format!("jwtdeny: skipped {why}"));
+    }
+}
+
+/// Validates and applies one config value, whatever route it came by; the error names the
+/// config. Whatever changes how a token is judged also empties the verification cache, so no
+/// hit outlives the rules it passed.
+pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
+    let old = current();
+    let mut settings = old.settings.clone();
+    spec.set(&mut settings, value)?;
+    let started = STARTED.load(Ordering::Acquire);
+    if started {
+        config::runtime_change_allowed(spec, &old.settings, &settings)?;
+    }
+    let mut keys = old.keys.clone();
+    if spec.effect == Effect::LoadKeys && started {
+        // Before the load is over the file is read once, in `start`, after every source of
+        // configs has been applied.
+        keys = if settings.keys_file.is_empty() {
+            Arc::default() // explicitly no keys: every token answers NOKEY
+        } else {
+            let set = load_keys(&settings.keys_file)
+                .map_err(|e| format!("jwtdeny.{}: {}", spec.name, e.message()))?;
+            log_skipped(&set);
+            set
+        };
+    }
+    let n = |v: i64| usize::try_from(v).unwrap_or(0);
+    let (cache_size, pool_size) = (n(settings.verify_cache_size), n(settings.workers));
+    publish(settings, keys);
+    match spec.effect {
+        Effect::None => {}
+        // A rotated-out key's tokens must fail from now on.
+        Effect::ClearCache | Effect::LoadKeys => cache::global().clear(),
+        Effect::ResizeCache => cache::global().resize(cache_size),
+        Effect::ResizeWorkers if started => workers::resize(pool_size),
+        Effect::ResizeWorkers => {} // started in `start`, once the load cannot fail any more
+    }
+    Ok(())
+}
+
+/// Re-reads the configured keys file; on any error the old keys stay.
+pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
+    let old = current();
+    let path = &old.settings.keys_file;
+    if path.is_empty() {
+        return Err(Error::Usage("jwtdeny.keys-file is not set".into()));
+    }
+    let set = load_keys(path)?;
+    log_skipped(&set);
+    publish(old.settings.clone(), set.clone());
+    cache::global().clear();
+    Ok(set)
+}
+
+/// Applies `loadmodule <path> name value …` arguments.
+pub fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
+    if !args.len().is_multiple_of(2) {
+        return Err("module arguments must be name/value pairs".into());
+    }
+    for pair in args.chunks(2) {
+        let (name, value) = match pair {
+            [n, v] => (n.to_string_lossy(), v.to_string_lossy()),
+            _ => continue,
+        };
+        let spec = config::find(&name)
+            .ok_or_else(|| format!("unknown module argument {}", quote(&name)))?;
+        apply(spec, &value)?;
+    }
+    Ok(())
+}
+
+/// Called once loading can no longer fail: starts the worker pool and loads the keys file if
+/// one is configured. A failure to load keys is returned for the log and leaves no keys loaded
+/// (fail closed).
+pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
+    STARTED.store(true, Ordering::Release);
+    let old = current();
+    let n = |v: i64| usize::try_from(v).unwrap_or(0);
+    {
+        let mut cache = cache::global();
+        if cache.capacity() != n(old.settings.verify_cache_size) {
+            cache.resize(n(old.settings.verify_cache_size));
+        }
+    }
+    workers::resize(n(old.settings.workers));
+    let path = &old.settings.keys_file;
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let set = load_keys(path)?;
+    publish(old.settings.clone(), set.clone());
+    cache::global().clear();
+    Ok(Some(set))
+}
+
+/// Called on unload, so that a later load starts over as at startup.
+pub fn stop() {
+    STARTED.store(false, Ordering::Release);
+    workers::stop(); // no thread of ours may outlive the unloaded code
+    publish(Settings::defaults(), Arc::default());
+}
+
+/// Registers every row of `config::SPECS` with Redis, then has Redis apply the values from its
+/// configuration file and `MODULE LOADEX` (or the defaults).
+pub fn register_configs(ctx: &Context) -> Result<(), String> {
+    for (spec, handle) in SPECS.iter().zip(&HANDLES) {
+        let flags = if spec.immutable {
+            ConfigurationFlags::IMMUTABLE
+        } else {
+            ConfigurationFlags::DEFAULT
+        };
+        match spec.kind {
+            Kind::Int {
+                default, min, max, ..
+            } => register_i64_configuration(ctx, spec.name, handle, default, min, max, flags, None),
+            Kind::Text { default, .. } => {
+                register_string_configuration(ctx, spec.name, handle, default, flags, None)
+            }
+        }
+    }
+    // SAFETY: called during OnLoad, after the configs are registered, as RM_LoadConfigs requires.
+    let loaded = unsafe { raw::RedisModule_LoadConfigs.map(|load| load(ctx.get_raw())) };
+    match loaded {
+        Some(status) if status == raw::REDISMODULE_OK as i32 => Ok(()),
+        Some(_) => Err("a jwtdeny config in the server's configuration was refused".into()),
+        None => Err("this server cannot load module configs".into()),
+    }
+}
+
+/// A config as Redis sees it: `CONFIG GET/SET jwtdeny.<name>` go through here.
+#[derive(Clone, Copy)]
+pub struct Handle(usize);
+
+static HANDLES: [Handle; SPECS.len()] = {
+    let mut all = [Handle(0); SPECS.len()];
+    let mut i = 0;
+    while i < SPECS.len() {
+        all[i] = Handle(i);
+        i += 1;
+    }
+    all
+};
+
+impl Handle {
+    fn spec(self) -> &'static Spec {
+        // Handles are made from SPECS' own indices.
+        &SPECS[self.0 % SPECS.len()]
+    }
+
+    /// Applies a value from Redis. Runs inside a C callback, where an unwinding panic would
+    /// abort the server; and the error text becomes a C string, so it must be printable.
+    fn set_text(self, value: &str) -> Result<(), RedisError> {
+        let spec = self.spec();
+        catch_unwind(AssertUnwindSafe(|| apply(spec, value)))
+            .unwrap_or_else(|_| Err(format!("jwtdeny.{}: internal error", spec.name)))
+            .map_err(|e| RedisError::String(printable(&e, 512)))
+    }
+}
+
+/// The string each config's getter last handed to Redis. Redis copies what a getter returns and
+/// never frees it, so a fresh string per `CONFIG GET` would leak: the module keeps ownership,
+/// and frees each one on the next call, by which time Redis has long copied it.
+static LAST_GOT: [AtomicPtr<raw::RedisModuleString>; SPECS.len()] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; SPECS.len()];
+
+impl ConfigurationValue<RedisString> for Handle {
+    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
+        let value = self.spec().get(&current().settings);
+        let slot = LAST_GOT.get(self.0);
+        // SAFETY: called by Redis on its main thread with the GIL held, as RM_CreateString and
+        // RM_FreeString require; a null context makes the string independent of any call.
+        unsafe {
+            let (Some(create), Some(free), Some(slot)) = (
+                raw::RedisModule_CreateString,
+                raw::RedisModule_FreeString,
+                slot,
+            ) else {
+                return RedisString::create(None, "");
+            };
+            let fresh = create(std::ptr::null_mut(), value.as_ptr().cast(), value.len());
+            let old = slot.swap(fresh, Ordering::AcqRel);
+            if !old.is_null() {
+                free(std::ptr::null_mut(), old);
+            }
+            // Not retained: Redis takes this pointer without ever freeing it.
+            RedisString::from_redis_module_string(std::ptr::null_mut(), fresh)
+        }
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, val: RedisString) -> Result<(), RedisError> {
+        let text = val.try_as_str().map_err(|_| {
+            RedisError::String(format!(
+                "jwtdeny.{}: value is not valid UTF-8",
+                self.spec().name
+            ))
+        })?;
+        self.set_text(text)
+    }
+}
+
+impl ConfigurationValue<i64> for Handle {
+    fn get(&self, _ctx: &ConfigurationContext) -> i64 {
+        match self.spec().kind {
+            Kind::Int { get, .. } => get(&current().settings),
+            Kind::Text { .. } => 0,
+        }
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, val: i64) -> Result<(), RedisError> {
+        self.set_text(&val.to_string())
+    }
+}
