@@ -85,7 +85,7 @@ memcheck: build ## The module under valgrind memcheck: a representative workload
 	bash tests/memcheck.sh
 
 lint: ## Run clippy on all targets with warnings as errors
-	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --workspace --all-targets -- -D warnings
 
 fmt: ## Format the code
 	cargo fmt
