@@ -4,6 +4,7 @@
 //! thin wrapper whose doc comment gives the syntax and reply; the README has the full reference.
 
 mod cache;
+mod command_info;
 mod commands;
 mod config;
 mod stats;
@@ -156,6 +157,7 @@ fn set_acl_categories(ctx: &Context) {
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     commands::install_panic_hook();
     set_acl_categories(ctx);
+    command_info::declare(ctx);
     if let Err(e) = config::apply_module_args(args) {
         ctx.log_warning(&format!("jwtdeny: refusing to load: {e}"));
         return Status::Err;
