@@ -4,6 +4,7 @@
 //! thin wrapper whose doc comment gives the syntax and reply; the README has the full reference.
 
 mod cache;
+mod command_info;
 mod commands;
 mod config;
 mod denylist;
@@ -158,6 +159,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     log::init(ctx);
     commands::install_panic_hook();
     set_acl_categories(ctx);
+    command_info::declare(ctx);
     let configured = state::register_configs(ctx).and_then(|()| state::apply_module_args(args));
     if let Err(e) = configured {
         log::warning(&format!("jwtdeny: refusing to load: {e}"));

@@ -239,6 +239,149 @@ fn key_patterns_apply_to_the_keyed_forms() {
     assert_eq!(server.keys(), vec![ae]);
 }
 
+/// The read-only keyed forms declare their keys `RO access`, so a read-only key pattern admits
+/// them; KREVOKE inserts its entry key, which needs write permission.
+#[test]
+fn a_read_only_key_pattern_admits_kcheck_and_kinspect_only() {
+    let server = Server::with_vector_keys();
+    ok(
+        server.cmd(&[
+            "ACL",
+            "SETUSER",
+            "ro-app",
+            "on",
+            "nopass",
+            "+jwtdeny.kcheck",
+            "+jwtdeny.kinspect",
+            "+jwtdeny.krevoke",
+            "+jwtdeny.krevokeall",
+            "%R~jwtdeny:*",
+        ]),
+        "ACL SETUSER ro-app",
+    );
+    let mut c = login(&server, "ro-app");
+    let v = vector("valid-RS256");
+    let sub = v.sub.clone().unwrap();
+    let t = v.token.as_str();
+    let (entry, subject) = (deny_key(&sub, v.iat.unwrap()), subject_key(&sub));
+
+    assert_int(
+        &c.cmd(&["JWTDENY.KCHECK", &entry, &subject, t]),
+        1,
+        "ro-app KCHECK",
+    );
+    let r = c.cmd(&["JWTDENY.KCHECK", &entry, &subject, t, "WITHCLAIMS"]);
+    assert_eq!(r.array()[0], Reply::Int(1), "ro-app KCHECK WITHCLAIMS: {r}");
+    let i = c.cmd(&["JWTDENY.KINSPECT", &entry, &subject, t]);
+    assert_eq!(i.array()[1], bulk("active"), "ro-app KINSPECT {i}");
+    assert_noperm(
+        &c.cmd(&["JWTDENY.KREVOKE", &entry, &subject, t]),
+        "ro-app KREVOKE",
+    );
+    // Refused for the key it writes; the subject key, which it only reads, passed.
+    let log = server.cmd(&["ACL", "LOG", "1"]);
+    let last = log.array().first().expect("an ACL LOG entry").array();
+    let at = |k: &str| {
+        last.chunks(2)
+            .find(|kv| kv[0].text() == k)
+            .map(|kv| kv[1].text())
+    };
+    assert_eq!(at("reason").as_deref(), Some("key"), "ACL LOG {log}");
+    assert_eq!(
+        at("object").as_deref(),
+        Some(entry.as_str()),
+        "ACL LOG {log}"
+    );
+    assert_noperm(
+        &c.cmd(&["JWTDENY.KREVOKEALL", &subject, &sub]),
+        "ro-app KREVOKEALL",
+    );
+    assert_eq!(server.keys(), Vec::<String>::new(), "nothing written");
+
+    // Its reads see what others wrote, through both keys.
+    assert_int(&server.revoke(t), 1, "default user REVOKE");
+    assert_int(
+        &c.cmd(&["JWTDENY.KCHECK", &entry, &subject, t]),
+        0,
+        "ro-app KCHECK of a revoked token",
+    );
+    let other = vector("valid-RS384");
+    let osub = other.sub.clone().unwrap();
+    let (oentry, osubject) = (deny_key(&osub, other.iat.unwrap()), subject_key(&osub));
+    let at = (now() - 1).to_string();
+    server.cmd(&["JWTDENY.REVOKEALL", &osub, "AT", &at]).int();
+    let i = c.cmd(&["JWTDENY.KINSPECT", &oentry, &osubject, &other.token]);
+    assert_eq!(
+        i.array()[1],
+        bulk("revoked"),
+        "ro-app KINSPECT after REVOKEALL {i}"
+    );
+}
+
+/// The write forms need read and write permission: KREVOKE reads the subject's cutoff and
+/// inserts the entry, KREVOKEALL reads and updates the cutoff. `%RW~` (as `~`) admits both,
+/// `%W~` alone neither.
+#[test]
+fn the_write_keyed_forms_need_a_read_write_key_pattern() {
+    let server = Server::with_vector_keys();
+    for (user, pattern) in [("rw-app", "%RW~jwtdeny:*"), ("w-app", "%W~jwtdeny:*")] {
+        ok(
+            server.cmd(&[
+                "ACL",
+                "SETUSER",
+                user,
+                "on",
+                "nopass",
+                "+jwtdeny.kcheck",
+                "+jwtdeny.krevoke",
+                "+jwtdeny.krevokeall",
+                pattern,
+            ]),
+            &format!("ACL SETUSER {user}"),
+        );
+    }
+    let v = vector("valid-PS256");
+    let sub = v.sub.clone().unwrap();
+    let t = v.token.as_str();
+    let (entry, subject) = (deny_key(&sub, v.iat.unwrap()), subject_key(&sub));
+    let at = (now() - 5).to_string();
+
+    let mut w = login(&server, "w-app");
+    assert_noperm(
+        &w.cmd(&["JWTDENY.KCHECK", &entry, &subject, t]),
+        "w-app KCHECK",
+    );
+    assert_noperm(
+        &w.cmd(&["JWTDENY.KREVOKE", &entry, &subject, t]),
+        "w-app KREVOKE",
+    );
+    assert_noperm(
+        &w.cmd(&["JWTDENY.KREVOKEALL", &subject, &sub, "AT", &at]),
+        "w-app KREVOKEALL",
+    );
+    assert_eq!(server.keys(), Vec::<String>::new(), "nothing written");
+
+    let mut rw = login(&server, "rw-app");
+    assert_int(
+        &rw.cmd(&["JWTDENY.KREVOKE", &entry, &subject, t]),
+        1,
+        "rw-app KREVOKE",
+    );
+    assert_int(
+        &rw.cmd(&["JWTDENY.KCHECK", &entry, &subject, t]),
+        0,
+        "rw-app KCHECK after KREVOKE",
+    );
+    assert_int(
+        &rw.cmd(&["JWTDENY.KREVOKEALL", &subject, &sub, "AT", &at]),
+        at.parse().unwrap(),
+        "rw-app KREVOKEALL",
+    );
+    let mut keys = server.keys();
+    keys.sort();
+    assert_eq!(keys, vec![subject, entry]);
+}
+
 #[test]
 fn the_module_category_where_the_server_has_module_categories() {
     let server = Server::with_vector_keys();
