@@ -630,6 +630,23 @@ mod tests {
     }
 
     #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("jwtdeny-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small.json");
+        std::fs::write(&small, b"{}").unwrap();
+        assert_eq!(read_regular_file(small.to_str().unwrap(), 2).unwrap(), b"{}");
+        let e = read_regular_file(small.to_str().unwrap(), 1).unwrap_err();
+        assert!(e.contains("over the limit"), "{e}");
+        let e = read_regular_file("/dev/zero", MAX_KEYS_FILE_BYTES).unwrap_err();
+        assert_eq!(e, "not a regular file");
+        let e = read_regular_file(dir.to_str().unwrap(), MAX_KEYS_FILE_BYTES).unwrap_err();
+        assert_eq!(e, "not a regular file");
+        assert!(read_regular_file("/nonexistent/x", 10).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bit_length_ignores_leading_zeros() {
         assert_eq!(bit_length(&[0, 0, 1]), 1);
         assert_eq!(bit_length(&[0x80, 0]), 16);
