@@ -635,7 +635,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let small = dir.join("small.json");
         std::fs::write(&small, b"{}").unwrap();
-        assert_eq!(read_regular_file(small.to_str().unwrap(), 2).unwrap(), b"{}");
+        assert_eq!(
+            read_regular_file(small.to_str().unwrap(), 2).unwrap(),
+            b"{}"
+        );
         let e = read_regular_file(small.to_str().unwrap(), 1).unwrap_err();
         assert!(e.contains("over the limit"), "{e}");
         let e = read_regular_file("/dev/zero", MAX_KEYS_FILE_BYTES).unwrap_err();
