@@ -11,6 +11,7 @@ mod workers;
 // Pure Rust, no Redis calls in their parsing paths: public for fuzz/ and benches.
 pub mod denylist;
 pub mod error;
+pub mod fetch;
 pub mod keys;
 pub mod token;
 
