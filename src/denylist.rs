@@ -1,9 +1,14 @@
 //! The denylist's storage: how entries and cutoffs are read and written (their key names are
 //! `keyscheme`'s). An entry holds `1` and expires at the token's own expiry; a cutoff holds the
 //! unix second at or before which every token of its subject is revoked.
+//!
+//! Key names are handed to Redis by pointer and length, never as C strings: a subject is any
+//! JSON string, NUL, CR and LF included, and every subject must be revocable.
 
 use crate::error::{quote, Error};
-use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
+use redis_module::{
+    raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent, RedisString,
+};
 use std::ffi::CString;
 
 /// Why a token is revoked, if it is.
@@ -42,7 +47,7 @@ pub fn revoked_by(
 
 /// A subject's cutoff: every token it issued at or before this second is revoked.
 pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
-    let k = ctx.open_key(&ctx.create_string(key));
+    let k = ctx.open_key(&key_name(ctx, key));
     let foreign = || {
         // Fail closed: a value jwtdeny did not write is reported, never read as "no cutoff".
         Error::Internal(format!(
@@ -82,7 +87,7 @@ pub fn raise_cutoff(
     ctx.notify_keyspace_event(
         NotifyEvent::MODULE,
         "jwtdeny.revokeall",
-        &ctx.create_string(key),
+        &key_name(ctx, key),
     );
     Ok(at)
 }
@@ -100,7 +105,12 @@ pub fn expire_time_ms(ctx: &Context, key: &str) -> Option<i64> {
 /// Whether an entry exists. Redis's own lookup applies expiry, so a logically expired entry
 /// is not found, on a master and on a replica alike.
 pub fn contains(ctx: &Context, key: &str) -> bool {
-    !ctx.open_key(&ctx.create_string(key)).is_null()
+    !ctx.open_key(&key_name(ctx, key)).is_null()
+}
+
+/// A key name as a Redis string, binary-safe (`Context::create_string` would panic on a NUL).
+fn key_name(ctx: &Context, key: &str) -> RedisString {
+    RedisString::create_from_slice(ctx.get_raw(), key.as_bytes())
 }
 
 /// Adds an entry expiring at `expires_at_ms` (absolute, ms). Returns false when it was there.
@@ -112,11 +122,7 @@ pub fn insert(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Erro
     let at = expires_at_ms.to_string();
     let added = set(ctx, key, &["1", "NX", "PXAT", &at])?;
     if added {
-        ctx.notify_keyspace_event(
-            NotifyEvent::MODULE,
-            "jwtdeny.revoke",
-            &ctx.create_string(key),
-        );
+        ctx.notify_keyspace_event(NotifyEvent::MODULE, "jwtdeny.revoke", &key_name(ctx, key));
     }
     Ok(added)
 }
