@@ -46,8 +46,15 @@ pub fn revoked_by(
 }
 
 /// A subject's cutoff: every token it issued at or before this second is revoked.
+///
+/// The value is read with `GET`, never through a key handle: `RM_StringDMA` decodes a value
+/// that is not a raw string in place even for reading, so every CHECK, INSPECT and replica read
+/// would rewrite the shared integer Redis stores a cutoff as. A key handle first answers
+/// cheaply whether there is a cutoff at all, which for most subjects there is not.
 pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
-    let k = ctx.open_key(&key_name(ctx, key));
+    if !contains(ctx, key) {
+        return Ok(None);
+    }
     let foreign = || {
         // Fail closed: a value jwtdeny did not write is reported, never read as "no cutoff".
         Error::Internal(format!(
@@ -55,14 +62,16 @@ pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
             quote(key)
         ))
     };
-    match k.read() {
-        Ok(None) => Ok(None),
-        Ok(Some(bytes)) => std::str::from_utf8(bytes)
+    let options = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("GET", &options, &[key]);
+    match reply {
+        Ok(CallReply::String(value)) => std::str::from_utf8(value.as_bytes())
             .ok()
             .and_then(|s| s.parse::<i64>().ok())
             .map(Some)
             .ok_or_else(foreign),
-        Err(_) => Err(foreign()),
+        Ok(CallReply::Null(_)) => Ok(None),
+        _ => Err(foreign()),
     }
 }
 

@@ -449,3 +449,44 @@ fn assert_set_cutoff(cmd: &[String], key: &str, cutoff: i64, expiry_ms: Option<i
             .unwrap_or_default()
     );
 }
+
+/// `OBJECT ENCODING` of a key.
+fn encoding(server: &Server, key: &str) -> String {
+    server.cmd(&["OBJECT", "ENCODING", key]).text()
+}
+
+/// Reads leave a stored cutoff as Redis stored it, an integer: on the master and on a replica,
+/// whatever command read it (a read through the key's string DMA would rewrite it as a string).
+#[test]
+fn reads_leave_the_cutoff_an_integer() {
+    let master = Server::with_vector_keys();
+    let replica = ServerBuilder::new()
+        .vector_keys()
+        .replica_of(&master)
+        .start();
+    wait_for_link(&replica);
+    let t = now() - 100;
+    let key = subject_key(SUB);
+    let entry = format!("jwtdeny:{{{SUB}}}:{t}");
+    let covered = token(SUB, t);
+    assert_int(&revokeall_at(&master, SUB, t), t, "REVOKEALL");
+    assert_int(&master.cmd(&["WAIT", "1", "5000"]), 1, "WAIT");
+    for server in [&replica, &master] {
+        assert_eq!(encoding(server, &key), "int", "after REVOKEALL");
+        let reads: [Vec<&str>; 5] = [
+            vec!["JWTDENY.CHECK", &covered],
+            vec!["JWTDENY.CHECK", &covered, "WITHCLAIMS"],
+            vec!["JWTDENY.INSPECT", &covered],
+            vec!["JWTDENY.KCHECK", &entry, &key, &covered],
+            vec!["JWTDENY.KINSPECT", &entry, &key, &covered],
+        ];
+        for args in reads {
+            let r = server.cmd(&args);
+            assert!(!r.is_error(), "{args:?}: {r}");
+            assert_eq!(encoding(server, &key), "int", "after {:?}", args[0]);
+        }
+    }
+    // A REVOKE the cutoff already covers only reads it too.
+    assert_int(&master.revoke(&covered), 0, "REVOKE of a covered token");
+    assert_eq!(encoding(&master, &key), "int", "after REVOKE");
+}
