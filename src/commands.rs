@@ -18,9 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
 
-/// Runs a handler so that a bug in it becomes an error reply and a log line. A panic that
-/// crossed into redis-server would abort it, and every client's data with it.
+/// Runs a handler in the denylist's database (the client gets its own back afterwards), so
+/// that a bug in it becomes an error reply and a log line. A panic that crossed into
+/// redis-server would abort it, and every client's data with it.
 pub fn guard(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
+    let _db = denylist::InDb::select(ctx, state::current().settings.db)?;
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(reply) => reply,
         Err(_) => Err(Error::Internal("unexpected failure, see the server log".into()).into()),

@@ -7,9 +7,84 @@
 
 use crate::error::{quote, Error};
 use redis_module::{
-    raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent, RedisString,
+    raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent, RedisString,
 };
 use std::ffi::CString;
+use std::os::raw::c_int;
+
+/// The denylist's database (`jwtdeny.db`) selected for one command, whatever database the client
+/// has selected, so that a revocation made from any database is seen from every other. Dropping
+/// it gives the client its own database back, also when the command failed or panicked. Keys
+/// opened, `RM_Call`s (and so what they replicate) and keyspace events all follow the selection.
+pub struct InDb<'a> {
+    ctx: &'a Context,
+    /// The client's own database, when it is not the denylist's.
+    restore: Option<c_int>,
+}
+
+impl<'a> InDb<'a> {
+    pub fn select(ctx: &'a Context, db: i64) -> Result<InDb<'a>, Error> {
+        let fail = || Error::Internal(format!("cannot select database {db} (jwtdeny.db)"));
+        // SAFETY: plain reads of the API table, filled in before any command runs.
+        let (Some(get), Some(select)) = (unsafe { raw::RedisModule_GetSelectedDb }, unsafe {
+            raw::RedisModule_SelectDb
+        }) else {
+            return Err(fail());
+        };
+        let db = c_int::try_from(db).map_err(|_| fail())?;
+        // SAFETY: main thread, with the live context of a command or of OnLoad.
+        let own = unsafe { get(ctx.get_raw()) };
+        if own == db {
+            return Ok(InDb { ctx, restore: None });
+        }
+        if unsafe { select(ctx.get_raw(), db) } != raw::REDISMODULE_OK as c_int {
+            return Err(fail());
+        }
+        Ok(InDb {
+            ctx,
+            restore: Some(own),
+        })
+    }
+}
+
+impl Drop for InDb<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `select`; the client's own database existed a moment ago.
+        unsafe {
+            if let (Some(own), Some(select)) = (self.restore, raw::RedisModule_SelectDb) {
+                select(self.ctx.get_raw(), own);
+            }
+        }
+    }
+}
+
+/// Whether this server has database `db` for the denylist. Checked once, at load: the number of
+/// databases is the server's own `databases` setting, which cannot change while it runs.
+pub fn check_db(ctx: &Context, db: i64) -> Result<(), String> {
+    if db != 0 && ctx.get_flags().contains(ContextFlags::CLUSTER) {
+        return Err(format!(
+            "jwtdeny.db is {db}, but Redis Cluster has only database 0"
+        ));
+    }
+    if InDb::select(ctx, db).is_ok() {
+        return Ok(());
+    }
+    let options = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("CONFIG", &options, &["GET", "databases"]);
+    let count = match reply {
+        Ok(CallReply::Array(a)) => a.get(1).and_then(|v| match v {
+            Ok(CallReply::String(s)) => s.to_string(),
+            _ => None,
+        }),
+        _ => None,
+    };
+    Err(match count {
+        Some(n) => format!(
+            "jwtdeny.db is {db}, but this server has {n} databases (its `databases` setting)"
+        ),
+        None => format!("jwtdeny.db is {db}, beyond this server's `databases` setting"),
+    })
+}
 
 /// Why a token is revoked, if it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
