@@ -98,6 +98,27 @@ fn fractional_iat_and_exp_are_floored() {
     );
 }
 
+/// The flooring is the documented rule for `exp` (README: Errors): `exp` `X.9` is EXPIRED from
+/// `X.000`, early rather than late, and no entry is stored for it.
+#[test]
+fn a_fractional_exp_expires_at_its_whole_second() {
+    let server = Server::with_vector_keys();
+    let exp = now();
+    let payload = format!(r#"{{"sub":"frac-exp","iat":{SOME_IAT},"exp":{exp}.9}}"#);
+    let token = sign_raw("HS256", r#"{"alg":"HS256","kid":"shared-hs256"}"#, &payload);
+    assert_err(
+        &server.check(&token),
+        "EXPIRED",
+        "CHECK of exp X.9 within second X",
+    );
+    assert_err(
+        &server.revoke(&token),
+        "EXPIRED",
+        "REVOKE of exp X.9 within second X",
+    );
+    assert_eq!(server.keys(), Vec::<String>::new());
+}
+
 /// Tokens that differ only in other claims (jti, extra data) share the key of (sub, iat).
 #[test]
 fn key_depends_on_sub_and_iat_only() {
