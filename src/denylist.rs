@@ -124,7 +124,7 @@ pub fn revoked_by(
 ///
 /// The value is read with `GET`, never through a key handle: `RM_StringDMA` decodes a value
 /// that is not a raw string in place even for reading, so every CHECK, INSPECT and replica read
-/// would rewrite the shared integer Redis stores a cutoff as. A key handle first answers
+/// would rewrite the integer-encoded value Redis stores a cutoff as. A key handle first answers
 /// cheaply whether there is a cutoff at all, which for most subjects there is not.
 pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
     if !contains(ctx, key) {
