@@ -18,9 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
 
-/// Runs a handler so that a bug in it becomes an error reply and a log line. A panic that
-/// crossed into redis-server would abort it, and every client's data with it.
+/// Runs a handler in the denylist's database (the client gets its own back afterwards), so
+/// that a bug in it becomes an error reply and a log line. A panic that crossed into
+/// redis-server would abort it, and every client's data with it.
 pub fn guard(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
+    let _db = denylist::InDb::select(ctx, state::current().settings.db)?;
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(reply) => reply,
         Err(_) => Err(Error::Internal("unexpected failure, see the server log".into()).into()),
@@ -346,6 +348,15 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
             (s.max_lifetime > 0).then(|| (cutoff + s.max_lifetime + s.leeway).saturating_mul(1000));
         (subject_key(&s.prefix, sub), expiry)
     };
+    // Such a cutoff covers only tokens that have expired already; and written with an expiry in
+    // the past, the SET would delete the cutoff in force instead of raising it.
+    if let Some(ms) = expires_at_ms.filter(|ms| *ms <= now_ms()) {
+        return Err(Error::Usage(format!(
+            "AT {cutoff} is too far in the past: its cutoff would expire at {ms} ms (AT + \
+             jwtdeny.max-lifetime + jwtdeny.leeway), and every token it covers has expired"
+        ))
+        .into());
+    }
     check_route(ctx, route, &[&key], "REVOKEALL")?;
     stats::count_revokeall();
     let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;

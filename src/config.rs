@@ -19,6 +19,8 @@ pub struct Settings {
     pub audience: String,
     pub leeway: i64,
     pub prefix: String,
+    /// The database the denylist lives in, whatever database a client has selected.
+    pub db: i64,
     pub max_token_bytes: i64,
     /// 0: no limit on `exp - iat`, and subject cutoffs never expire.
     pub max_lifetime: i64,
@@ -132,7 +134,7 @@ impl Spec {
 pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
 /// Every config, in the order `CONFIG GET jwtdeny.*` and the README list them.
-pub static SPECS: [Spec; 10] = [
+pub static SPECS: [Spec; 11] = [
     Spec {
         name: "keys-file",
         kind: Kind::Text {
@@ -214,6 +216,21 @@ pub static SPECS: [Spec; 10] = [
             },
         },
         // A new prefix at runtime would silently un-revoke every token.
+        immutable: true,
+        effect: Effect::None,
+    },
+    Spec {
+        name: "db",
+        kind: Kind::Int {
+            default: 0,
+            min: 0,
+            // A database index is a C int; whether this server has that many databases is
+            // only known once it runs, and checked at load (`denylist::check_db`).
+            max: i32::MAX as i64 - 1,
+            get: |s| s.db,
+            set: |s, n| s.db = n,
+        },
+        // Another database at runtime would silently un-revoke every token, as a new prefix would.
         immutable: true,
         effect: Effect::None,
     },

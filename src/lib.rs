@@ -160,7 +160,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     commands::install_panic_hook();
     set_acl_categories(ctx);
     command_info::declare(ctx);
-    let configured = state::register_configs(ctx).and_then(|()| state::apply_module_args(args));
+    let configured = state::register_configs(ctx)
+        .and_then(|()| state::apply_module_args(args))
+        .and_then(|()| denylist::check_db(ctx, state::current().settings.db));
     if let Err(e) = configured {
         log::warning(&format!("jwtdeny: refusing to load: {e}"));
         // No OnUnload follows a refused load: undo what was set up, and start nothing.

@@ -20,6 +20,7 @@ fn defaults() {
         ("jwtdeny.audience", ""),
         ("jwtdeny.leeway", "0"),
         ("jwtdeny.prefix", "jwtdeny:"),
+        ("jwtdeny.db", "0"),
         ("jwtdeny.max-token-bytes", "8192"),
         ("jwtdeny.max-lifetime", "0"),
     ];
@@ -54,6 +55,8 @@ fn bad_values_are_refused_naming_the_config() {
         ("jwtdeny.max-token-bytes", "1048577"),
         ("jwtdeny.max-token-bytes", "abc"),
         ("jwtdeny.prefix", "other:"),
+        ("jwtdeny.db", "1"),
+        ("jwtdeny.db", "-1"),
         ("jwtdeny.keys-file", "/nonexistent/jwtdeny/keys.json"),
     ];
     for (name, value) in cases {

@@ -755,3 +755,30 @@ fn duplicate_members_are_malformed() {
     }
     assert_eq!(dbsize(&server), 0);
 }
+
+/// Only the members jwtdeny reads must be unique (README: Errors): a duplicate of another member
+/// is the application's affair, while `nbf`, `iss` and `aud` are read, and so must be unique,
+/// even when no config asks for them.
+#[test]
+fn duplicates_matter_only_for_members_jwtdeny_reads() {
+    let server = Server::with_vector_keys();
+    let (iat, exp) = (now() - 60, FAR_EXP);
+    let t = sign_raw(
+        "HS256",
+        r#"{"alg":"HS256","typ":"JWT","typ":"x","kid":"shared-hs256"}"#,
+        &format!(r#"{{"sub":"dup","iat":{iat},"exp":{exp},"jti":"1","jti":"2"}}"#),
+    );
+    assert_int(&server.check(&t), 1, "duplicate typ and jti");
+    for member in [
+        r#""aud":"a","aud":"b""#,
+        r#""iss":"a","iss":"b""#,
+        r#""nbf":1,"nbf":2"#,
+    ] {
+        let t = sign_raw(
+            "HS256",
+            r#"{"alg":"HS256","kid":"shared-hs256"}"#,
+            &format!(r#"{{"sub":"dup","iat":{iat},"exp":{exp},{member}}}"#),
+        );
+        assert_err(&server.check(&t), "MALFORMED", member);
+    }
+}

@@ -449,3 +449,88 @@ fn assert_set_cutoff(cmd: &[String], key: &str, cutoff: i64, expiry_ms: Option<i
             .unwrap_or_default()
     );
 }
+
+/// `OBJECT ENCODING` of a key.
+fn encoding(server: &Server, key: &str) -> String {
+    server.cmd(&["OBJECT", "ENCODING", key]).text()
+}
+
+/// Reads leave a stored cutoff as Redis stored it, an integer: on the master and on a replica,
+/// whatever command read it (a read through the key's string DMA would rewrite it as a string).
+#[test]
+fn reads_leave_the_cutoff_an_integer() {
+    let master = Server::with_vector_keys();
+    let replica = ServerBuilder::new()
+        .vector_keys()
+        .replica_of(&master)
+        .start();
+    wait_for_link(&replica);
+    let t = now() - 100;
+    let key = subject_key(SUB);
+    let entry = format!("jwtdeny:{{{SUB}}}:{t}");
+    let covered = token(SUB, t);
+    assert_int(&revokeall_at(&master, SUB, t), t, "REVOKEALL");
+    assert_int(&master.cmd(&["WAIT", "1", "5000"]), 1, "WAIT");
+    for server in [&replica, &master] {
+        assert_eq!(encoding(server, &key), "int", "after REVOKEALL");
+        let reads: [Vec<&str>; 5] = [
+            vec!["JWTDENY.CHECK", &covered],
+            vec!["JWTDENY.CHECK", &covered, "WITHCLAIMS"],
+            vec!["JWTDENY.INSPECT", &covered],
+            vec!["JWTDENY.KCHECK", &entry, &key, &covered],
+            vec!["JWTDENY.KINSPECT", &entry, &key, &covered],
+        ];
+        for args in reads {
+            let r = server.cmd(&args);
+            assert!(!r.is_error(), "{args:?}: {r}");
+            assert_eq!(encoding(server, &key), "int", "after {:?}", args[0]);
+        }
+    }
+    // A REVOKE the cutoff already covers only reads it too.
+    assert_int(&master.revoke(&covered), 0, "REVOKE of a covered token");
+    assert_eq!(encoding(&master, &key), "int", "after REVOKE");
+}
+
+/// With `max-lifetime`, an AT whose cutoff would already have expired is refused: every token it
+/// covers has expired, and a SET with an expiry in the past would delete the cutoff in force.
+#[test]
+fn an_at_whose_cutoff_would_already_have_expired_is_refused() {
+    let server = ServerBuilder::new()
+        .vector_keys()
+        .conf("jwtdeny.leeway 5")
+        .start();
+    // A cutoff written while lifetimes were unbounded, so it has no expiry.
+    let old = now() - 7200;
+    assert_int(&revokeall_at(&server, SUB, old), old, "REVOKEALL unbounded");
+    ok(
+        server.config_set("jwtdeny.max-lifetime", "3600"),
+        "max-lifetime 3600",
+    );
+    let key = subject_key(SUB);
+    let newer_but_expired = now() - 5000;
+    for at in [newer_but_expired, now() - 3605, -253_402_300_799] {
+        let r = revokeall_at(&server, SUB, at);
+        let text = r.error().unwrap_or_else(|| panic!("AT {at} accepted: {r}"));
+        assert!(
+            text.starts_with(&format!("ERR AT {at} is too far in the past")),
+            "AT {at}: {r}"
+        );
+        assert_eq!(
+            server.cmd(&["GET", &key]).text(),
+            old.to_string(),
+            "AT {at} changed the cutoff in force"
+        );
+        assert_eq!(server.pexpiretime(&key), -1, "AT {at} changed its expiry");
+    }
+    assert_err(
+        &revokeall_at(&server, "nobody", -253_402_300_799),
+        "ERR",
+        "far past AT of a subject without a cutoff",
+    );
+    assert_eq!(server.cmd(&["EXISTS", "jwtdeny:{nobody}"]).int(), 0);
+    // An AT recent enough still moves the cutoff, with its expiry.
+    let at = now() - 3000;
+    assert_int(&revokeall_at(&server, SUB, at), at, "a recent AT");
+    assert_eq!(server.pexpiretime(&key), (at + 3600 + 5) * 1000);
+    assert!(!server.log().contains("internal error"), "{}", server.log());
+}
