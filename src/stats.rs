@@ -42,7 +42,39 @@ pub static STATS: Stats = Stats {
     last_reload_result: AtomicU64::new(0),
 };
 
-fn bump(counter: &AtomicU64) {
+/// The verification cache's state, published by the cache on every change so that INFO reads
+/// it without the cache's lock: a crash report may render INFO while that lock is held, and a
+/// walk of up to 16M slots has no place in an INFO call.
+pub struct CacheStats {
+    pub entries: AtomicU64,
+    pub capacity: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub memory_bytes: AtomicU64,
+}
+
+impl CacheStats {
+    pub const fn new() -> CacheStats {
+        CacheStats {
+            entries: AtomicU64::new(0),
+            capacity: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            memory_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        CacheStats::new()
+    }
+}
+
+/// The process-wide cache's.
+pub static CACHE: CacheStats = CacheStats::new();
+
+pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
 }
 
