@@ -44,6 +44,11 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
     add("verify_cache_hits", get(&CACHE.hits).into());
     add("verify_cache_misses", get(&CACHE.misses).into());
     add("verify_cache_memory_bytes", get(&CACHE.memory_bytes).into());
+    add(
+        "verifications_offloaded",
+        get(&s.verifications_offloaded).into(),
+    );
+    add("verifications_inline", get(&s.verifications_inline).into());
     out
 }
 

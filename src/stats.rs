@@ -28,6 +28,10 @@ pub struct Stats {
     pub last_reload_time: AtomicI64,
     /// 0: never tried, 1: ok, 2: failed (old keys kept).
     pub last_reload_result: AtomicU64,
+    /// CHECK signature verifications done by a worker thread.
+    pub verifications_offloaded: AtomicU64,
+    /// CHECK signature verifications done on the main thread (cache misses only).
+    pub verifications_inline: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -40,6 +44,8 @@ pub static STATS: Stats = Stats {
     revokeall_calls: AtomicU64::new(0),
     last_reload_time: AtomicI64::new(0),
     last_reload_result: AtomicU64::new(0),
+    verifications_offloaded: AtomicU64::new(0),
+    verifications_inline: AtomicU64::new(0),
 };
 
 /// The verification cache's state, published by the cache on every change so that INFO reads
@@ -101,6 +107,15 @@ pub fn count_revoke(outcome: Result<bool, &Error>) {
         Ok(true) => &STATS.revokes_new,
         Ok(false) => &STATS.revokes_already,
         Err(_) => &STATS.revoke_errors,
+    });
+}
+
+/// Counts one CHECK verification by where it ran.
+pub fn count_verification(offloaded: bool) {
+    bump(if offloaded {
+        &STATS.verifications_offloaded
+    } else {
+        &STATS.verifications_inline
     });
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 
 /// Every field the section must have, in the documented order.
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 25] = [
     "checks_active",
     "checks_revoked",
     "checks_malformed",
@@ -35,6 +35,8 @@ const FIELDS: [&str; 23] = [
     "verify_cache_hits",
     "verify_cache_misses",
     "verify_cache_memory_bytes",
+    "verifications_offloaded",
+    "verifications_inline",
 ];
 
 const COUNTERS: [&str; 14] = [
@@ -434,7 +436,7 @@ fn a_crash_report_shows_the_counters_and_takes_no_lock() {
     let mut conn = server.conn();
     let _ = conn.try_cmd(&["DEBUG", "SEGFAULT"]); // no reply: the server crashes
     wait_until("the crash report", ASYNC_DEADLINE, || {
-        server.log().contains("jwtdeny_verify_cache_memory_bytes:")
+        server.log().contains("jwtdeny_verifications_inline:")
     });
     let log = server.log();
     let section: Vec<(&str, &str)> = log
@@ -455,4 +457,5 @@ fn a_crash_report_shows_the_counters_and_takes_no_lock() {
     assert_eq!(value("checks_active"), Some("2"));
     assert_eq!(value("verify_cache_entries"), Some("1"));
     assert_eq!(value("verify_cache_hits"), Some("1"));
+    assert_eq!(value("verifications_inline"), Some("1"));
 }
