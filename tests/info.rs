@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 
 /// Every field the section must have, in the documented order.
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 25] = [
     "checks_active",
     "checks_revoked",
     "checks_malformed",
@@ -35,6 +35,8 @@ const FIELDS: [&str; 23] = [
     "verify_cache_hits",
     "verify_cache_misses",
     "verify_cache_memory_bytes",
+    "verifications_offloaded",
+    "verifications_inline",
 ];
 
 const COUNTERS: [&str; 14] = [
@@ -421,4 +423,39 @@ fn info_never_shows_key_material() {
             );
         }
     }
+}
+
+/// A crash report renders the section from lock-free counters only (the crash may come while
+/// a lock is held, on any thread): every field but the two read from the live snapshot.
+#[test]
+fn a_crash_report_shows_the_counters_and_takes_no_lock() {
+    let server = Server::with_vector_keys();
+    let t = mint_default("ES256", &claims("crash-report", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t), 1, "CHECK");
+    assert_int(&server.check(&t), 1, "CHECK, cached");
+    let mut conn = server.conn();
+    let _ = conn.try_cmd(&["DEBUG", "SEGFAULT"]); // no reply: the server crashes
+    wait_until("the crash report", ASYNC_DEADLINE, || {
+        server.log().contains("jwtdeny_verifications_inline:")
+    });
+    let log = server.log();
+    let section: Vec<(&str, &str)> = log
+        .lines()
+        .skip_while(|l| l.trim() != "# jwtdeny")
+        .skip(1)
+        .take_while(|l| l.starts_with("jwtdeny_"))
+        .filter_map(|l| l.trim().strip_prefix("jwtdeny_")?.split_once(':'))
+        .collect();
+    let names: Vec<&str> = section.iter().map(|(n, _)| *n).collect();
+    let want: Vec<&str> = FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !["keys_loaded", "keys_file"].contains(f))
+        .collect();
+    assert_eq!(names, want, "the crash report's jwtdeny section:\n{log}");
+    let value = |name: &str| section.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    assert_eq!(value("checks_active"), Some("2"));
+    assert_eq!(value("verify_cache_entries"), Some("1"));
+    assert_eq!(value("verify_cache_hits"), Some("1"));
+    assert_eq!(value("verifications_inline"), Some("1"));
 }
