@@ -4,6 +4,7 @@
 //! change. For a crash report it takes no lock at all (the crash may have happened while one
 //! was held, on any thread): the fields that need the live snapshot are left out.
 
+use crate::jwks;
 use crate::state;
 use crate::stats::{get, last_reload_result, CACHE, CODES, STATS};
 use redis_module::{InfoContext, InfoContextBuilderFieldBottomLevelValue as Value, RedisResult};
@@ -49,6 +50,21 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
         get(&s.verifications_offloaded).into(),
     );
     add("verifications_inline", get(&s.verifications_inline).into());
+    // The identity provider's source; in a crash report only if its lock is free.
+    let source = if for_crash_report {
+        jwks::try_info()
+    } else {
+        Some(jwks::info())
+    };
+    if let Some(j) = source {
+        add("jwks_uri", j.uri.into());
+        add("jwks_last_fetch_time", j.last_fetch_time.into());
+        add("jwks_last_fetch_result", j.last_fetch_result.into());
+        add("jwks_fetches_ok", j.fetches_ok.into());
+        add("jwks_fetches_failed", j.fetches_failed.into());
+        add("jwks_unknown_kid_fetches", j.unknown_kid_fetches.into());
+        add("jwks_next_fetch_time", j.next_fetch_time.into());
+    }
     out
 }
 
@@ -95,5 +111,6 @@ mod tests {
             "no snapshot in a crash report"
         );
         assert_eq!(normal.len(), crash.len() + 2);
+        assert!(names(&crash).contains(&"jwks_fetches_ok"));
     }
 }
