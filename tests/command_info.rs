@@ -7,34 +7,8 @@ mod support;
 use common::*;
 use support::*;
 
-struct Info {
-    flags: Vec<String>,
-    first: i64,
-    last: i64,
-    step: i64,
-}
-
-fn command_info(server: &Server, name: &str) -> Info {
-    let r = server.cmd(&["COMMAND", "INFO", name]);
-    let entry = r
-        .array()
-        .first()
-        .unwrap_or_else(|| panic!("COMMAND INFO {name}: {r}"));
-    let fields = match entry {
-        Reply::Array(Some(f)) => f,
-        other => panic!("COMMAND INFO {name}: no such command ({other})"),
-    };
-    assert_eq!(fields[0].text(), name, "COMMAND INFO {name}: {r}");
-    Info {
-        flags: fields[2].array().iter().map(Reply::text).collect(),
-        first: fields[3].int(),
-        last: fields[4].int(),
-        step: fields[5].int(),
-    }
-}
-
 #[track_caller]
-fn assert_flags(info: &Info, name: &str, want: &[&str], not: &[&str]) {
+fn assert_flags(info: &CommandInfo, name: &str, want: &[&str], not: &[&str]) {
     for f in want {
         assert!(
             info.flags.iter().any(|x| x == f),

@@ -155,10 +155,11 @@ fn multi_and_lua_verify_inline() {
 
 #[test]
 fn a_rotation_while_queued_judges_by_the_new_keys() {
-    let builder = ServerBuilder::new().module_args(&["workers", "1", "verify-cache-size", "0"]);
-    let path = builder.dir().join("jwks.json");
-    fs::copy(jwks_path(), &path).expect("copy jwks");
-    let server = builder.keys_file(&path).start();
+    let server = ServerBuilder::new()
+        .module_args(&["workers", "1", "verify-cache-size", "0"])
+        .own_vector_keys("jwks.json")
+        .start();
+    let path = server.dir().join("jwks.json");
     let t = mint_default("ES256", &claims("w-rotate", SOME_IAT, FAR_EXP));
     assert_int(&server.check(&t), 1, "before rotation");
     // Queue many verifications, rotate the key out in the same pipeline, then check again:
