@@ -145,7 +145,7 @@ fn issuer_must_match_when_configured() {
 
     ok(
         server.config_set("jwtdeny.issuer", ""),
-        "CONFIG SET jwtdeny.issuer ",
+        "CONFIG SET jwtdeny.issuer \"\"",
     );
     assert_int(&server.check(&plain), 1, "no iss after unsetting issuer");
 }
@@ -213,7 +213,7 @@ fn audience_must_be_contained_when_configured() {
 
     ok(
         server.config_set("jwtdeny.audience", ""),
-        "CONFIG SET jwtdeny.audience ",
+        "CONFIG SET jwtdeny.audience \"\"",
     );
     assert_int(
         &server.check(with_aud(json!("other"))),
@@ -276,7 +276,7 @@ fn algorithms_allowlist() {
 
     ok(
         server.config_set("jwtdeny.algorithms", ""),
-        "CONFIG SET jwtdeny.algorithms ",
+        "CONFIG SET jwtdeny.algorithms \"\"",
     );
     for v in vectors().into_iter().filter(|v| v.expect == "active") {
         assert_int(
