@@ -4,11 +4,9 @@
 //! that database. A `jwtdeny.db` the server does not have refuses the load.
 
 mod common;
-mod support;
 
 use common::*;
 use std::time::Duration;
-use support::*;
 
 fn token(sub: &str) -> String {
     mint_default("HS256", &claims(sub, SOME_IAT, FAR_EXP))
