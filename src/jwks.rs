@@ -7,12 +7,12 @@
 //! blocked while a fetch runs, and the counters INFO shows. Everything about a source lives in
 //! one [`Fetcher`], so a list of providers can later be a list of fetchers.
 //!
-//! Lock order: `state`'s writer lock, then a fetcher's lock; never the other way round.
+//! Lock order: `state`'s writer lock, then a fetcher's lock; never the other way round (the
+//! fetch thread releases its lock before it publishes).
 
 use crate::fetch::{self, FetchConfig, Schedule, Source, Trigger};
 use crate::keys::{KeySet, KeySource};
 use crate::log;
-use crate::state;
 use redis_module::{raw, Context, ContextFlags};
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -103,6 +103,11 @@ pub struct Info {
     /// Unix seconds of the next scheduled fetch; 0 with no source.
     pub next_fetch_time: i64,
 }
+
+/// Puts fetched keys in force if the check (run under the publisher's lock) says they still
+/// come from the source in force; returns whether the keys in force changed. `state` hands it
+/// over at start, so this module needs nothing of `state`.
+pub type Publish = fn(Arc<KeySet>, &dyn Fn() -> bool) -> Result<bool, crate::error::Error>;
 
 pub struct Fetcher {
     inner: Mutex<Inner>,
@@ -292,7 +297,7 @@ fn finish(waiters: Vec<Blocked>, error: Option<&str>) {
 }
 
 /// Starts the fetch thread (once loading can no longer fail).
-pub fn start() {
+pub fn start(publish: Publish) {
     let mut thread = FETCHER.thread.lock().unwrap_or_else(|e| e.into_inner());
     if thread.is_some() {
         return;
@@ -300,7 +305,7 @@ pub fn start() {
     FETCHER.lock().stop = false;
     *thread = std::thread::Builder::new()
         .name("jwtdeny-jwks".into())
-        .spawn(run)
+        .spawn(move || run(publish))
         .map_err(|e| log::warning(&format!("jwtdeny: cannot start the JWKS thread: {e}")))
         .ok();
 }
@@ -330,7 +335,7 @@ pub fn stop() {
 }
 
 /// The fetch thread: waits until a fetch is due or asked for, runs it, publishes the keys.
-fn run() {
+fn run(publish: Publish) {
     loop {
         let (config, epoch) = {
             let mut inner = FETCHER.lock();
@@ -367,7 +372,7 @@ fn run() {
         // The keys are published under state's writer lock, checking under it that the source
         // did not change meanwhile (a CONFIG SET takes the same lock first).
         let published = match &result {
-            Ok((set, _)) => state::set_uri_keys_if(set.clone(), || FETCHER.lock().epoch == epoch)
+            Ok((set, _)) => publish(set.clone(), &|| FETCHER.lock().epoch == epoch)
                 .map_err(|e| ("jwks", e.message().to_string())),
             Err(_) => Ok(false),
         };

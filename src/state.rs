@@ -110,10 +110,7 @@ fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> 
 /// Puts keys fetched from the identity provider in force (from the fetch thread), if
 /// `still_current` says, under the writer lock, that they come from the source in force.
 /// Returns whether anything changed.
-pub fn set_uri_keys_if(
-    set: Arc<KeySet>,
-    still_current: impl FnOnce() -> bool,
-) -> Result<bool, Error> {
+fn set_uri_keys_if(set: Arc<KeySet>, still_current: &dyn Fn() -> bool) -> Result<bool, Error> {
     let _w = writer();
     if !still_current() {
         return Ok(false);
@@ -240,7 +237,7 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
         }
     }
     workers::resize(n(old.settings.workers));
-    jwks::start();
+    jwks::start(set_uri_keys_if);
     if jwks::configure(&old.settings) {
         log::notice(&format!(
             "jwtdeny: fetching keys from the identity provider ({}); until they arrive, tokens \

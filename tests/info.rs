@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 
 /// Every field the section must have, in the documented order.
-const FIELDS: [&str; 25] = [
+const FIELDS: [&str; 32] = [
     "checks_active",
     "checks_revoked",
     "checks_malformed",
@@ -37,6 +37,13 @@ const FIELDS: [&str; 25] = [
     "verify_cache_memory_bytes",
     "verifications_offloaded",
     "verifications_inline",
+    "jwks_uri",
+    "jwks_last_fetch_time",
+    "jwks_last_fetch_result",
+    "jwks_fetches_ok",
+    "jwks_fetches_failed",
+    "jwks_unknown_kid_fetches",
+    "jwks_next_fetch_time",
 ];
 
 /// The counters: the first fields of the section.
@@ -406,7 +413,7 @@ fn a_crash_report_shows_the_counters_and_takes_no_lock() {
     let mut conn = server.conn();
     let _ = conn.try_cmd(&["DEBUG", "SEGFAULT"]); // no reply: the server crashes
     wait_until("the crash report", ASYNC_DEADLINE, || {
-        server.log().contains("jwtdeny_verifications_inline:")
+        server.log().contains("jwtdeny_jwks_next_fetch_time:")
     });
     let log = server.log();
     let section: Vec<(&str, &str)> = log

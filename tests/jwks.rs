@@ -1,0 +1,565 @@
+//! Keys from the identity provider (issue 10): the JWKS fetched over real HTTPS from a test
+//! provider on loopback (tests/idp), followed through rotation, removal, outages and discovery,
+//! without ever blocking Redis's main thread.
+
+mod common;
+mod idp;
+mod support;
+
+use common::*;
+use idp::{Idp, JWKS_PATH};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{info, info_num};
+
+/// A JWKS of the shared vector keys `kids`, optionally renamed (same key, another kid: a
+/// "rotation" whose tokens the vector private keys can still sign).
+fn jwks_of(keys: &[(&str, &str)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(vector_kid, kid)| {
+            let mut k = jwk(vector_kid);
+            k["kid"] = json!(kid);
+            k
+        })
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
+/// A token signed by the vector key behind `vector_kid`, naming `kid`.
+fn token(alg: &str, kid: &str, sub: &str) -> String {
+    mint(alg, Some(kid), &claims(sub, now() - 10, FAR_EXP))
+}
+
+fn builder(idp: &Idp) -> ServerBuilder {
+    ServerBuilder::new()
+        .conf(format!(
+            "jwtdeny.jwks-ca-file {}",
+            conf_quote(&idp.ca_file().to_string_lossy())
+        ))
+        .conf(format!(
+            "jwtdeny.jwks-uri {}",
+            conf_quote(&idp.url(JWKS_PATH))
+        ))
+}
+
+/// Waits until INFO counts `n` successful (or failed) fetches.
+fn wait_fetches(server: &Server, field: &str, n: i64) {
+    wait_until(&format!("{field} >= {n}"), ASYNC_DEADLINE, || {
+        info_num(server, field) >= n
+    });
+}
+
+fn started(idp: &Idp) -> Server {
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    let server = builder(idp).start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    server
+}
+
+#[test]
+fn the_first_fetch_starts_at_load_and_is_reported() {
+    let idp = Idp::start();
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    idp.set_path_delay(JWKS_PATH, 700);
+    let server = builder(&idp).start();
+    // Until the first fetch is in, a token of that key fails closed (without waiting in MULTI).
+    let t = token("ES256", "idp-es256", "first");
+    let r = server.cmd(&[
+        "EVAL",
+        "return redis.call('JWTDENY.CHECK', ARGV[1])",
+        "0",
+        &t,
+    ]);
+    assert_eq!(r.err_code(), Some("NOKEY"), "before the first fetch: {r}");
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    assert_int(&server.check(&t), 1, "after the first fetch");
+    let i = info(&server);
+    assert_eq!(i["jwks_uri"], idp.url(JWKS_PATH));
+    assert_eq!(i["jwks_last_fetch_result"], "ok");
+    assert_eq!(i["jwks_fetches_failed"], "0");
+    let last: i64 = i["jwks_last_fetch_time"].parse().unwrap();
+    assert!((last - now()).abs() <= 2, "last fetch time {last}");
+    let next: i64 = i["jwks_next_fetch_time"].parse().unwrap();
+    assert!(
+        (next - (last + 300)).abs() <= 2,
+        "next = last + jwks-refresh: {next}"
+    );
+    assert_eq!(idp.requests(JWKS_PATH), 1, "exactly one fetch");
+    // KEYS LIST names the source.
+    let list = server.cmd(&["JWTDENY.KEYS", "LIST"]);
+    let entry = list.array()[0].array();
+    assert_eq!(entry[1].text(), "idp-es256");
+    assert_eq!(entry[7].text(), "uri", "{list}");
+}
+
+#[test]
+fn a_rotated_key_is_fetched_on_the_first_check_that_names_it() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa-2"),
+    ]));
+    let t = token("RS256", "idp-rsa-2", "rotated");
+    assert_int(&server.check(&t), 1, "first CHECK with the new kid");
+    assert_eq!(idp.requests(JWKS_PATH), 2, "one fetch for the rotation");
+    assert_eq!(info_num(&server, "jwks_unknown_kid_fetches"), 1);
+    // REVOKE of a token of yet another new kid waits for the fetch too.
+    idp.set_jwks(&jwks_of(&[
+        ("shared-rsa", "idp-rsa-2"),
+        ("shared-ed25519", "idp-ed"),
+    ]));
+    let t2 = token("EdDSA", "idp-ed", "rotated");
+    // Within the cooldown (30 s by default) of the last unknown-kid fetch: NOKEY at once.
+    assert_err(&server.revoke(&t2), "NOKEY", "within the cooldown");
+    assert_eq!(idp.requests(JWKS_PATH), 2, "no fetch within the cooldown");
+    ok(
+        server.config_set("jwtdeny.jwks-cooldown", "1"),
+        "CONFIG SET",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_int(&server.revoke(&t2), 1, "REVOKE after the cooldown fetches");
+    assert_int(&server.check(&t2), 0, "revoked");
+    assert_eq!(idp.requests(JWKS_PATH), 3);
+}
+
+#[test]
+fn keys_reload_refetches_and_a_removed_key_goes() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    let t = token("ES256", "idp-es256", "removed");
+    assert_int(&server.check(&t), 1, "served");
+    idp.set_jwks(&jwks_of(&[("shared-rsa", "idp-rsa")]));
+    assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 1, "RELOAD: 1 key");
+    assert_eq!(idp.requests(JWKS_PATH), 2);
+    assert_err(
+        &server.check(&t),
+        "NOKEY",
+        "the provider stopped serving its key",
+    );
+}
+
+#[test]
+fn an_outage_keeps_the_keys_and_says_why() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    let t = token("ES256", "idp-es256", "outage");
+    assert_int(&server.check(&t), 1, "served");
+    for (setup, code, why) in [
+        (
+            Box::new(|i: &Idp| i.set_status(JWKS_PATH, 503)) as Box<dyn Fn(&Idp)>,
+            "status",
+            "503",
+        ),
+        (
+            Box::new(|i: &Idp| {
+                i.set(JWKS_PATH, idp::Reply::json(vec![b' '; 2 * 1024 * 1024]));
+            }),
+            "too_large",
+            "",
+        ),
+        (
+            Box::new(|i: &Idp| i.set(JWKS_PATH, idp::Reply::json(r#"{"not":"a jwks"}"#))),
+            "jwks",
+            "keys",
+        ),
+        (
+            Box::new(|i: &Idp| i.set(JWKS_PATH, idp::Reply::json("[1,2"))),
+            "not_json",
+            "",
+        ),
+    ] {
+        setup(&idp);
+        let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+        let e = r
+            .error()
+            .unwrap_or_else(|| panic!("{code}: RELOAD must fail: {r}"));
+        assert!(
+            e.contains("the previous keys stay") && e.contains(why),
+            "{code}: {e}"
+        );
+        let i = info(&server);
+        assert_eq!(i["jwks_last_fetch_result"], code, "{code}: {i:?}");
+        assert_int(&server.check(&t), 1, &format!("{code}: the old keys stay"));
+    }
+    assert_eq!(info_num(&server, "jwks_fetches_failed"), 4);
+    assert!(server.log().contains("fetching the JWKS from"), "logged");
+    // Recovered: the next fetch succeeds.
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 1, "recovered");
+    assert_eq!(info(&server)["jwks_last_fetch_result"], "ok");
+}
+
+#[test]
+fn a_slow_provider_never_blocks_the_server() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    ok(
+        server.config_set("jwtdeny.jwks-timeout", "1500"),
+        "CONFIG SET",
+    );
+    idp.set_path_delay(JWKS_PATH, 5000);
+    let mut waiting = server.conn();
+    waiting.send(&["JWTDENY.KEYS", "RELOAD"]).expect("send");
+    std::thread::sleep(Duration::from_millis(200)); // the fetch is under way
+    let mut other = server.conn();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(other.cmd(&["PING"]), Reply::Status("PONG".into()));
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "PING during a fetch"
+        );
+    }
+    let t = token("ES256", "idp-es256", "slow");
+    assert_int(
+        &other.cmd(&["JWTDENY.CHECK", &t]),
+        1,
+        "known keys keep working",
+    );
+    let r = waiting.read().expect("RELOAD reply");
+    assert!(
+        r.error()
+            .is_some_and(|e| e.contains("the previous keys stay")),
+        "RELOAD after a timeout: {r}"
+    );
+    assert_eq!(info(&server)["jwks_last_fetch_result"], "timeout");
+}
+
+#[test]
+fn a_flood_of_random_kids_fetches_at_most_once_per_cooldown() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    let mut c = server.conn();
+    for i in 0..200 {
+        let t = token("ES256", &format!("random-{i}"), "flood");
+        c.queue(&["JWTDENY.CHECK", &t]);
+    }
+    c.flush().expect("flush");
+    for _ in 0..200 {
+        let r = c.read().expect("reply");
+        assert_eq!(r.err_code(), Some("NOKEY"), "{r}");
+    }
+    assert_eq!(
+        idp.requests(JWKS_PATH),
+        2,
+        "start-up and one unknown-kid fetch"
+    );
+    assert_eq!(info_num(&server, "jwks_unknown_kid_fetches"), 1);
+}
+
+#[test]
+fn https_only_and_the_configured_ca_only() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    let r = server.config_set("jwtdeny.jwks-uri", &idp.http_url(JWKS_PATH));
+    assert!(
+        r.error().is_some_and(|e| e.contains("https")),
+        "plain http: {r}"
+    );
+    // A redirect to http is refused before connecting to it.
+    idp.redirect("/moved", 302, &idp.http_url(JWKS_PATH));
+    ok(
+        server.config_set("jwtdeny.jwks-uri", &idp.url("/moved")),
+        "CONFIG SET",
+    );
+    let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+    assert!(r.is_error(), "redirect to http: {r}");
+    assert_eq!(idp.requests("/moved"), 1);
+    // Requests are counted per path on both ports: the JWKS path was never asked for.
+    assert_eq!(
+        idp.requests(JWKS_PATH),
+        1,
+        "only the start-up fetch, over https"
+    );
+    // Another CA: the certificate is refused.
+    ok(
+        server.config_set("jwtdeny.jwks-uri", &idp.url(JWKS_PATH)),
+        "CONFIG SET",
+    );
+    ok(
+        server.config_set(
+            "jwtdeny.jwks-ca-file",
+            &idp.other_ca_file().to_string_lossy(),
+        ),
+        "CONFIG SET",
+    );
+    let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+    assert!(r.is_error(), "wrong CA: {r}");
+    assert_eq!(info(&server)["jwks_last_fetch_result"], "tls");
+    let t = token("ES256", "idp-es256", "ca");
+    assert_int(&server.check(&t), 1, "the keys fetched earlier stay");
+    // A CA file that does not exist is refused by CONFIG SET itself.
+    let r = server.config_set("jwtdeny.jwks-ca-file", "/nonexistent/ca.pem");
+    assert!(r.is_error(), "{r}");
+}
+
+#[test]
+fn max_age_shortens_the_refresh_down_to_30_seconds() {
+    let idp = Idp::start();
+    for (max_age, want) in [(60, 60), (5, 30), (100_000, 300)] {
+        idp.set(
+            JWKS_PATH,
+            idp::Reply::json(jwks_of(&[("shared-es256", "idp-es256")]))
+                .header("Cache-Control", format!("public, max-age={max_age}")),
+        );
+        let server = builder(&idp).start();
+        wait_fetches(&server, "jwks_fetches_ok", 1);
+        let last = info_num(&server, "jwks_last_fetch_time");
+        let next = info_num(&server, "jwks_next_fetch_time");
+        assert!(
+            (next - last - want).abs() <= 2,
+            "max-age {max_age}: next fetch in {}s, want {want}",
+            next - last
+        );
+    }
+}
+
+#[test]
+fn an_unchanged_refresh_keeps_the_cache_and_a_change_clears_it() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    let t = token("ES256", "idp-es256", "cached");
+    assert_int(&server.check(&t), 1, "miss");
+    assert_int(&server.check(&t), 1, "hit");
+    let hits = info_num(&server, "verify_cache_hits");
+    for _ in 0..3 {
+        assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 1, "same keys");
+    }
+    assert_eq!(idp.requests(JWKS_PATH), 4);
+    assert_eq!(info_num(&server, "verify_cache_entries"), 1, "kept");
+    assert_int(&server.check(&t), 1, "still a hit");
+    assert_eq!(info_num(&server, "verify_cache_hits"), hits + 1);
+    // Adding a key keeps what the others verified; replacing one clears.
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa"),
+    ]));
+    assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 2, "a key added");
+    assert_eq!(
+        info_num(&server, "verify_cache_entries"),
+        1,
+        "kept on addition"
+    );
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es384", "idp-es256"),
+        ("shared-rsa", "idp-rsa"),
+    ]));
+    assert_int(
+        &server.cmd(&["JWTDENY.KEYS", "RELOAD"]),
+        2,
+        "a key replaced",
+    );
+    assert_eq!(info_num(&server, "verify_cache_entries"), 0, "cleared");
+    assert_err(&server.check(&t), "BADALG", "the kid now names a P-384 key");
+}
+
+#[test]
+fn discovery_reads_the_jwks_uri_of_the_issuer() {
+    let idp = Idp::start();
+    let issuer = idp.url("/realms/acme");
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    idp.set_discovery(&issuer, &issuer, &idp.url(JWKS_PATH));
+    let server = ServerBuilder::new()
+        .conf(format!(
+            "jwtdeny.jwks-ca-file {}",
+            conf_quote(&idp.ca_file().to_string_lossy())
+        ))
+        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
+        .conf("jwtdeny.discovery yes")
+        .start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    let t = mint(
+        "ES256",
+        Some("idp-es256"),
+        &json!({"sub": "d", "iat": now(), "exp": FAR_EXP, "iss": issuer}),
+    );
+    assert_int(&server.check(&t), 1, "keys found through discovery");
+    assert_eq!(
+        idp.requests("/realms/acme/.well-known/openid-configuration"),
+        1
+    );
+    assert_eq!(server.config_get("jwtdeny.discovery"), "yes");
+    // jwks-uri must stay empty, and the issuer set, while discovery is on.
+    let r = server.config_set("jwtdeny.jwks-uri", &idp.url(JWKS_PATH));
+    assert!(
+        r.error().is_some_and(|e| e.contains("must be empty")),
+        "{r}"
+    );
+    let r = server.config_set("jwtdeny.issuer", "");
+    assert!(
+        r.error()
+            .is_some_and(|e| e.contains("needs jwtdeny.issuer")),
+        "{r}"
+    );
+
+    // A document naming another issuer is refused; the keys stay.
+    idp.set_discovery(
+        &issuer,
+        "https://evil.example/realms/acme",
+        &idp.url(JWKS_PATH),
+    );
+    let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+    assert!(r.is_error(), "mismatched issuer: {r}");
+    assert_eq!(info(&server)["jwks_last_fetch_result"], "discovery");
+    assert_int(&server.check(&t), 1, "the earlier keys stay");
+}
+
+#[test]
+fn a_mismatched_issuer_at_start_up_fails_closed() {
+    let idp = Idp::start();
+    let issuer = idp.url("/realms/acme");
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    idp.set_discovery(&issuer, &idp.url("/realms/other"), &idp.url(JWKS_PATH));
+    let server = ServerBuilder::new()
+        .conf(format!(
+            "jwtdeny.jwks-ca-file {}",
+            conf_quote(&idp.ca_file().to_string_lossy())
+        ))
+        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
+        .conf("jwtdeny.discovery yes")
+        .start();
+    wait_fetches(&server, "jwks_fetches_failed", 1);
+    let t = mint(
+        "ES256",
+        Some("idp-es256"),
+        &json!({"sub": "d", "iat": now(), "exp": FAR_EXP, "iss": issuer}),
+    );
+    assert_err(
+        &server.check(&t),
+        "NOKEY",
+        "no keys from a mismatched document",
+    );
+    assert_eq!(
+        idp.requests(JWKS_PATH),
+        0,
+        "the JWKS it names is never fetched"
+    );
+}
+
+#[test]
+fn multi_and_lua_answer_at_once_and_start_the_fetch_for_later() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa-2"),
+    ]));
+    let t = token("RS256", "idp-rsa-2", "multi");
+    let mut c = server.conn();
+    assert_eq!(c.cmd(&["MULTI"]), Reply::Status("OK".into()));
+    assert_eq!(
+        c.cmd(&["JWTDENY.CHECK", &t]),
+        Reply::Status("QUEUED".into())
+    );
+    let exec = c.cmd(&["EXEC"]);
+    assert_eq!(exec.array()[0].err_code(), Some("NOKEY"), "{exec}");
+    // The fetch it started brings the key for the next CHECK.
+    idp.wait_requests(JWKS_PATH, 2, ASYNC_DEADLINE);
+    wait_fetches(&server, "jwks_fetches_ok", 2);
+    assert_int(&server.check(&t), 1, "after the fetch MULTI started");
+    let lua = server.cmd(&[
+        "EVAL",
+        "return redis.call('JWTDENY.CHECK', ARGV[1])",
+        "0",
+        &t,
+    ]);
+    assert_int(&lua, 1, "Lua with the key loaded");
+}
+
+#[test]
+fn a_replica_fetches_on_its_own() {
+    let idp = Idp::start();
+    let master = started(&idp);
+    let replica = builder(&idp).replica_of(&master).start();
+    support::wait_for_link(&replica);
+    wait_fetches(&replica, "jwks_fetches_ok", 1);
+    let t = token("ES256", "idp-es256", "replica");
+    assert_int(
+        &replica.check(&t),
+        1,
+        "the replica verifies with its own fetch",
+    );
+    assert_int(&master.revoke(&t), 1, "revoked on the master");
+    wait_until(
+        "the revocation to reach the replica",
+        ASYNC_DEADLINE,
+        || replica.check(&t) == Reply::Int(0),
+    );
+    assert_eq!(idp.requests(JWKS_PATH), 2, "one fetch each");
+}
+
+#[test]
+fn config_set_at_runtime_starts_and_stops_the_source() {
+    let idp = Idp::start();
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    let server = Server::with_vector_keys();
+    let t = token("ES256", "idp-es256", "runtime");
+    assert_err(&server.check(&t), "NOKEY", "no source yet");
+    assert_eq!(info(&server)["jwks_uri"], "");
+    assert_eq!(info_num(&server, "jwks_next_fetch_time"), 0);
+    ok(
+        server.config_set("jwtdeny.jwks-ca-file", &idp.ca_file().to_string_lossy()),
+        "CONFIG SET",
+    );
+    ok(
+        server.config_set("jwtdeny.jwks-uri", &idp.url(JWKS_PATH)),
+        "CONFIG SET",
+    );
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    assert_int(
+        &server.check(&t),
+        1,
+        "the file's and the provider's keys together",
+    );
+    let v = mint_default("HS256", &claims("file-key", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&v), 1, "the file's keys stay");
+    assert_eq!(server.cmd(&["JWTDENY.KEYS", "LIST"]).array().len(), 8);
+    // A kid in both sources is refused; the keys in force stay.
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "shared-rsa"),
+    ]));
+    let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+    assert!(
+        r.error().is_some_and(|e| e.contains("both")),
+        "kid clash: {r}"
+    );
+    assert_int(&server.check(&t), 1, "kept");
+    // No source: its keys go at once.
+    ok(server.config_set("jwtdeny.jwks-uri", ""), "CONFIG SET");
+    assert_err(&server.check(&t), "NOKEY", "source removed");
+    assert_eq!(server.cmd(&["JWTDENY.KEYS", "LIST"]).array().len(), 7);
+}
+
+#[test]
+fn provider_text_is_logged_escaped_and_capped() {
+    let idp = Idp::start();
+    let mut keys: Value = serde_json::from_str(&jwks_of(&[("shared-es256", "idp-es256")])).unwrap();
+    keys["keys"].as_array_mut().unwrap().push(json!({
+        "kty": "oct", "kid": "%n%n%s\u{e9}\r\nforged line", "use": "enc", "k": "AAAA"
+    }));
+    idp.set_jwks(&keys.to_string());
+    let server = builder(&idp).start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    idp.set_status(JWKS_PATH, 500);
+    idp.set_reason(JWKS_PATH, b"%n%n%n%s \xff\xfe");
+    idp.set_header(JWKS_PATH, "X-Evil", "%n%s".as_bytes());
+    let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+    assert!(r.is_error(), "{r}");
+    assert!(
+        r.error()
+            .unwrap()
+            .bytes()
+            .all(|b| b.is_ascii_graphic() || b == b' '),
+        "printable reply: {r}"
+    );
+    assert_eq!(server.cmd(&["PING"]), Reply::Status("PONG".into()));
+    let log = server.log();
+    assert!(!log.contains("forged line\n") && !log.lines().any(|l| l.starts_with("forged")));
+    assert!(log.contains("skipped key '%n%n%s"), "{log}");
+    for sign in ["writable segment", "crashed by signal"] {
+        assert!(!log.contains(sign), "{log}");
+    }
+}
