@@ -563,3 +563,29 @@ fn provider_text_is_logged_escaped_and_capped() {
         assert!(!log.contains(sign), "{log}");
     }
 }
+
+#[test]
+fn the_refresh_runs_by_itself_and_a_failure_retries_with_backoff() {
+    let idp = Idp::start();
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    let server = builder(&idp).conf("jwtdeny.jwks-refresh 10").start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    // The provider rotates: no token asks, the scheduled refresh brings the new key.
+    idp.set_jwks(&jwks_of(&[("shared-rsa", "idp-rsa-3")]));
+    idp.wait_requests(JWKS_PATH, 2, Duration::from_secs(15));
+    wait_fetches(&server, "jwks_fetches_ok", 2);
+    let t = token("RS256", "idp-rsa-3", "refreshed");
+    assert_int(&server.check(&t), 1, "after the scheduled refresh");
+    assert_eq!(info_num(&server, "jwks_unknown_kid_fetches"), 0);
+    // Now the provider fails: retries after 1 s, 2 s, ... (not every 10 s), keys kept.
+    idp.set_status(JWKS_PATH, 500);
+    let before = idp.requests(JWKS_PATH);
+    idp.wait_requests(JWKS_PATH, before + 3, Duration::from_secs(20));
+    assert!(info_num(&server, "jwks_fetches_failed") >= 2);
+    assert_int(&server.check(&t), 1, "the keys stay through the outage");
+    let next = info_num(&server, "jwks_next_fetch_time");
+    assert!(
+        next - now() <= 10,
+        "backoff never waits longer than jwks-refresh"
+    );
+}
