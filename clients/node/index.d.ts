@@ -1,0 +1,144 @@
+// Types of the jwtdeny package (index.js / index.mjs). No dependency on any Redis or HTTP
+// framework's types: the client and request shapes below are the few members jwtdeny uses.
+
+/** The first word of the error reply jwtdeny sends for a token it refuses. */
+export type TokenErrorCode =
+  | 'MALFORMED'
+  | 'BADALG'
+  | 'NOKEY'
+  | 'BADSIG'
+  | 'BADCLAIMS'
+  | 'EXPIRED'
+  | 'NOTYET';
+
+export declare const TOKEN_ERROR_CODES: readonly TokenErrorCode[];
+export declare const DEFAULT_PREFIX: string;
+
+/** A token jwtdeny refuses (the server's error reply, or a cluster token whose keys cannot be derived). */
+export declare class JwtdenyError extends Error {
+  constructor(code: TokenErrorCode, message: string, options?: { cause?: unknown });
+  readonly name: 'JwtdenyError';
+  readonly code: TokenErrorCode;
+}
+
+/** The verified payload of a token, as its issuer signed it. */
+export interface Claims {
+  sub: string;
+  iat: number;
+  exp: number;
+  [claim: string]: unknown;
+}
+
+export type Token = string | Uint8Array;
+
+/** A node-redis client or cluster, or an ioredis Redis or Cluster. */
+export type RedisClientLike =
+  | { sendCommand(...args: any[]): Promise<unknown> }
+  | { call(...args: any[]): Promise<unknown>; sendCommand(...args: any[]): unknown };
+
+export interface JwtdenyOptions {
+  /** The server's `jwtdeny.prefix` (default `jwtdeny:`): the cluster keys start with it. */
+  prefix?: string;
+  /** Force the keyed forms (true) or the standalone ones (false); default: by the client's kind. */
+  cluster?: boolean;
+}
+
+export interface CheckResult {
+  /** true: authentic, valid now and not revoked; false: authentic and valid, but revoked. */
+  active: boolean;
+  /** With `withClaims`, the verified claims of an active token. */
+  claims?: Claims;
+}
+
+/** JWTDENY.INSPECT's fields: status, reason, alg, kid, sub, iat, exp, key, revoked_by, expires_at_ms. */
+export type Inspection = Record<string, string | number | null>;
+
+export interface GuardOptions<Req> {
+  /** Where the token is; default: the `Authorization: Bearer` header. */
+  getToken?: (req: Req) => string | null | undefined | Promise<string | null | undefined>;
+}
+
+export interface IncomingLike {
+  headers: { authorization?: string | string[]; [name: string]: unknown };
+}
+export interface ResponseLike {
+  statusCode: number;
+  setHeader(name: string, value: string): unknown;
+  end(body?: string): unknown;
+}
+
+export interface ExpressGuardOptions<Req, Res> extends GuardOptions<Req> {
+  /**
+   * Replaces the 503 answered while Redis cannot be reached. Calling `next()` here lets
+   * requests in unchecked: revoked tokens are then accepted. Dangerous.
+   */
+  onUnavailable?: (err: unknown, req: Req, res: Res, next: (err?: unknown) => void) => unknown;
+}
+
+export interface FastifyReplyLike {
+  code(status: number): FastifyReplyLike;
+  headers(values: Record<string, string>): FastifyReplyLike;
+  send(payload?: unknown): FastifyReplyLike;
+}
+
+export interface FastifyGuardOptions<Req, Reply> extends GuardOptions<Req> {
+  /** Replaces the 503; returning without sending lets the request in unchecked. Dangerous. */
+  onUnavailable?: (err: unknown, request: Req, reply: Reply) => unknown;
+}
+
+export interface Jwtdeny {
+  /** Whether the keyed (Redis Cluster) forms are used. */
+  readonly cluster: boolean;
+  /** JWTDENY.CHECK; rejects with JwtdenyError for a refused token. */
+  check(token: Token, options?: { withClaims?: boolean }): Promise<CheckResult>;
+  /** JWTDENY.REVOKE: true revoked now, false already revoked. */
+  revoke(token: Token): Promise<boolean>;
+  /** JWTDENY.REVOKEALL: revokes every token of `sub` issued at or before `at` (default now); the cutoff in force. */
+  revokeAll(sub: string, options?: { at?: number }): Promise<number>;
+  /** JWTDENY.INSPECT: read-only diagnostics. */
+  inspect(token: Token): Promise<Inspection>;
+  /** Express / Connect middleware: req.auth = claims, 401 for a refused token, 503 when Redis is down. */
+  express<Req extends IncomingLike = any, Res extends ResponseLike = any>(
+    options?: ExpressGuardOptions<Req, Res>,
+  ): (req: Req, res: Res, next: (err?: unknown) => void) => Promise<void>;
+  /** Fastify onRequest / preHandler hook, the same rules; sets request.auth. */
+  fastify<Req extends IncomingLike = any, Reply extends FastifyReplyLike = any>(
+    options?: FastifyGuardOptions<Req, Reply>,
+  ): (request: Req, reply: Reply) => Promise<unknown>;
+}
+
+export declare function createJwtdeny(client: RedisClientLike, options?: JwtdenyOptions): Jwtdeny;
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export declare function bearerToken(req: IncomingLike): string | null;
+
+/** The keys jwtdeny derives from a token (unverified): `<prefix>{<sub>}:<iat>` and `<prefix>{<sub>}`. */
+export declare function keysFor(token: Token, options?: { prefix?: string }): { entry: string; subject: string };
+export declare function subjectKey(sub: string, options?: { prefix?: string }): string;
+export declare function entryKey(sub: string, iat: number, options?: { prefix?: string }): string;
+export declare function claimsOf(token: Token): { sub: string; iat: number };
+export declare function encodeSubject(sub: string): string;
+
+declare const jwtdeny: {
+  createJwtdeny: typeof createJwtdeny;
+  JwtdenyError: typeof JwtdenyError;
+  TOKEN_ERROR_CODES: typeof TOKEN_ERROR_CODES;
+  bearerToken: typeof bearerToken;
+  keysFor: typeof keysFor;
+  subjectKey: typeof subjectKey;
+  entryKey: typeof entryKey;
+  claimsOf: typeof claimsOf;
+  encodeSubject: typeof encodeSubject;
+  DEFAULT_PREFIX: string;
+};
+export default jwtdeny;
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** The verified claims, set by jwtdeny's express() middleware. */
+      auth?: Claims;
+      token?: string;
+    }
+  }
+}

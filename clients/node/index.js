@@ -1,0 +1,273 @@
+'use strict';
+/**
+ * jwtdeny for Node.js: check and revoke JWTs with the jwtdeny Redis module, from node-redis
+ * (createClient, createCluster) or ioredis (Redis, Cluster), plus Express and Fastify guards.
+ * No runtime dependencies: the Redis client is the application's.
+ *
+ * A cluster client gets the keyed forms (JWTDENY.KCHECK <entry-key> <subject-key> <token>),
+ * whose keys route the command to the node that holds them; a standalone client gets the plain
+ * forms. The keys come from ./jwtdeny-keys.js, the same derivation the server uses.
+ */
+
+const keys = require('./jwtdeny-keys.js');
+
+/** The first word of an error reply jwtdeny sends for a token it refuses. */
+const TOKEN_ERROR_CODES = Object.freeze([
+  'MALFORMED', 'BADALG', 'NOKEY', 'BADSIG', 'BADCLAIMS', 'EXPIRED', 'NOTYET',
+]);
+const TOKEN_ERRORS = new Set(TOKEN_ERROR_CODES);
+
+/** A token jwtdeny refuses; `.code` is one of TOKEN_ERROR_CODES. */
+class JwtdenyError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = 'JwtdenyError';
+    this.code = code;
+  }
+}
+
+function tokenError(err) {
+  const message = err && typeof err.message === 'string' ? err.message : '';
+  const code = message.split(' ', 1)[0];
+  // A connection or server failure never starts with one of these words, so the code alone
+  // tells a refused token from trouble reaching Redis.
+  return TOKEN_ERRORS.has(code) ? new JwtdenyError(code, message, { cause: err }) : null;
+}
+
+// claimsOf throws when the token cannot be one the server accepts; in cluster mode that happens
+// before anything is sent, and the server would have refused it the same way.
+function keysOrRefuse(token, prefix) {
+  try {
+    return keys.keysFor(token, { prefix });
+  } catch (err) {
+    const code = /\b(sub|iat)\b/.test(err.message) ? 'BADCLAIMS' : 'MALFORMED';
+    throw new JwtdenyError(code, `${code} ${err.message}`, { cause: err });
+  }
+}
+
+function detect(client) {
+  if (client === null || typeof client !== 'object' && typeof client !== 'function') {
+    throw new TypeError('createJwtdeny needs a node-redis or ioredis client');
+  }
+  if (typeof client.call === 'function' && typeof client.sendCommand === 'function') {
+    return client.isCluster === true ? 'ioredis-cluster' : 'ioredis';
+  }
+  if (typeof client.sendCommand === 'function') {
+    // node-redis' RedisCluster has masters/replicas and a (firstKey, isReadonly, args) sendCommand.
+    return 'masters' in client ? 'node-redis-cluster' : 'node-redis';
+  }
+  throw new TypeError('createJwtdeny needs a node-redis or ioredis client');
+}
+
+// ioredis routes a command by the keys its command table declares; a module command is not in
+// that table, so without help every call lands on a random node and follows a MOVED. Its public
+// Command class lets the first key be given (ioredis resolves from the application).
+function ioredisCommand() {
+  try {
+    // eslint-disable-next-line global-require
+    const { Command } = require('ioredis');
+    return typeof Command === 'function' ? Command : null;
+  } catch {
+    return null;
+  }
+}
+
+function makeSender(client, kind) {
+  switch (kind) {
+    case 'node-redis':
+      return (_key, _readonly, args) => client.sendCommand(args);
+    case 'node-redis-cluster':
+      return (key, readonly, args) => client.sendCommand(key, readonly, args);
+    case 'ioredis':
+      return (_key, _readonly, [name, ...rest]) => client.call(name, ...rest);
+    case 'ioredis-cluster': {
+      const Command = ioredisCommand();
+      return (key, _readonly, [name, ...rest]) => {
+        if (Command) {
+          const cmd = new Command(name, rest, { replyEncoding: 'utf8' });
+          if (typeof cmd.getSlot === 'function' && cmd.promise) {
+            cmd.keys = [key];
+            return client.sendCommand(cmd);
+          }
+        }
+        return client.call(name, ...rest);
+      };
+    }
+    default:
+      throw new TypeError(`unknown client kind ${kind}`);
+  }
+}
+
+// Any Uint8Array is accepted as a token; the key helpers read Buffers.
+const asToken = (t) => (t instanceof Uint8Array && !Buffer.isBuffer(t) ? Buffer.from(t) : t);
+const text = (v) => (Buffer.isBuffer(v) ? v.toString('utf8') : v);
+const int = (v) => (typeof v === 'number' ? v : Number(text(v)));
+
+/**
+ * createJwtdeny(client, { prefix, cluster }) -> { check, revoke, revokeAll, inspect, express, fastify }
+ *   client   node-redis createClient()/createCluster() or ioredis Redis/Cluster, connected.
+ *   prefix   the server's jwtdeny.prefix (default 'jwtdeny:'); used for the cluster keys.
+ *   cluster  force the keyed forms (true) or the standalone ones (false); default: by client.
+ */
+function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
+  const kind = detect(client);
+  const keyed = cluster === undefined ? kind.endsWith('-cluster') : Boolean(cluster);
+  const send = makeSender(client, kind);
+
+  async function run(key, readonly, args) {
+    try {
+      return await send(key, readonly, args);
+    } catch (err) {
+      throw tokenError(err) || err;
+    }
+  }
+
+  // [firstKey, readonly, args] of a token command, standalone or keyed.
+  function tokenCommand(name, token, readonly, extra = []) {
+    token = asToken(token);
+    if (!keyed) return [undefined, readonly, [`JWTDENY.${name}`, token, ...extra]];
+    const { entry, subject } = keysOrRefuse(token, prefix);
+    return [entry, readonly, [`JWTDENY.K${name}`, entry, subject, token, ...extra]];
+  }
+
+  async function check(token, { withClaims = false } = {}) {
+    if (!withClaims) return { active: int(await run(...tokenCommand('CHECK', token, true))) === 1 };
+    const [active, claims] = await run(...tokenCommand('CHECK', token, true, ['WITHCLAIMS']));
+    if (int(active) !== 1) return { active: false };
+    return { active: true, claims: JSON.parse(text(claims)) };
+  }
+
+  async function revoke(token) {
+    return int(await run(...tokenCommand('REVOKE', token, false))) === 1;
+  }
+
+  async function revokeAll(sub, { at } = {}) {
+    const extra = at === undefined ? [] : ['AT', String(Math.trunc(at))];
+    if (!keyed) return int(await run(undefined, false, ['JWTDENY.REVOKEALL', sub, ...extra]));
+    const key = keys.subjectKey(sub, { prefix });
+    return int(await run(key, false, ['JWTDENY.KREVOKEALL', key, sub, ...extra]));
+  }
+
+  async function inspect(token) {
+    const flat = await run(...tokenCommand('INSPECT', token, true));
+    const out = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) out[text(flat[i])] = text(flat[i + 1]);
+    return out;
+  }
+
+  const jwtdeny = { check, revoke, revokeAll, inspect, cluster: keyed };
+  jwtdeny.express = (options) => expressGuard(jwtdeny, options);
+  jwtdeny.fastify = (options) => fastifyGuard(jwtdeny, options);
+  return jwtdeny;
+}
+
+// -- HTTP guards ---------------------------------------------------------------------------
+
+const BEARER = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
+
+/** The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1), or null. */
+function bearerToken(req) {
+  const h = req && req.headers ? req.headers.authorization : undefined;
+  const m = typeof h === 'string' ? BEARER.exec(h) : null;
+  return m ? m[1] : null;
+}
+
+// What a guard decides for a request: { claims, token } or { status, headers, body }.
+async function decide(jwtdeny, req, getToken) {
+  const token = await getToken(req);
+  if (!token) {
+    // RFC 6750 §3.1: a request without credentials gets no error code.
+    return { status: 401, headers: { 'www-authenticate': 'Bearer' }, body: { error: 'missing_token' } };
+  }
+  let result;
+  try {
+    result = await jwtdeny.check(token, { withClaims: true });
+  } catch (err) {
+    if (err instanceof JwtdenyError) return refused(err.code);
+    return { unavailable: err };
+  }
+  if (!result.active) return refused('REVOKED');
+  return { claims: result.claims, token };
+}
+
+function refused(code) {
+  return {
+    status: 401,
+    headers: { 'www-authenticate': `Bearer error="invalid_token", error_description="${code}"` },
+    body: { error: 'invalid_token', error_description: code },
+  };
+}
+
+const UNAVAILABLE = { status: 503, headers: {}, body: { error: 'unavailable' } };
+
+/**
+ * Express (and Connect / node:http) middleware. Sets req.auth to the verified claims (and
+ * req.token); 401 for a missing, refused or revoked token; 503 when Redis cannot answer.
+ *   getToken(req)                       default: the Authorization: Bearer token
+ *   onUnavailable(err, req, res, next)  replaces the 503. Calling next() from it lets requests in
+ *                                       unchecked while Redis is down: revoked tokens pass too.
+ */
+function expressGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
+  const send = (res, { status, headers, body }) => {
+    res.statusCode = status;
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.end(JSON.stringify(body));
+  };
+  return async function jwtdenyExpress(req, res, next) {
+    let d;
+    try {
+      d = await decide(jwtdeny, req, getToken);
+    } catch (err) {
+      return next(err);
+    }
+    if (d.claims) {
+      req.auth = d.claims;
+      req.token = d.token;
+      return next();
+    }
+    if (d.unavailable) {
+      if (onUnavailable) return onUnavailable(d.unavailable, req, res, next);
+      return send(res, UNAVAILABLE);
+    }
+    return send(res, d);
+  };
+}
+
+/**
+ * A Fastify onRequest/preHandler hook: app.addHook('onRequest', jwtdeny.fastify()). Sets
+ * request.auth (declare it with app.decorateRequest('auth', null)) and request.token.
+ *   onUnavailable(err, request, reply)  replaces the 503; returning without sending lets the
+ *                                       request in unchecked (dangerous, see expressGuard).
+ */
+function fastifyGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
+  return async function jwtdenyFastify(request, reply) {
+    const d = await decide(jwtdeny, request, getToken);
+    if (d.claims) {
+      request.auth = d.claims;
+      request.token = d.token;
+      return undefined;
+    }
+    if (d.unavailable) {
+      if (onUnavailable) return onUnavailable(d.unavailable, request, reply);
+      Object.assign(d, UNAVAILABLE);
+    }
+    reply.code(d.status).headers(d.headers).send(d.body);
+    return reply;
+  };
+}
+
+module.exports = {
+  createJwtdeny,
+  JwtdenyError,
+  TOKEN_ERROR_CODES,
+  bearerToken,
+  keysFor: (token, options) => keys.keysFor(asToken(token), options),
+  subjectKey: keys.subjectKey,
+  entryKey: keys.entryKey,
+  claimsOf: (token) => keys.claimsOf(asToken(token)),
+  encodeSubject: keys.encodeSubject,
+  DEFAULT_PREFIX: keys.DEFAULT_PREFIX,
+};
+// `import jwtdeny from 'jwtdeny'` from TypeScript compiled to CommonJS reads .default.
+module.exports.default = module.exports;

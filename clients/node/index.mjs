@@ -1,0 +1,17 @@
+// ESM entry point: the same objects as the CommonJS index.js (one module instance, so
+// `instanceof JwtdenyError` holds whichever way it was loaded).
+import jwtdeny from './index.js';
+
+export const {
+  createJwtdeny,
+  JwtdenyError,
+  TOKEN_ERROR_CODES,
+  bearerToken,
+  keysFor,
+  subjectKey,
+  entryKey,
+  claimsOf,
+  encodeSubject,
+  DEFAULT_PREFIX,
+} = jwtdeny;
+export default jwtdeny;

@@ -1,0 +1,362 @@
+'use strict';
+// Tests of the installed jwtdeny package (run by ../run-tests.sh from a fresh project that
+// installed the packed tarball, so `require('jwtdeny')` is what a user gets).
+//   standalone: starts its own redis-server with $JWTDENY_MODULE loaded
+//   cluster:    JWTDENY_CLUSTER_NODES=host:port[,...] (tests/cluster/test_packages.py sets it)
+// Clients: node-redis (createClient / createCluster) and ioredis (Redis / Cluster).
+//   JWTDENY_TEST_KEYS_FILE, JWTDENY_TEST_HS256_FILE, JWTDENY_TEST_KID: the server's keys file,
+//   the HS256 secret of one of its keys and that key's kid (run-tests.sh sets them).
+const { test, before, after, describe } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const jwtdeny = require('jwtdeny');
+const { createJwtdeny, JwtdenyError } = jwtdeny;
+const nodeRedis = require('redis');
+const { Redis: IORedis, Cluster: IOCluster } = require('ioredis');
+const express = require('express');
+const Fastify = require('fastify');
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (run clients/node/run-tests.sh)`);
+  return v;
+};
+const SECRET = fs.readFileSync(env('JWTDENY_TEST_HS256_FILE'));
+const KID = env('JWTDENY_TEST_KID');
+const CLUSTER = process.env.JWTDENY_CLUSTER_NODES
+  ? process.env.JWTDENY_CLUSTER_NODES.split(',').map((hp) => {
+    const [host, port] = hp.split(':');
+    return { host, port: Number(port) };
+  })
+  : null;
+const MODE = CLUSTER ? 'cluster' : 'standalone';
+
+const b64 = (s) => Buffer.from(s).toString('base64url');
+const now = () => Math.floor(Date.now() / 1000);
+function mint(claims, secret = SECRET) {
+  const input = `${b64(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: KID }))}.${b64(JSON.stringify(claims))}`;
+  return `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+let serial = 0;
+// A fresh subject per token, so the tests never see each other's revocations.
+const fresh = (extra = {}) => {
+  serial += 1;
+  const sub = `pkg-${MODE}-${process.pid}-${serial}@example.com`;
+  return { sub, token: mint({ sub, iat: now() - 60, exp: now() + 3600, ...extra }) };
+};
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+let redisProc;
+let tmpDir;
+async function startRedis() {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-pkg-'));
+  const port = await freePort();
+  const child = spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', tmpDir, '--save', '',
+    '--appendonly', 'no', '--loadmodule', env('JWTDENY_MODULE'),
+    'keys-file', env('JWTDENY_TEST_KEYS_FILE'),
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  process.on('exit', () => child.kill('SIGKILL'));
+  await new Promise((resolve, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${log}`)), 10000);
+    const onData = (chunk) => {
+      log += chunk;
+      if (log.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}):\n${log}`)));
+  });
+  redisProc = child;
+  return port;
+}
+
+// name -> connected client, for each client library in this mode.
+const clients = {};
+before(async () => {
+  if (CLUSTER) {
+    clients['node-redis createCluster'] = nodeRedis.createCluster({
+      rootNodes: CLUSTER.map(({ host, port }) => ({ url: `redis://${host}:${port}` })),
+    });
+    clients['ioredis Cluster'] = new IOCluster(CLUSTER);
+  } else {
+    const port = await startRedis();
+    clients['node-redis createClient'] = nodeRedis.createClient({
+      socket: { host: '127.0.0.1', port }, disableOfflineQueue: true,
+    });
+    clients['ioredis Redis'] = new IORedis({ host: '127.0.0.1', port });
+  }
+  for (const [name, c] of Object.entries(clients)) {
+    c.on('error', (e) => console.error(name, e.message));
+    if (typeof c.connect === 'function' && name.startsWith('node-redis')) await c.connect();
+  }
+});
+
+after(async () => {
+  for (const [name, c] of Object.entries(clients)) {
+    if (name.startsWith('node-redis')) await c.close();
+    else c.disconnect();
+  }
+  if (redisProc) redisProc.kill('SIGTERM');
+  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+test('the package exposes its API', () => {
+  assert.equal(typeof createJwtdeny, 'function');
+  assert.deepEqual([...jwtdeny.TOKEN_ERROR_CODES].sort(),
+    ['BADALG', 'BADCLAIMS', 'BADSIG', 'EXPIRED', 'MALFORMED', 'NOKEY', 'NOTYET']);
+  assert.deepEqual(jwtdeny.keysFor(mint({ sub: 'a{b}', iat: 1767225600.5, exp: 4102444800 })),
+    { entry: 'jwtdeny:{a%7Bb%7D}:1767225600', subject: 'jwtdeny:{a%7Bb%7D}' });
+  assert.equal(require('jwtdeny/keys').subjectKey('alice'), 'jwtdeny:{alice}');
+  assert.equal(jwtdeny.default, jwtdeny);
+});
+
+const names = () => Object.keys(clients);
+for (const name of CLUSTER
+  ? ['node-redis createCluster', 'ioredis Cluster']
+  : ['node-redis createClient', 'ioredis Redis']) {
+  describe(`${MODE}: ${name}`, () => {
+    let jd;
+    before(() => {
+      jd = createJwtdeny(clients[name]);
+    });
+
+    test('picks the keyed forms exactly for a cluster client', () => {
+      assert.equal(jd.cluster, Boolean(CLUSTER));
+      assert.ok(names().includes(name));
+    });
+
+    test('check, revoke, check again', async () => {
+      const { sub, token } = fresh({ role: 'admin' });
+      assert.deepEqual(await jd.check(token), { active: true });
+      const { active, claims } = await jd.check(token, { withClaims: true });
+      assert.equal(active, true);
+      assert.equal(claims.sub, sub);
+      assert.equal(claims.role, 'admin');
+      assert.equal(await jd.revoke(token), true);
+      assert.equal(await jd.revoke(Buffer.from(token)), false, 'already revoked');
+      assert.deepEqual(await jd.check(token), { active: false });
+      assert.deepEqual(await jd.check(token, { withClaims: true }), { active: false });
+    });
+
+    test('revokeAll with and without at', async () => {
+      const sub = fresh().sub;
+      const t = now();
+      const older = mint({ sub, iat: t - 100, exp: t + 3600 });
+      const newer = mint({ sub, iat: t - 10, exp: t + 3600 });
+      assert.equal(await jd.revokeAll(sub, { at: t - 50 }), t - 50);
+      assert.equal((await jd.check(older)).active, false);
+      assert.equal((await jd.check(newer)).active, true);
+      const cutoff = await jd.revokeAll(sub);
+      assert.ok(cutoff >= t, `${cutoff} >= ${t}`);
+      assert.equal((await jd.check(newer)).active, false);
+    });
+
+    test('inspect', async () => {
+      const { sub, token } = fresh();
+      const info = await jd.inspect(token);
+      assert.equal(info.status, 'active');
+      assert.equal(info.sub, sub);
+      assert.equal(info.key, jwtdeny.keysFor(token).entry);
+      await jd.revoke(token);
+      assert.equal((await jd.inspect(token)).revoked_by, 'token');
+    });
+
+    test('refused tokens reject with JwtdenyError and its code', async () => {
+      const cases = [
+        ['EXPIRED', mint({ sub: fresh().sub, iat: now() - 7200, exp: now() - 3600 })],
+        ['BADSIG', mint({ sub: fresh().sub, iat: now() - 60, exp: now() + 3600 }, Buffer.from('wrong'))],
+        ['NOTYET', mint({ sub: fresh().sub, iat: now() - 60, nbf: now() + 3600, exp: now() + 7200 })],
+        ['MALFORMED', 'not-a-token'],
+      ];
+      for (const [code, token] of cases) {
+        for (const call of [() => jd.check(token), () => jd.revoke(token), () => jd.check(token, { withClaims: true })]) {
+          await assert.rejects(call, (err) => {
+            assert.ok(err instanceof JwtdenyError, `${code}: ${err}`);
+            assert.equal(err.code, code);
+            assert.equal(err.name, 'JwtdenyError');
+            return true;
+          });
+        }
+      }
+    });
+  });
+}
+
+// -- HTTP guards -----------------------------------------------------------------------------
+
+async function listen(server) {
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${server.address().port}`;
+}
+const get = async (base, token, urlPath = '/me') => {
+  const res = await fetch(base + urlPath, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  return { status: res.status, auth: res.headers.get('www-authenticate'), body: await res.json() };
+};
+
+async function guardCases(base) {
+  const { sub, token } = fresh({ scope: 'read' });
+  const ok = await get(base, token);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.sub, sub);
+  assert.equal(ok.body.scope, 'read');
+
+  const none = await get(base, null);
+  assert.equal(none.status, 401);
+  assert.equal(none.auth, 'Bearer');
+
+  const expired = await get(base, mint({ sub, iat: now() - 7200, exp: now() - 3600 }));
+  assert.equal(expired.status, 401);
+  assert.equal(expired.auth, 'Bearer error="invalid_token", error_description="EXPIRED"');
+  assert.deepEqual(expired.body, { error: 'invalid_token', error_description: 'EXPIRED' });
+
+  const forged = await get(base, mint({ sub, iat: now() - 60, exp: now() + 60 }, Buffer.from('x')));
+  assert.equal(forged.auth, 'Bearer error="invalid_token", error_description="BADSIG"');
+
+  const out = await get(base, token, '/logout');
+  assert.deepEqual(out.body, { revoked: true });
+  const revoked = await get(base, token);
+  assert.equal(revoked.status, 401);
+  assert.equal(revoked.auth, 'Bearer error="invalid_token", error_description="REVOKED"');
+}
+
+function expressApp(jd, options) {
+  const app = express();
+  app.use(jd.express(options));
+  app.get('/me', (req, res) => res.json(req.auth));
+  app.get('/logout', async (req, res) => res.json({ revoked: await jd.revoke(req.token) }));
+  return app;
+}
+
+async function fastifyApp(jd, options) {
+  const app = Fastify();
+  app.decorateRequest('auth', null);
+  app.decorateRequest('token', null);
+  app.addHook('onRequest', jd.fastify(options));
+  app.get('/me', async (request) => request.auth);
+  app.get('/logout', async (request) => ({ revoked: await jd.revoke(request.token) }));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return app;
+}
+
+describe(`${MODE}: guards`, () => {
+  test('express: req.auth, 401 with RFC 6750 header, revoked', async () => {
+    const jd = createJwtdeny(clients[names()[0]]);
+    const server = expressApp(jd).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      await guardCases(`http://127.0.0.1:${server.address().port}`);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test('fastify: request.auth, the same answers', async () => {
+    const jd = createJwtdeny(clients[names()[1]]);
+    const app = await fastifyApp(jd);
+    try {
+      await guardCases(`http://127.0.0.1:${app.server.address().port}`);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('getToken replaces the bearer header', async () => {
+    const jd = createJwtdeny(clients[names()[0]]);
+    const app = express();
+    app.use(jd.express({ getToken: (req) => req.headers['x-token'] }));
+    app.get('/me', (req, res) => res.json(req.auth));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const { sub, token } = fresh();
+      const res = await fetch(`http://127.0.0.1:${server.address().port}/me`, { headers: { 'x-token': token } });
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).sub, sub);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+
+if (!CLUSTER) {
+  describe('standalone: Redis unreachable', () => {
+    let port;
+    let down;
+    before(async () => {
+      port = await freePort(); // nothing listens there
+      down = nodeRedis.createClient({
+        socket: { host: '127.0.0.1', port, reconnectStrategy: false }, disableOfflineQueue: true,
+      });
+      down.on('error', () => {});
+      await down.connect().catch(() => {});
+    });
+    after(() => {
+      if (down.isOpen) down.destroy();
+    });
+
+    test('express and fastify answer 503 (fail closed)', async () => {
+      const jd = createJwtdeny(down);
+      const { token } = fresh();
+      const server = expressApp(jd).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const app = await fastifyApp(jd);
+      try {
+        for (const base of [`http://127.0.0.1:${server.address().port}`,
+          `http://127.0.0.1:${app.server.address().port}`]) {
+          const res = await get(base, token);
+          assert.equal(res.status, 503, base);
+          assert.deepEqual(res.body, { error: 'unavailable' });
+        }
+      } finally {
+        server.closeAllConnections();
+        server.close();
+        await app.close();
+      }
+    });
+
+    test('onUnavailable decides instead', async () => {
+      const jd = createJwtdeny(down);
+      const seen = [];
+      const app = express();
+      app.use(jd.express({
+        onUnavailable: (err, req, res) => {
+          seen.push(err);
+          res.status(500).json({ error: 'custom' });
+        },
+      }));
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      try {
+        const res = await get(`http://127.0.0.1:${server.address().port}`, fresh().token);
+        assert.equal(res.status, 500);
+        assert.equal(seen.length, 1);
+        assert.ok(!(seen[0] instanceof JwtdenyError));
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+    });
+  });
+}
