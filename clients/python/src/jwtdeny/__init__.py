@@ -1,0 +1,35 @@
+"""jwtdeny for Python: check and revoke JWTs with the jwtdeny Redis module over redis-py
+(``Redis``, ``RedisCluster`` and their ``redis.asyncio`` twins), with a FastAPI dependency
+(jwtdeny.fastapi), an ASGI middleware (jwtdeny.asgi) and a Flask decorator (jwtdeny.flask).
+
+    import redis
+    from jwtdeny import Jwtdeny
+
+    jd = Jwtdeny(redis.Redis())
+    jd.check(token, with_claims=True)   # CheckResult(active=True, claims={...})
+    jd.revoke(token)                    # True: revoked now
+    jd.revoke_all("alice")              # the cutoff: every older token of alice is refused
+"""
+
+from ._client import AsyncJwtdeny, Jwtdeny
+from ._core import TOKEN_ERROR_CODES, CheckResult, JwtdenyError, Token
+from ._http import bearer_token
+from ._keys import DEFAULT_PREFIX, claims_of, encode_subject, entry_key, keys_for, subject_key
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncJwtdeny",
+    "CheckResult",
+    "DEFAULT_PREFIX",
+    "Jwtdeny",
+    "JwtdenyError",
+    "TOKEN_ERROR_CODES",
+    "Token",
+    "bearer_token",
+    "claims_of",
+    "encode_subject",
+    "entry_key",
+    "keys_for",
+    "subject_key",
+]

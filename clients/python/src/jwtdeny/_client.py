@@ -1,0 +1,110 @@
+"""Jwtdeny (redis.Redis, redis.RedisCluster) and AsyncJwtdeny (their redis.asyncio twins)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+
+from . import _core
+from ._core import CheckResult, Token
+from ._keys import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from .fastapi import AsyncDependency, Dependency
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Jwtdeny:
+    """jwtdeny's commands over a redis-py ``Redis`` or ``RedisCluster``.
+
+    A cluster client gets the keyed forms (``JWTDENY.KCHECK <entry-key> <subject-key> <token>``),
+    whose keys route each command to the node that holds them. ``prefix`` is the server's
+    ``jwtdeny.prefix``; ``cluster`` forces the keyed (True) or standalone (False) forms.
+    """
+
+    def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, cluster: Optional[bool] = None) -> None:
+        self.client = client
+        keyed = _core.is_cluster(client) if cluster is None else bool(cluster)
+        self._cmd = _core.Commands(keyed, prefix)
+
+    @property
+    def cluster(self) -> bool:
+        return self._cmd.keyed
+
+    def _run(self, args: _core.Command) -> Any:
+        try:
+            return self.client.execute_command(*args)
+        except Exception as e:
+            err = _core.token_error(e)
+            if err is not None:
+                raise err from e
+            raise
+
+    def check(self, token: Token, with_claims: bool = False) -> CheckResult:
+        """JWTDENY.CHECK. Raises JwtdenyError (``.code``) for a refused token."""
+        return _core.read_check(self._run(self._cmd.check(token, with_claims)), with_claims)
+
+    def revoke(self, token: Token) -> bool:
+        """JWTDENY.REVOKE: True revoked now, False already revoked."""
+        return int(self._run(self._cmd.token("REVOKE", token))) == 1
+
+    def revoke_all(self, sub: str, at: Optional[int] = None) -> int:
+        """JWTDENY.REVOKEALL: every token of ``sub`` issued at or before ``at`` (default now).
+        Returns the cutoff in force."""
+        return int(self._run(self._cmd.revoke_all(sub, at)))
+
+    def inspect(self, token: Token) -> dict[str, Any]:
+        """JWTDENY.INSPECT: status, reason, alg, kid, sub, iat, exp, key, revoked_by, expires_at_ms."""
+        return _core.read_inspect(self._run(self._cmd.token("INSPECT", token)))
+
+    def require(self, **options: Any) -> "Dependency":
+        """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
+        from .fastapi import require
+
+        return require(self, **options)
+
+    def flask(self, view: Optional[F] = None, **options: Any) -> Any:
+        """A Flask view decorator, ``@jd.flask`` or ``@jd.flask(get_token=...)``; see jwtdeny.flask."""
+        from .flask import protect
+
+        return protect(self, view, **options)
+
+
+class AsyncJwtdeny:
+    """The same over ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``."""
+
+    def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, cluster: Optional[bool] = None) -> None:
+        self.client = client
+        keyed = _core.is_cluster(client) if cluster is None else bool(cluster)
+        self._cmd = _core.Commands(keyed, prefix)
+
+    @property
+    def cluster(self) -> bool:
+        return self._cmd.keyed
+
+    async def _run(self, args: _core.Command) -> Any:
+        try:
+            return await self.client.execute_command(*args)
+        except Exception as e:
+            err = _core.token_error(e)
+            if err is not None:
+                raise err from e
+            raise
+
+    async def check(self, token: Token, with_claims: bool = False) -> CheckResult:
+        return _core.read_check(await self._run(self._cmd.check(token, with_claims)), with_claims)
+
+    async def revoke(self, token: Token) -> bool:
+        return int(await self._run(self._cmd.token("REVOKE", token))) == 1
+
+    async def revoke_all(self, sub: str, at: Optional[int] = None) -> int:
+        return int(await self._run(self._cmd.revoke_all(sub, at)))
+
+    async def inspect(self, token: Token) -> dict[str, Any]:
+        return _core.read_inspect(await self._run(self._cmd.token("INSPECT", token)))
+
+    def require(self, **options: Any) -> "AsyncDependency":
+        """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
+        from .fastapi import require_async
+
+        return require_async(self, **options)

@@ -1,0 +1,111 @@
+"""What the sync and async clients share: the commands to send and how to read the replies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import redis
+
+from . import _keys
+
+Token = Union[str, bytes]
+
+#: The first word of an error reply jwtdeny sends for a token it refuses.
+TOKEN_ERROR_CODES = ("MALFORMED", "BADALG", "NOKEY", "BADSIG", "BADCLAIMS", "EXPIRED", "NOTYET")
+_TOKEN_ERRORS = frozenset(TOKEN_ERROR_CODES)
+
+
+class JwtdenyError(Exception):
+    """A token jwtdeny refuses; ``code`` is one of TOKEN_ERROR_CODES."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """``active``: authentic, valid now and not revoked. ``claims``: the verified payload of an
+    active token, when asked for with ``with_claims``."""
+
+    active: bool
+    claims: Optional[dict[str, Any]] = None
+
+
+def token_error(err: BaseException) -> Optional[JwtdenyError]:
+    """The JwtdenyError of a refused token's error reply, None for anything else."""
+    if not isinstance(err, redis.ResponseError):
+        return None
+    message = str(err)
+    code = message.split(" ", 1)[0]
+    # A connection or server failure never starts with one of these words.
+    return JwtdenyError(code, message) if code in _TOKEN_ERRORS else None
+
+
+def _keys_or_refuse(token: Token, prefix: str) -> Tuple[str, str]:
+    try:
+        return _keys.keys_for(token, prefix)
+    except (ValueError, TypeError) as e:
+        # The server would refuse this token the same way; in cluster mode the keys are needed
+        # before anything can be sent.
+        msg = str(e)
+        code = "BADCLAIMS" if ("sub" in msg or "iat" in msg) else "MALFORMED"
+        raise JwtdenyError(code, f"{code} {msg}") from e
+
+
+Command = Tuple[Any, ...]
+
+
+class Commands:
+    """The argument lists of jwtdeny's commands, standalone or keyed (Redis Cluster)."""
+
+    def __init__(self, keyed: bool, prefix: str) -> None:
+        self.keyed = keyed
+        self.prefix = prefix
+
+    def token(self, name: str, token: Token, *extra: str) -> Command:
+        if not self.keyed:
+            return (f"JWTDENY.{name}", token, *extra)
+        entry, subject = _keys_or_refuse(token, self.prefix)
+        return (f"JWTDENY.K{name}", entry, subject, token, *extra)
+
+    def check(self, token: Token, with_claims: bool) -> Command:
+        return self.token("CHECK", token, *(("WITHCLAIMS",) if with_claims else ()))
+
+    def revoke_all(self, sub: str, at: Optional[int]) -> Command:
+        extra: Tuple[Any, ...] = ("AT", int(at)) if at is not None else ()
+        if not self.keyed:
+            return ("JWTDENY.REVOKEALL", sub, *extra)
+        return ("JWTDENY.KREVOKEALL", _keys.subject_key(sub, self.prefix), sub, *extra)
+
+
+def _text(v: Any) -> Any:
+    return v.decode("utf-8") if isinstance(v, bytes) else v
+
+
+def read_check(reply: Any, with_claims: bool) -> CheckResult:
+    if not with_claims:
+        return CheckResult(active=int(reply) == 1)
+    active, claims = reply[0], reply[1]
+    if int(active) != 1:
+        return CheckResult(active=False)
+    return CheckResult(active=True, claims=json.loads(_text(claims)))
+
+
+def read_inspect(reply: Sequence[Any]) -> dict[str, Any]:
+    it = iter(reply)
+    return {_text(k): _text(v) for k, v in zip(it, it)}
+
+
+def is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        return True
+    try:
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    except ImportError:  # pragma: no cover - redis-py without asyncio cluster support
+        return False
+    return isinstance(client, AsyncRedisCluster)

@@ -1,0 +1,1 @@
+../../jwtdeny_keys.py

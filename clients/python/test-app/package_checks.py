@@ -1,0 +1,389 @@
+"""Tests of the installed jwtdeny wheel (run by ../run-tests.sh in a fresh venv, from a copy of
+this directory, so ``import jwtdeny`` is what a user gets; the name is not test_*.py so that
+pytest in clients/python does not collect it against the source tree).
+
+  standalone: starts its own redis-server with $JWTDENY_MODULE loaded
+  cluster:    JWTDENY_CLUSTER_NODES=host:port[,...] (tests/cluster/test_packages.py sets it)
+  JWTDENY_TEST_KEYS_FILE, JWTDENY_TEST_HS256_FILE, JWTDENY_TEST_KID: the server's keys file,
+  the HS256 secret of one of its keys and its kid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable, Iterator
+
+import flask
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
+import redis.retry
+from fastapi import Depends, FastAPI, Request
+from fastapi.testclient import TestClient
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import ClusterNode, RedisCluster
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import jwtdeny
+from jwtdeny import AsyncJwtdeny, Jwtdeny, JwtdenyError
+from jwtdeny.asgi import JwtdenyMiddleware
+
+
+def env(name: str) -> str:
+    v = os.environ.get(name)
+    if not v:
+        pytest.exit(f"{name} is not set (run clients/python/run-tests.sh)", returncode=2)
+    return v
+
+
+SECRET = pathlib.Path(env("JWTDENY_TEST_HS256_FILE")).read_bytes()
+KID = env("JWTDENY_TEST_KID")
+NODES = [(h, int(p)) for h, p in (hp.rsplit(":", 1) for hp in os.environ.get("JWTDENY_CLUSTER_NODES", "").split(",") if hp)]
+MODE = "cluster" if NODES else "standalone"
+_serial = itertools.count()
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint(claims: dict[str, Any], secret: bytes = SECRET) -> str:
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": KID}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def fresh(**extra: Any) -> tuple[str, str]:
+    """A token of a subject no other test uses: (sub, token)."""
+    sub = f"py-{MODE}-{os.getpid()}-{next(_serial)}@example.com"
+    now = int(time.time())
+    return sub, mint({"sub": sub, "iat": now - 60, "exp": now + 3600, **extra})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[tuple[str, int]]:
+    if NODES:
+        yield NODES[0]
+        return
+    d = tempfile.mkdtemp(prefix="jwtdeny-py-pkg-")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+         "--appendonly", "no", "--loadmodule", env("JWTDENY_MODULE"),
+         "keys-file", env("JWTDENY_TEST_KEYS_FILE")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+        yield ("127.0.0.1", port)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# Servers nobody listens on: their clients fail at once instead of retrying with backoff.
+DOWN: set[tuple[str, int]] = set()
+
+
+def no_retry(server: tuple[str, int], kw: dict[str, Any], retry: Any) -> dict[str, Any]:
+    if server in DOWN:
+        kw = {**kw, "retry": retry, "socket_connect_timeout": 1}
+    return kw
+
+
+def sync_client(server: tuple[str, int], **kw: Any) -> Any:
+    kw = no_retry(server, kw, redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    if NODES:
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in NODES], **kw)
+    return redis.Redis(host=server[0], port=server[1], **kw)
+
+
+def async_client(server: tuple[str, int], **kw: Any) -> Any:
+    kw = no_retry(server, kw, redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0))
+    if NODES:
+        return AsyncRedisCluster(startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in NODES], **kw)
+    return redis.asyncio.Redis(host=server[0], port=server[1], **kw)
+
+
+# -- the methods, sync and async, bytes and decoded replies -------------------------------------
+
+
+class Sync:
+    """The async API's shape over a sync Jwtdeny, so one test body covers both."""
+
+    def __init__(self, jd: Jwtdeny) -> None:
+        self.jd = jd
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        fn = getattr(self.jd, name)
+
+        async def call(*a: Any, **kw: Any) -> Any:
+            return fn(*a, **kw)
+
+        return call
+
+
+FLAVOURS = ["sync", "sync-decoded", "async", "async-decoded"]
+
+
+def run_with(server: tuple[str, int], flavour: str, body: Callable[[Any], Any]) -> None:
+    kw = {"decode_responses": True} if flavour.endswith("decoded") else {}
+
+    async def main() -> None:
+        if flavour.startswith("async"):
+            client = async_client(server, **kw)
+            try:
+                jd = AsyncJwtdeny(client)
+                assert jd.cluster is bool(NODES)
+                await body(jd)
+            finally:
+                await client.aclose() if hasattr(client, "aclose") else await client.close()
+        else:
+            client = sync_client(server, **kw)
+            try:
+                jd = Jwtdeny(client)
+                assert jd.cluster is bool(NODES)
+                await body(Sync(jd))
+            finally:
+                client.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_check_revoke(server: tuple[str, int], flavour: str) -> None:
+    async def body(jd: Any) -> None:
+        sub, token = fresh(role="admin")
+        assert await jd.check(token) == jwtdeny.CheckResult(active=True)
+        r = await jd.check(token, with_claims=True)
+        assert r.active and r.claims is not None and r.claims["sub"] == sub and r.claims["role"] == "admin"
+        assert await jd.revoke(token) is True
+        assert await jd.revoke(token.encode()) is False
+        assert await jd.check(token) == jwtdeny.CheckResult(active=False)
+        assert await jd.check(token, with_claims=True) == jwtdeny.CheckResult(active=False)
+
+    run_with(server, flavour, body)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_revoke_all_and_inspect(server: tuple[str, int], flavour: str) -> None:
+    async def body(jd: Any) -> None:
+        sub, _ = fresh()
+        now = int(time.time())
+        older = mint({"sub": sub, "iat": now - 100, "exp": now + 3600})
+        newer = mint({"sub": sub, "iat": now - 10, "exp": now + 3600})
+        info = await jd.inspect(older)
+        assert info["status"] == "active" and info["sub"] == sub
+        assert info["key"] == jwtdeny.keys_for(older)[0]
+        assert await jd.revoke_all(sub, at=now - 50) == now - 50
+        assert (await jd.check(older)).active is False
+        assert (await jd.check(newer)).active is True
+        assert (await jd.inspect(older))["revoked_by"] == "subject"
+        assert await jd.revoke_all(sub) >= now
+        assert (await jd.check(newer)).active is False
+
+    run_with(server, flavour, body)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_refused_tokens_raise_jwtdeny_error(server: tuple[str, int], flavour: str) -> None:
+    now = int(time.time())
+    cases = [
+        ("EXPIRED", mint({"sub": fresh()[0], "iat": now - 7200, "exp": now - 3600})),
+        ("BADSIG", mint({"sub": fresh()[0], "iat": now - 60, "exp": now + 60}, b"wrong")),
+        ("NOTYET", mint({"sub": fresh()[0], "iat": now - 60, "nbf": now + 3600, "exp": now + 7200})),
+        ("MALFORMED", "not-a-token"),
+    ]
+
+    async def body(jd: Any) -> None:
+        for code, token in cases:
+            for call in (jd.check, jd.revoke):
+                with pytest.raises(JwtdenyError) as e:
+                    await call(token)
+                assert e.value.code == code, (code, str(e.value))
+
+    run_with(server, flavour, body)
+
+
+def test_keys_and_api() -> None:
+    assert sorted(jwtdeny.TOKEN_ERROR_CODES) == ["BADALG", "BADCLAIMS", "BADSIG", "EXPIRED", "MALFORMED", "NOKEY", "NOTYET"]
+    token = mint({"sub": "a{b}", "iat": 1767225600.5, "exp": 4102444800})
+    assert jwtdeny.keys_for(token) == ("jwtdeny:{a%7Bb%7D}:1767225600", "jwtdeny:{a%7Bb%7D}")
+    assert jwtdeny.bearer_token("Bearer abc.def.ghi") == "abc.def.ghi"
+    assert jwtdeny.bearer_token("Basic abc") is None
+    # The wheel ships its type information.
+    assert (pathlib.Path(jwtdeny.__file__).parent / "py.typed").is_file()
+
+
+# -- guards ------------------------------------------------------------------------------------
+
+
+def guard_cases(get: Callable[[str | None, str], Any]) -> None:
+    """get(token, path) -> response with .status_code, .headers, .json()."""
+    sub, token = fresh(scope="read")
+    ok = get(token, "/me")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["sub"] == sub and ok.json()["scope"] == "read"
+
+    none = get(None, "/me")
+    assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer"
+
+    now = int(time.time())
+    expired = get(mint({"sub": sub, "iat": now - 7200, "exp": now - 3600}), "/me")
+    assert expired.status_code == 401
+    assert expired.headers["www-authenticate"] == 'Bearer error="invalid_token", error_description="EXPIRED"'
+
+    forged = get(mint({"sub": sub, "iat": now - 60, "exp": now + 60}, b"x"), "/me")
+    assert forged.headers["www-authenticate"] == 'Bearer error="invalid_token", error_description="BADSIG"'
+
+    assert get(token, "/logout").json() == {"revoked": True}
+    revoked = get(token, "/me")
+    assert revoked.status_code == 401
+    assert revoked.headers["www-authenticate"] == 'Bearer error="invalid_token", error_description="REVOKED"'
+
+
+def headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def fastapi_app(server: tuple[str, int], asynchronous: bool, **kw: Any) -> FastAPI:
+    app = FastAPI()
+    if asynchronous:
+        ajd = AsyncJwtdeny(async_client(server))
+        dep = ajd.require(**kw)
+
+        @app.get("/me")
+        async def me(claims: dict[str, Any] = Depends(dep)) -> dict[str, Any]:
+            return claims
+
+        @app.get("/logout")
+        async def logout(request: Request, claims: dict[str, Any] = Depends(dep)) -> dict[str, Any]:
+            return {"revoked": await ajd.revoke(request.state.jwtdeny_token)}
+    else:
+        jd = Jwtdeny(sync_client(server))
+
+        @app.get("/me")
+        def me_sync(claims: dict[str, Any] = Depends(jd.require(**kw))) -> dict[str, Any]:
+            return claims
+
+        @app.get("/logout")
+        def logout_sync(request: Request, claims: dict[str, Any] = Depends(jd.require(**kw))) -> dict[str, Any]:
+            return {"revoked": jd.revoke(request.state.jwtdeny_token)}
+
+    return app
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_fastapi_dependency(server: tuple[str, int], asynchronous: bool) -> None:
+    with TestClient(fastapi_app(server, asynchronous)) as c:
+        guard_cases(lambda token, path: c.get(path, headers=headers(token)))
+
+
+def starlette_app(server: tuple[str, int], **kw: Any) -> Starlette:
+    ajd = AsyncJwtdeny(async_client(server))
+
+    async def me(request: Any) -> JSONResponse:
+        return JSONResponse(request.state.auth)
+
+    async def logout(request: Any) -> JSONResponse:
+        return JSONResponse({"revoked": await ajd.revoke(request.state.jwtdeny_token)})
+
+    app = Starlette(routes=[Route("/me", me), Route("/logout", logout), Route("/health", lambda r: JSONResponse({}))])
+    app.add_middleware(JwtdenyMiddleware, jwtdeny=ajd, exclude=["/health"], **kw)
+    return app
+
+
+def test_asgi_middleware(server: tuple[str, int]) -> None:
+    with TestClient(starlette_app(server)) as c:
+        guard_cases(lambda token, path: c.get(path, headers=headers(token)))
+        assert c.get("/health").status_code == 200
+
+
+def flask_app(server: tuple[str, int], **kw: Any) -> flask.Flask:
+    jd = Jwtdeny(sync_client(server))
+    app = flask.Flask(__name__)
+
+    @app.get("/me")
+    @jd.flask(**kw)
+    def me() -> Any:
+        return flask.g.auth
+
+    @app.get("/logout")
+    @jd.flask
+    def logout() -> Any:
+        return {"revoked": jd.revoke(flask.g.jwtdeny_token)}
+
+    return app
+
+
+def test_flask_decorator(server: tuple[str, int]) -> None:
+    c = flask_app(server).test_client()
+    guard_cases(lambda token, path: _FlaskResponse(c.get(path, headers=headers(token))))
+
+
+class _FlaskResponse:
+    def __init__(self, r: Any) -> None:
+        self.status_code = r.status_code
+        self.headers = {k.lower(): v for k, v in r.headers.items()}
+        self.text = r.get_data(as_text=True)
+        self._json = r.get_json()
+
+    def json(self) -> Any:
+        return self._json
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone only: a client of a port nobody listens on")
+def test_unavailable_is_503_and_on_unavailable_decides() -> None:
+    down = ("127.0.0.1", free_port())
+    DOWN.add(down)
+    _, token = fresh()
+    with TestClient(fastapi_app(down, True)) as c:
+        r = c.get("/me", headers=headers(token))
+        assert r.status_code == 503 and r.json() == {"detail": {"error": "unavailable"}}
+    with TestClient(fastapi_app(down, False)) as c:
+        assert c.get("/me", headers=headers(token)).status_code == 503
+    with TestClient(starlette_app(down)) as c:
+        assert c.get("/me", headers=headers(token)).status_code == 503
+    assert flask_app(down).test_client().get("/me", headers=headers(token)).status_code == 503
+
+    seen: list[Exception] = []
+
+    def let_in(err: Exception, *_: Any) -> Any:
+        seen.append(err)
+        return {"sub": "unchecked"}
+
+    with TestClient(fastapi_app(down, False, on_unavailable=let_in)) as c:
+        assert c.get("/me", headers=headers(token)).json() == {"sub": "unchecked"}
+    assert seen and isinstance(seen[0], redis.ConnectionError)
+    r = flask_app(down, on_unavailable=lambda e: ({"error": "custom"}, 500)).test_client().get("/me", headers=headers(token))
+    assert r.status_code == 500

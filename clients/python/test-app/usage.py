@@ -1,0 +1,43 @@
+"""Checked with ``mypy --strict`` against the installed wheel (run-tests.sh): the documented calls
+type-check, and a misuse is an error (the ``type: ignore`` comments must be needed, which
+``warn_unused_ignores`` in --strict verifies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio
+from fastapi import Depends, FastAPI
+
+from jwtdeny import AsyncJwtdeny, CheckResult, Jwtdeny, JwtdenyError
+
+jd = Jwtdeny(redis.Redis(), prefix="jwtdeny:")
+ajd = AsyncJwtdeny(redis.asyncio.Redis())
+app = FastAPI()
+
+
+def sync_use(token: str) -> None:
+    r: CheckResult = jd.check(token, with_claims=True)
+    sub: Any = r.claims["sub"] if r.claims else None
+    now: bool = jd.revoke(token.encode())
+    cutoff: int = jd.revoke_all("alice", at=1767225600)
+    fields: dict[str, Any] = jd.inspect(token)
+    print(sub, now, cutoff, fields)
+    try:
+        jd.check(token)
+    except JwtdenyError as e:
+        code: str = e.code
+        print(code)
+    jd.check(42)  # type: ignore[arg-type]
+    bad: str = jd.revoke(token)  # type: ignore[assignment]
+    print(bad)
+
+
+async def async_use(token: str) -> bool:
+    return (await ajd.check(token)).active
+
+
+@app.get("/me")
+async def me(claims: dict[str, Any] = Depends(ajd.require())) -> dict[str, Any]:
+    return claims
