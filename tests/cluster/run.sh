@@ -93,6 +93,12 @@ say "client helpers: python ($("$PY" -c 'import sys; print(sys.version.split()[0
 (cd "$REPO/clients/python" && "$PY" -m pytest -q -p no:cacheprovider) || status=1
 say "client helpers: node ($(node --version))"
 node --test "$REPO/clients/node/test/" || status=1
+# The jwtdeny npm package and wheel, installed as a user would into fresh projects under
+# $SCRATCH: their standalone tests here, then test_packages.py runs them on the cluster.
+say "packages: jwtdeny (npm pack, pip wheel) installed into fresh projects, standalone"
+bash "$REPO/clients/node/run-tests.sh" "$SCRATCH/npm" || status=1
+bash "$REPO/clients/python/run-tests.sh" "$SCRATCH/pip" || status=1
+export JWTDENY_PKG_NODE_APP="$SCRATCH/npm/app" JWTDENY_PKG_PY="$SCRATCH/pip/venv/bin/python" JWTDENY_PKG_PY_APP="$SCRATCH/pip/app"
 say "cluster: $(redis-server --version | cut -d' ' -f1-3), redis-py $("$PY" -c 'import redis; print(redis.__version__)'), node-redis $(node -p "require('$HERE/node/node_modules/redis/package.json').version")"
 (cd "$HERE" && "$PY" -m pytest "$@") || status=1
 say "tests/cluster/run.sh: $([ $status -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - start))s"
