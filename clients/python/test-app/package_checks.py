@@ -387,3 +387,31 @@ def test_unavailable_is_503_and_on_unavailable_decides() -> None:
     assert seen and isinstance(seen[0], redis.ConnectionError)
     r = flask_app(down, on_unavailable=lambda e: ({"error": "custom"}, 500)).test_client().get("/me", headers=headers(token))
     assert r.status_code == 500
+
+
+def _kcheck_stats() -> tuple[int, int]:
+    calls = rejected = 0
+    for host, port in NODES:
+        with redis.Redis(host=host, port=port) as direct:
+            stat = direct.info("commandstats").get("cmdstat_jwtdeny.kcheck")
+        if stat:
+            calls += int(stat["calls"])
+            rejected += int(stat.get("rejected_calls", 0))
+    return calls, rejected
+
+
+@pytest.mark.skipif(not NODES, reason="cluster only")
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_keyed_commands_go_straight_to_the_owner(server: tuple[str, int], flavour: str) -> None:
+    tokens = [fresh()[1] for _ in range(24)]
+
+    async def body(jd: Any) -> None:
+        for t in tokens:
+            await jd.check(t)  # slots and connections are known from here on
+        calls, rejected = _kcheck_stats()
+        for t in tokens:
+            assert (await jd.check(t)).active
+        calls2, rejected2 = _kcheck_stats()
+        assert (calls2 - calls, rejected2 - rejected) == (len(tokens), 0)
+
+    run_with(server, flavour, body)

@@ -181,6 +181,36 @@ for (const name of CLUSTER
       assert.equal((await jd.inspect(token)).revoked_by, 'token');
     });
 
+    if (CLUSTER) {
+      test('each keyed command goes straight to the node that owns its keys (no MOVED)', async () => {
+        const stats = async () => {
+          let calls = 0;
+          let rejected = 0;
+          for (const { host, port } of CLUSTER) {
+            const direct = new IORedis({ host, port, lazyConnect: true });
+            try {
+              const info = await direct.info('commandstats');
+              const m = /cmdstat_jwtdeny\.kcheck:calls=(\d+),.*rejected_calls=(\d+)/.exec(info);
+              if (m) {
+                calls += Number(m[1]);
+                rejected += Number(m[2]);
+              }
+            } finally {
+              direct.disconnect();
+            }
+          }
+          return { calls, rejected };
+        };
+        const tokens = Array.from({ length: 24 }, () => fresh().token);
+        for (const t of tokens) await jd.check(t); // slots and connections are known from here on
+        const before = await stats();
+        for (const t of tokens) assert.equal((await jd.check(t)).active, true);
+        const after = await stats();
+        assert.deepEqual({ calls: after.calls - before.calls, rejected: after.rejected - before.rejected },
+          { calls: tokens.length, rejected: 0 });
+      });
+    }
+
     test('refused tokens reject with JwtdenyError and its code', async () => {
       const cases = [
         ['EXPIRED', mint({ sub: fresh().sub, iat: now() - 7200, exp: now() - 3600 })],
