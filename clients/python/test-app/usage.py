@@ -8,9 +8,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import flask
 from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
 
 from jwtdeny import AsyncJwtdeny, CheckResult, Jwtdeny, JwtdenyError
+from jwtdeny.asgi import JwtdenyMiddleware
 
 jd = Jwtdeny(redis.Redis(), prefix="jwtdeny:")
 ajd = AsyncJwtdeny(redis.asyncio.Redis())
@@ -41,3 +44,35 @@ async def async_use(token: str) -> bool:
 @app.get("/me")
 async def me(claims: dict[str, Any] = Depends(ajd.require())) -> dict[str, Any]:
     return claims
+
+
+sync_app = FastAPI()
+
+
+@sync_app.get("/me")
+def me_sync(claims: dict[str, Any] = Depends(jd.require())) -> dict[str, Any]:
+    return claims
+
+
+star = Starlette()
+star.add_middleware(JwtdenyMiddleware, jwtdeny=ajd, exclude=["/login"])
+
+web = flask.Flask(__name__)
+
+
+@web.get("/me")
+@jd.flask
+def flask_me() -> dict[str, Any]:
+    claims: dict[str, Any] = flask.g.auth
+    return claims
+
+
+@web.get("/other")
+@jd.flask(get_token=lambda: flask.request.headers.get("X-Token"))
+def flask_other() -> str:
+    return "ok"
+
+
+def flask_misuse() -> None:
+    n: int = flask_other()  # type: ignore[assignment]
+    print(n)

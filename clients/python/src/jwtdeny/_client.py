@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, overload
 
 from . import _core
 from ._core import CheckResult, Token
@@ -63,11 +63,22 @@ class Jwtdeny:
 
         return require(self, **options)
 
+    @overload
+    def flask(self, view: F) -> F: ...
+
+    @overload
+    def flask(
+        self,
+        *,
+        get_token: Optional[Callable[[], Optional[str]]] = None,
+        on_unavailable: Optional[Callable[[Exception], Any]] = None,
+    ) -> Callable[[F], F]: ...
+
     def flask(self, view: Optional[F] = None, **options: Any) -> Any:
         """A Flask view decorator, ``@jd.flask`` or ``@jd.flask(get_token=...)``; see jwtdeny.flask."""
         from .flask import protect
 
-        return protect(self, view, **options)
+        return protect(self, view, **{k: v for k, v in options.items() if v is not None})
 
 
 class AsyncJwtdeny:
