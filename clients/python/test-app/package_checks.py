@@ -387,6 +387,11 @@ def test_unavailable_is_503_and_on_unavailable_decides() -> None:
     assert seen and isinstance(seen[0], redis.ConnectionError)
     r = flask_app(down, on_unavailable=lambda e: ({"error": "custom"}, 500)).test_client().get("/me", headers=headers(token))
     assert r.status_code == 500
+    # ASGI: True lets the request reach the app unchecked (its route then finds no claims).
+    with TestClient(starlette_app(down, on_unavailable=lambda e, scope: True), raise_server_exceptions=False) as c:
+        assert c.get("/me", headers=headers(token)).status_code == 500
+    with TestClient(starlette_app(down, on_unavailable=lambda e, scope: False)) as c:
+        assert c.get("/me", headers=headers(token)).status_code == 503
 
 
 def _kcheck_stats() -> tuple[int, int]:
