@@ -24,7 +24,7 @@ export JWTDENY_TEST_KID=shared-hs256
 DEPS="$HERE/.venv"
 PKGS=("redis>=5" "pytest>=8" "fastapi>=0.110" "httpx" "flask>=3" "mypy>=1.8" "setuptools>=64" "wheel")
 if ! [ -x "$DEPS/bin/python" ] || ! "$DEPS/bin/python" -c 'import redis, pytest, fastapi, httpx, flask, mypy, setuptools' 2>/dev/null; then
-	python3 -m venv "$DEPS"
+	python3 -m venv "$DEPS" || { echo "run-tests.sh: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	"$DEPS/bin/python" -m pip install -q --disable-pip-version-check "${PKGS[@]}"
 fi
 
