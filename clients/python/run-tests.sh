@@ -52,6 +52,6 @@ status=0
 echo "== jwtdeny wheel: $(basename "$wheel") ($("$VPY" -c "import zipfile, sys; print(len(zipfile.ZipFile(sys.argv[1]).namelist()))" "$wheel") files), $("$VPY" --version)"
 (cd "$WORK/app" && "$VPY" -m pytest -q -p no:cacheprovider package_checks.py) || status=1
 echo "== mypy --strict: the package source, and a file using the installed wheel"
-(cd "$HERE" && "$DEPS/bin/python" -m mypy --config-file test-app/mypy.ini --cache-dir "$WORK/mypy-src" src/jwtdeny) || status=1
-(cd "$WORK/app" && "$VPY" -m mypy --config-file mypy.ini --cache-dir "$WORK/mypy-app" usage.py) || status=1
+(cd "$HERE" && "$DEPS/bin/python" -m mypy --config-file test-app/mypy.ini --cache-dir "$DEPS/.mypy-cache-src" src/jwtdeny) || status=1
+(cd "$WORK/app" && "$VPY" -m mypy --config-file mypy.ini --cache-dir "$DEPS/.mypy-cache-app" usage.py) || status=1
 exit $status
