@@ -366,6 +366,22 @@ if (!CLUSTER) {
       }
     });
 
+    test('fastify: onUnavailable may let the request in (dangerous, but its choice)', async () => {
+      const jd = createJwtdeny(down);
+      const app = await fastifyApp(jd, {
+        onUnavailable: async (err, request) => {
+          request.auth = { sub: 'unchecked', why: String(err && err.name) };
+        },
+      });
+      try {
+        const res = await get(`http://127.0.0.1:${app.server.address().port}`, fresh().token);
+        assert.equal(res.status, 200);
+        assert.equal(res.body.sub, 'unchecked');
+      } finally {
+        await app.close();
+      }
+    });
+
     test('onUnavailable decides instead', async () => {
       const jd = createJwtdeny(down);
       const seen = [];
