@@ -589,3 +589,29 @@ fn the_refresh_runs_by_itself_and_a_failure_retries_with_backoff() {
         "backoff never waits longer than jwks-refresh"
     );
 }
+
+#[test]
+fn removing_the_source_answers_the_clients_waiting_for_it() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    idp.set_path_delay(JWKS_PATH, 4000);
+    let mut waiting = server.conn();
+    waiting.send(&["JWTDENY.KEYS", "RELOAD"]).expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    ok(
+        server.config_set("jwtdeny.jwks-uri", ""),
+        "remove the source",
+    );
+    waiting.set_read_timeout(Duration::from_secs(2));
+    let r = waiting
+        .read()
+        .expect("an answer within 2 s, not after the fetch");
+    assert!(
+        r.error()
+            .is_some_and(|e| e.contains("no identity provider")),
+        "{r}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
