@@ -355,20 +355,25 @@ fn an_unchanged_refresh_keeps_the_cache_and_a_change_clears_it() {
     assert_err(&server.check(&t), "BADALG", "the kid now names a P-384 key");
 }
 
+/// A server finding its keys through the discovery document of `issuer` on the test provider.
+fn discovering(idp: &Idp, issuer: &str) -> Server {
+    ServerBuilder::new()
+        .conf(format!(
+            "jwtdeny.jwks-ca-file {}",
+            conf_quote(&idp.ca_file().to_string_lossy())
+        ))
+        .conf(format!("jwtdeny.issuer {}", conf_quote(issuer)))
+        .conf("jwtdeny.discovery yes")
+        .start()
+}
+
 #[test]
 fn discovery_reads_the_jwks_uri_of_the_issuer() {
     let idp = Idp::start();
     let issuer = idp.url("/realms/acme");
     idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
     idp.set_discovery(&issuer, &issuer, &idp.url(JWKS_PATH));
-    let server = ServerBuilder::new()
-        .conf(format!(
-            "jwtdeny.jwks-ca-file {}",
-            conf_quote(&idp.ca_file().to_string_lossy())
-        ))
-        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
-        .conf("jwtdeny.discovery yes")
-        .start();
+    let server = discovering(&idp, &issuer);
     wait_fetches(&server, "jwks_fetches_ok", 1);
     let t = mint(
         "ES256",
@@ -412,14 +417,7 @@ fn a_mismatched_issuer_at_start_up_fails_closed() {
     let issuer = idp.url("/realms/acme");
     idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
     idp.set_discovery(&issuer, &idp.url("/realms/other"), &idp.url(JWKS_PATH));
-    let server = ServerBuilder::new()
-        .conf(format!(
-            "jwtdeny.jwks-ca-file {}",
-            conf_quote(&idp.ca_file().to_string_lossy())
-        ))
-        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
-        .conf("jwtdeny.discovery yes")
-        .start();
+    let server = discovering(&idp, &issuer);
     wait_fetches(&server, "jwks_fetches_failed", 1);
     let t = mint(
         "ES256",

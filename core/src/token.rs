@@ -163,9 +163,7 @@ pub fn header_kid(token: &[u8]) -> Option<String> {
     struct KidOnly {
         kid: Option<Value>,
     }
-    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
-    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
-    match serde_json::from_slice::<KidOnly>(&json).ok()?.kid {
+    match peek_header::<KidOnly>(token)?.kid {
         Some(Value::String(kid)) => Some(kid),
         _ => None,
     }
@@ -178,13 +176,16 @@ pub fn is_hmac(token: &[u8]) -> bool {
     struct AlgOnly {
         alg: Option<String>,
     }
-    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
-    URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<AlgOnly>(&json).ok())
+    peek_header::<AlgOnly>(token)
         .and_then(|h| h.alg)
         .is_some_and(|alg| alg.starts_with("HS"))
+}
+
+/// The members `T` reads of a token's header, without any check: for routing decisions only.
+fn peek_header<T: for<'de> Deserialize<'de>>(token: &[u8]) -> Option<T> {
+    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
+    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Steps two to four: algorithm, key, signature.
