@@ -238,6 +238,7 @@ mod tests {
             iat: 1,
             exp: 2,
             nbf: None,
+            sid: None,
         }
     }
 
