@@ -5,4 +5,5 @@
 pub mod error;
 pub mod keys;
 pub mod keyscheme;
+pub mod logout;
 pub mod token;
