@@ -460,6 +460,8 @@ pub fn keys(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                             .map(|a| RedisValue::SimpleStringStatic(alg_name(a)))
                             .collect(),
                     ),
+                    RedisValue::SimpleStringStatic("source"),
+                    RedisValue::SimpleStringStatic(key.source.as_str()),
                 ])
             })
             .collect();

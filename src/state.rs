@@ -21,20 +21,40 @@ use redis_module::configuration::{
 use redis_module::{raw, Context, RedisError, RedisString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
 
 /// What a command is judged by: the settings and keys in force when it started.
 pub struct Snapshot {
     pub settings: Settings,
+    /// The key set in force: the union of every source's keys.
     pub keys: Arc<KeySet>,
+    /// The keys of `jwtdeny.keys-file`.
+    file_keys: Arc<KeySet>,
+    /// The keys fetched from the identity provider.
+    uri_keys: Arc<KeySet>,
 }
 
-static CURRENT: LazyLock<RwLock<Arc<Snapshot>>> = LazyLock::new(|| {
-    RwLock::new(Arc::new(Snapshot {
-        settings: Settings::defaults(),
-        keys: Arc::default(),
-    }))
-});
+impl Snapshot {
+    fn initial() -> Snapshot {
+        Snapshot {
+            settings: Settings::defaults(),
+            keys: Arc::default(),
+            file_keys: Arc::default(),
+            uri_keys: Arc::default(),
+        }
+    }
+}
+
+static CURRENT: LazyLock<RwLock<Arc<Snapshot>>> =
+    LazyLock::new(|| RwLock::new(Arc::new(Snapshot::initial())));
+
+/// Held by whoever replaces the snapshot (the main thread for configs, the fetch thread for
+/// fetched keys), so that no change is lost between reading the snapshot and publishing the next.
+static WRITER: Mutex<()> = Mutex::new(());
+
+fn writer() -> MutexGuard<'static, ()> {
+    WRITER.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Set once the module has finished loading. Before that a bad keys file must not stop Redis
 /// from starting (it holds other data), and no thread is started; after it, a bad file is
@@ -47,8 +67,55 @@ pub fn current() -> Arc<Snapshot> {
     CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-fn publish(settings: Settings, keys: Arc<KeySet>) {
-    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { settings, keys });
+/// Which key set a change replaces.
+#[allow(dead_code)] // Uri: the JWKS fetcher's, being integrated
+enum Keys {
+    Same,
+    File(Arc<KeySet>),
+    Uri(Arc<KeySet>),
+}
+
+/// Puts `settings` and the keys in force; call with [`writer`] held. A key set that would serve
+/// a `kid` from two sources is refused and nothing changes. Verifications cached under the old
+/// keys are dropped unless every old key is still there unchanged (an unchanged refresh keeps
+/// every hit).
+fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> {
+    let (file_keys, uri_keys) = match keys {
+        Keys::Same => (old.file_keys.clone(), old.uri_keys.clone()),
+        Keys::File(set) => (set, old.uri_keys.clone()),
+        Keys::Uri(set) => (old.file_keys.clone(), set),
+    };
+    let keys = if uri_keys.is_empty() {
+        file_keys.clone()
+    } else if file_keys.is_empty() {
+        uri_keys.clone()
+    } else {
+        Arc::new(KeySet::union(&file_keys, &uri_keys)?)
+    };
+    let kept = Arc::ptr_eq(&keys, &old.keys) || old.keys.kept_by(&keys);
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
+        settings,
+        keys,
+        file_keys,
+        uri_keys,
+    });
+    if !kept {
+        cache::global().clear(); // a rotated-out key's tokens must fail from now on
+    }
+    Ok(())
+}
+
+/// Puts keys fetched from the identity provider in force (from the fetch thread). Returns
+/// whether anything changed.
+#[allow(dead_code)] // the JWKS fetcher's, being integrated
+pub fn set_uri_keys(set: Arc<KeySet>) -> Result<bool, Error> {
+    let _w = writer();
+    let old = current();
+    if old.uri_keys.same_keys(&set) {
+        return Ok(false);
+    }
+    publish(&old, old.settings.clone(), Keys::Uri(set))?;
+    Ok(true)
 }
 
 fn now_secs() -> i64 {
@@ -73,6 +140,7 @@ fn log_skipped(set: &KeySet) {
 /// config. Whatever changes how a token is judged also empties the verification cache, so no
 /// hit outlives the rules it passed.
 pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
+    let _w = writer();
     let old = current();
     let mut settings = old.settings.clone();
     spec.set(&mut settings, value)?;
@@ -80,26 +148,25 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
     if started {
         config::runtime_change_allowed(spec, &old.settings, &settings)?;
     }
-    let mut keys = old.keys.clone();
+    let refuse = |e: Error| format!("jwtdeny.{}: {}", spec.name, e.message());
+    let mut keys = Keys::Same;
     if spec.effect == Effect::LoadKeys && started {
         // Before the load is over the file is read once, in `start`, after every source of
         // configs has been applied.
-        keys = if settings.keys_file.is_empty() {
-            Arc::default() // explicitly no keys: every token answers NOKEY
+        keys = Keys::File(if settings.keys_file.is_empty() {
+            Arc::default() // explicitly no file keys
         } else {
-            let set = load_keys(&settings.keys_file)
-                .map_err(|e| format!("jwtdeny.{}: {}", spec.name, e.message()))?;
+            let set = load_keys(&settings.keys_file).map_err(refuse)?;
             log_skipped(&set);
             set
-        };
+        });
     }
     let n = |v: i64| usize::try_from(v).unwrap_or(0);
     let (cache_size, pool_size) = (n(settings.verify_cache_size), n(settings.workers));
-    publish(settings, keys);
+    publish(&old, settings, keys).map_err(refuse)?;
     match spec.effect {
-        Effect::None => {}
-        // A rotated-out key's tokens must fail from now on.
-        Effect::ClearCache | Effect::LoadKeys => cache::global().clear(),
+        Effect::None | Effect::LoadKeys => {}
+        Effect::ClearCache => cache::global().clear(),
         Effect::ResizeCache => cache::global().resize(cache_size),
         Effect::ResizeWorkers if started => workers::resize(pool_size),
         Effect::ResizeWorkers => {} // started in `start`, once the load cannot fail any more
@@ -109,6 +176,7 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
 
 /// Re-reads the configured keys file; on any error the old keys stay.
 pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
+    let _w = writer();
     let old = current();
     let path = &old.settings.keys_file;
     if path.is_empty() {
@@ -116,9 +184,8 @@ pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
     }
     let set = load_keys(path)?;
     log_skipped(&set);
-    publish(old.settings.clone(), set.clone());
-    cache::global().clear();
-    Ok(set)
+    publish(&old, old.settings.clone(), Keys::File(set))?;
+    Ok(current().keys.clone())
 }
 
 /// Applies `loadmodule <path> name value …` arguments.
@@ -142,6 +209,7 @@ pub fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
 /// one is configured. A failure to load keys is returned for the log and leaves no keys loaded
 /// (fail closed).
 pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
+    let _w = writer();
     STARTED.store(true, Ordering::Release);
     let old = current();
     let n = |v: i64| usize::try_from(v).unwrap_or(0);
@@ -157,16 +225,16 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
         return Ok(None);
     }
     let set = load_keys(path)?;
-    publish(old.settings.clone(), set.clone());
-    cache::global().clear();
+    publish(&old, old.settings.clone(), Keys::File(set.clone()))?;
     Ok(Some(set))
 }
 
 /// Called on unload, so that a later load starts over as at startup.
 pub fn stop() {
+    let _w = writer();
     STARTED.store(false, Ordering::Release);
     workers::stop(); // no thread of ours may outlive the unloaded code
-    publish(Settings::defaults(), Arc::default());
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot::initial());
 }
 
 /// Registers every row of `config::SPECS` with Redis, then has Redis apply the values from its

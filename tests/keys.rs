@@ -14,11 +14,17 @@ fn key_list(server: &Server) -> BTreeMap<String, (String, BTreeSet<String>)> {
     let mut out = BTreeMap::new();
     for entry in r.array() {
         let f = entry.array();
-        assert_eq!(f.len(), 6, "KEYS LIST entry {entry}");
+        assert_eq!(f.len(), 8, "KEYS LIST entry {entry}");
         // Field names may be status or bulk strings: clients read both as strings.
         assert_eq!(f[0].text(), "kid", "KEYS LIST entry {entry}");
         assert_eq!(f[2].text(), "kty", "KEYS LIST entry {entry}");
         assert_eq!(f[4].text(), "algorithms", "KEYS LIST entry {entry}");
+        assert_eq!(f[6].text(), "source", "KEYS LIST entry {entry}");
+        assert_eq!(
+            f[7].text(),
+            "file",
+            "KEYS LIST entry {entry}: from the keys file"
+        );
         let kid = match &f[1] {
             Reply::Bulk(None) => "(nil)".to_string(),
             other => other.text(),

@@ -118,6 +118,10 @@ impl AlgSet {
         AlgSet(algs.iter().fold(0, |acc, a| acc | Self::bit(*a)))
     }
 
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
     pub fn contains(self, alg: Algorithm) -> bool {
         self.0 & Self::bit(alg) != 0
     }
@@ -128,11 +132,34 @@ impl AlgSet {
 }
 
 /// One usable verification key.
+#[derive(Clone)]
 pub struct Key {
     pub kid: Option<String>,
     pub kty: &'static str,
     pub algorithms: AlgSet,
     pub decoding: DecodingKey,
+    pub source: KeySource,
+    /// SHA-256 of what the key is (kid, kty, algorithms, public or secret members): two loads
+    /// of the same key compare equal without keeping a second copy of its material.
+    fingerprint: [u8; 32],
+}
+
+/// Where a key was loaded from (`JWTDENY.KEYS LIST` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `jwtdeny.keys-file`.
+    File,
+    /// `jwtdeny.jwks-uri` (or the `jwks_uri` of OIDC discovery).
+    Uri,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::File => "file",
+            KeySource::Uri => "uri",
+        }
+    }
 }
 
 impl Key {
@@ -145,8 +172,8 @@ impl Key {
     }
 }
 
-/// The keys loaded from one JWKS file.
-#[derive(Default)]
+/// The keys loaded from one JWKS document, or the union of several (see [`KeySet::union`]).
+#[derive(Default, Clone)]
 pub struct KeySet {
     keys: Vec<Key>,
     by_kid: HashMap<String, usize>,
@@ -219,6 +246,52 @@ impl KeySet {
             ));
         }
         Ok(set)
+    }
+
+    /// Marks every key as coming from `source`.
+    pub fn from_source(mut self, source: KeySource) -> KeySet {
+        for key in &mut self.keys {
+            key.source = source;
+        }
+        self
+    }
+
+    /// The keys of both sets. A `kid` in both is an error: which key it names would depend on
+    /// the order of loading.
+    pub fn union(a: &KeySet, b: &KeySet) -> Result<KeySet, Error> {
+        let mut set = KeySet {
+            skipped: Vec::new(),
+            ..a.clone()
+        };
+        for key in &b.keys {
+            if let Some(kid) = &key.kid {
+                if set.by_kid.insert(kid.clone(), set.keys.len()).is_some() {
+                    return Err(Error::KeysFile(format!(
+                        "kid {} is served by both the keys file and the JWKS URI",
+                        quote(kid)
+                    )));
+                }
+            }
+            set.keys.push(key.clone());
+        }
+        Ok(set)
+    }
+
+    /// Whether every key of `self` is in `newer` unchanged (same kid, type, algorithms and
+    /// material): then nothing `self` verified became false, and verified tokens may stay
+    /// cached. Keys added by `newer` do not matter.
+    pub fn kept_by(&self, newer: &KeySet) -> bool {
+        self.keys.iter().all(|key| {
+            newer
+                .keys
+                .iter()
+                .any(|k| k.fingerprint == key.fingerprint && k.source == key.source)
+        })
+    }
+
+    /// Whether both sets hold exactly the same keys.
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        self.len() == other.len() && self.kept_by(other)
     }
 
     /// Chooses the key for a token whose header names `kid` (if any) and `alg`.
@@ -416,11 +489,33 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
         }
     };
     Ok(Parsed::Key(Key {
+        fingerprint: fingerprint(obj, kty, algorithms),
         kid,
         kty,
         algorithms,
         decoding,
+        source: KeySource::File,
     }))
+}
+
+/// See [`Key`]: the members that make a key what it is, hashed.
+fn fingerprint(obj: &Map<String, Value>, kty: &str, algorithms: AlgSet) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut part = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    part(kty.as_bytes());
+    part(&algorithms.bits().to_be_bytes());
+    for member in ["kid", "crv", "k", "n", "e", "x", "y"] {
+        match obj.get(member).and_then(Value::as_str) {
+            Some(text) => part(text.as_bytes()),
+            None => part(b"\xff"),
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 fn hmac_min_len(alg: Algorithm) -> usize {
@@ -627,6 +722,70 @@ mod tests {
         assert_eq!(parse_alg("hs256"), None);
         assert_eq!(parse_alg("none"), None);
         assert_eq!(AlgSet::ALL.iter().count(), 12);
+    }
+
+    #[test]
+    fn unions_refuse_a_kid_in_both_and_keep_sources() {
+        let file = KeySet::from_json(SHARED.as_bytes()).unwrap();
+        let k = b64(&[7u8; 32]);
+        let uri = jwks(&format!(r#"{{"kty":"oct","kid":"idp-1","k":"{k}"}}"#))
+            .unwrap()
+            .from_source(KeySource::Uri);
+        let both = KeySet::union(&file, &uri).unwrap();
+        assert_eq!(both.len(), 8);
+        let idp = both.select(Some("idp-1"), Algorithm::HS256).unwrap();
+        assert_eq!(idp.source, KeySource::Uri);
+        let rsa = both.select(Some("shared-rsa"), Algorithm::RS256).unwrap();
+        assert_eq!(rsa.source, KeySource::File);
+        let clash = KeySet::from_json(SHARED.as_bytes())
+            .unwrap()
+            .from_source(KeySource::Uri);
+        let e = KeySet::union(&file, &clash).err().unwrap();
+        assert!(e.message().contains("both"), "{e}");
+    }
+
+    #[test]
+    fn key_sets_compare_by_what_their_keys_are() {
+        let k1 = b64(&[7u8; 32]);
+        let k2 = b64(&[8u8; 32]);
+        let one = |kid: &str, k: &str| format!(r#"{{"kty":"oct","kid":"{kid}","k":"{k}"}}"#);
+        let a = jwks(&one("a", &k1)).unwrap();
+        let a_again = jwks(&format!(" {} ", one("a", &k1))).unwrap();
+        assert!(a.same_keys(&a_again) && a.kept_by(&a_again));
+        let a_and_b = jwks(&format!("{},{}", one("a", &k1), one("b", &k2))).unwrap();
+        assert!(a.kept_by(&a_and_b), "adding a key keeps what a verified");
+        assert!(!a.same_keys(&a_and_b));
+        assert!(!a_and_b.kept_by(&a), "removing a key does not");
+        let a_replaced = jwks(&one("a", &k2)).unwrap();
+        assert!(!a.kept_by(&a_replaced), "new material under the same kid");
+        let long = b64(&[7u8; 64]);
+        let every_hs = jwks(&one("a", &long)).unwrap();
+        let hs256_only = jwks(&format!(
+            r#"{{"kty":"oct","kid":"a","alg":"HS256","k":"{long}"}}"#
+        ))
+        .unwrap();
+        assert!(!every_hs.kept_by(&hs256_only), "fewer algorithms");
+        assert!(!a.kept_by(&a.clone().from_source(KeySource::Uri)));
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("jwtdeny-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small.json");
+        std::fs::write(&small, b"{}").unwrap();
+        assert_eq!(
+            read_regular_file(small.to_str().unwrap(), 2).unwrap(),
+            b"{}"
+        );
+        let e = read_regular_file(small.to_str().unwrap(), 1).unwrap_err();
+        assert!(e.contains("over the limit"), "{e}");
+        let e = read_regular_file("/dev/zero", MAX_KEYS_FILE_BYTES).unwrap_err();
+        assert_eq!(e, "not a regular file");
+        let e = read_regular_file(dir.to_str().unwrap(), MAX_KEYS_FILE_BYTES).unwrap_err();
+        assert_eq!(e, "not a regular file");
+        assert!(read_regular_file("/nonexistent/x", 10).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! The module (the cdylib at the repository root) adds storage, caching, configs and commands.
 
 pub mod error;
+pub mod fetch;
 pub mod keys;
 pub mod keyscheme;
 pub mod logout;
