@@ -7,10 +7,12 @@
 //! byte never share one. Eviction is CLOCK (second chance): one reference bit per slot, no list
 //! to maintain on a hit.
 
+use crate::stats::{self, CacheStats};
 use crate::token::Claims;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 pub type Digest = [u8; 16];
@@ -41,34 +43,76 @@ struct Slot {
 
 pub struct Cache {
     key: [u8; 16],
+    /// False when no random key could be drawn: such a cache stays off whatever size it is
+    /// given, rather than run on a guessable key.
+    keyed: bool,
     capacity: usize,
     slots: Vec<Slot>,
     index: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>>,
     hand: usize,
     generation: u64,
-    pub hits: u64,
-    pub misses: u64,
+    /// What the subjects' own allocations take, kept as entries come and go so that the memory
+    /// figure costs no walk over the slots.
+    subject_bytes: usize,
+    /// Where INFO reads this cache's state without taking its lock.
+    stats: &'static CacheStats,
+}
+
+/// What jemalloc, Redis's allocator, hands out for a request of `n` bytes (and what Redis's
+/// `used_memory` counts): 8, then multiples of 16 up to 128, then four size classes per power
+/// of two.
+fn size_class(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1..=8 => 8,
+        9..=128 => n.next_multiple_of(16),
+        _ => {
+            let spacing = 1usize << ((n - 1).ilog2() - 2);
+            n.next_multiple_of(spacing)
+        }
+    }
+}
+
+/// The allocation of a hash table with this `capacity()`: hashbrown keeps a power-of-two
+/// number of buckets (7/8 of them usable), each an entry plus one control byte, and 16 more
+/// control bytes, in one block aligned to 16.
+fn table_bytes(capacity: usize, entry: usize) -> usize {
+    let buckets = match capacity {
+        0 => return 0, // no allocation yet
+        1..=7 => capacity + 1,
+        _ => capacity / 7 * 8,
+    };
+    let group = 16;
+    size_class((buckets * entry).next_multiple_of(group) + buckets + group)
+}
+
+/// The allocation of an `Arc<str>` of `len` bytes: two counters, then the text, rounded up to
+/// their alignment.
+fn subject_bytes(len: usize) -> usize {
+    size_class((2 * std::mem::size_of::<usize>() + len).next_multiple_of(8))
 }
 
 impl Cache {
     pub fn new(capacity: usize) -> Cache {
         let mut secret = [0u8; 16];
-        // Without randomness the cache stays off rather than run on a guessable key.
-        let capacity = if aws_lc_rs::rand::fill(&mut secret).is_ok() {
-            capacity
-        } else {
-            0
-        };
-        Cache {
-            key: secret,
-            capacity,
+        let keyed = aws_lc_rs::rand::fill(&mut secret).is_ok();
+        Cache::with_key(keyed.then_some(secret), capacity, &stats::CACHE)
+    }
+
+    fn with_key(key: Option<[u8; 16]>, capacity: usize, stats: &'static CacheStats) -> Cache {
+        let cache = Cache {
+            key: key.unwrap_or_default(),
+            keyed: key.is_some(),
+            capacity: if key.is_some() { capacity } else { 0 },
             slots: Vec::new(),
             index: HashMap::default(),
             hand: 0,
             generation: 0,
-            hits: 0,
-            misses: 0,
-        }
+            subject_bytes: 0,
+            stats,
+        };
+        cache.publish();
+        cache
     }
 
     pub fn digest(&self, token: &[u8]) -> Digest {
@@ -78,7 +122,7 @@ impl Cache {
     }
 
     pub fn enabled(&self) -> bool {
-        self.capacity > 0
+        self.keyed && self.capacity > 0
     }
 
     pub fn get(&mut self, digest: &Digest) -> Option<Claims> {
@@ -90,17 +134,23 @@ impl Cache {
                 slot.referenced = true;
                 slot.claims.clone()
             });
-        match found {
-            Some(_) => self.hits += 1,
-            None => self.misses += 1,
-        }
+        stats::bump(match found {
+            Some(_) => &self.stats.hits,
+            None => &self.stats.misses,
+        });
         found
     }
 
     pub fn insert(&mut self, digest: Digest, claims: Claims) {
-        if self.capacity == 0 || self.index.contains_key(&digest) {
+        if !self.enabled() || self.index.contains_key(&digest) {
             return;
         }
+        self.place(digest, claims);
+        self.publish();
+    }
+
+    fn place(&mut self, digest: Digest, claims: Claims) {
+        let added = subject_bytes(claims.sub.len());
         if self.slots.len() < self.capacity {
             self.index.insert(digest, self.slots.len());
             self.slots.push(Slot {
@@ -108,6 +158,7 @@ impl Cache {
                 claims,
                 referenced: false,
             });
+            self.subject_bytes += added;
             return;
         }
         // CLOCK: pass over recently used slots once, clearing their bit; evict the first cold one.
@@ -122,12 +173,14 @@ impl Cache {
                 continue;
             }
             self.index.remove(&slot.digest);
+            let evicted = subject_bytes(slot.claims.sub.len());
             *slot = Slot {
                 digest,
                 claims,
                 referenced: false,
             };
             self.index.insert(digest, i);
+            self.subject_bytes = self.subject_bytes.saturating_sub(evicted) + added;
             return;
         }
     }
@@ -138,13 +191,17 @@ impl Cache {
         self.slots.clear();
         self.index.clear();
         self.hand = 0;
+        self.subject_bytes = 0;
+        self.publish();
     }
 
+    /// Sets the bound; a cache without a random key stays off.
     pub fn resize(&mut self, capacity: usize) {
         self.clear();
         self.slots.shrink_to_fit();
         self.index.shrink_to_fit();
-        self.capacity = capacity;
+        self.capacity = if self.keyed { capacity } else { 0 };
+        self.publish();
     }
 
     pub fn len(&self) -> usize {
@@ -155,26 +212,43 @@ impl Cache {
         self.capacity
     }
 
-    /// An estimate of the heap the cache holds, for INFO.
+    /// The heap the cache holds, as the allocator counts it: the slots' and the index's blocks
+    /// with their spare capacity, and each cached subject's own block.
     pub fn memory_bytes(&self) -> usize {
-        let per_index = std::mem::size_of::<(Digest, usize)>() + 1;
-        let subjects: usize = self.slots.iter().map(|s| s.claims.sub.len()).sum();
-        self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.index.capacity() * per_index
-            + subjects
+        size_class(self.slots.capacity() * std::mem::size_of::<Slot>())
+            + table_bytes(
+                self.index.capacity(),
+                std::mem::size_of::<(Digest, usize)>(),
+            )
+            + self.subject_bytes
+    }
+
+    /// Hands the figures INFO shows to its lock-free counters.
+    fn publish(&self) {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        let s = self.stats;
+        s.entries.store(n(self.len()), Relaxed);
+        s.capacity.store(n(self.capacity), Relaxed);
+        s.memory_bytes.store(n(self.memory_bytes()), Relaxed);
     }
 }
 
 /// Sized by `jwtdeny.verify-cache-size` as the module loads.
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(Cache::new(0)));
 
-/// The process-wide cache. A panic while it was held can at worst have left one slot stale, so
-/// a poisoned lock is cleared and reused rather than propagated.
+/// The process-wide cache.
 pub fn global() -> MutexGuard<'static, Cache> {
-    CACHE.lock().unwrap_or_else(|e| {
-        let mut cache = e.into_inner();
-        cache.clear();
-        cache
+    lock(&CACHE)
+}
+
+/// A panic while the cache was held can at worst have left it half-updated: it is emptied once
+/// and the lock marked sound again, rather than propagated (or emptied on every later access).
+fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
+    cache.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.clear();
+        cache.clear_poison();
+        guard
     })
 }
 
@@ -231,6 +305,7 @@ pub fn verified<E>(token: &[u8], verify: impl FnOnce() -> Result<Claims, E>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
 
     fn claims(sub: &str) -> Claims {
         Claims {
@@ -242,28 +317,39 @@ mod tests {
         }
     }
 
+    /// A cache of its own, with counters of its own, as the module's is but for one test.
+    fn cache(capacity: usize) -> Cache {
+        let mut key = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut key).expect("random key");
+        Cache::with_key(Some(key), capacity, Box::leak(Box::default()))
+    }
+
+    fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
     #[test]
     fn hits_and_misses_are_counted() {
-        let mut c = Cache::new(4);
+        let mut c = cache(4);
         let d = c.digest(b"token-a");
         assert_eq!(c.get(&d), None);
         c.insert(d, claims("a"));
         assert_eq!(c.get(&d).map(|c| c.sub), Some("a".into()));
-        assert_eq!((c.hits, c.misses), (1, 1));
+        assert_eq!((read(&c.stats.hits), read(&c.stats.misses)), (1, 1));
     }
 
     #[test]
     fn any_changed_byte_is_another_entry() {
-        let c = Cache::new(4);
+        let c = cache(4);
         assert_ne!(c.digest(b"a.b.c"), c.digest(b"a.b.d"));
         assert_eq!(c.digest(b"a.b.c"), c.digest(b"a.b.c"));
         // Another process (another key) digests differently.
-        assert_ne!(Cache::new(4).digest(b"a.b.c"), c.digest(b"a.b.c"));
+        assert_ne!(cache(4).digest(b"a.b.c"), c.digest(b"a.b.c"));
     }
 
     #[test]
     fn clock_evicts_a_cold_entry_and_keeps_the_bound() {
-        let mut c = Cache::new(3);
+        let mut c = cache(3);
         let ds: Vec<Digest> = (0..3).map(|i| c.digest(&[i])).collect();
         for (i, d) in ds.iter().enumerate() {
             c.insert(*d, claims(&i.to_string()));
@@ -286,7 +372,7 @@ mod tests {
 
     #[test]
     fn zero_capacity_disables_and_clear_forgets() {
-        let mut c = Cache::new(0);
+        let mut c = cache(0);
         let d = c.digest(b"t");
         c.insert(d, claims("a"));
         assert_eq!(c.len(), 0);
@@ -295,5 +381,120 @@ mod tests {
         assert_eq!(c.len(), 1);
         c.clear();
         assert!(c.get(&d).is_none());
+    }
+
+    #[test]
+    fn a_cache_without_a_random_key_stays_off() {
+        let mut c = Cache::with_key(None, 4, Box::leak(Box::default()));
+        assert!(!c.enabled());
+        c.resize(8);
+        assert!(
+            !c.enabled(),
+            "a resize must not turn on a cache with an all-zero key"
+        );
+        assert_eq!(c.capacity(), 0);
+        let d = c.digest(b"t");
+        c.insert(d, claims("a"));
+        assert_eq!(c.len(), 0);
+        assert_eq!(read(&c.stats.capacity), 0);
+    }
+
+    #[test]
+    fn a_poisoned_lock_empties_the_cache_once() {
+        let m = Mutex::new(cache(4));
+        let (a, b) = {
+            let mut c = lock(&m);
+            let (a, b) = (c.digest(b"a"), c.digest(b"b"));
+            c.insert(a, claims("a"));
+            (a, b)
+        };
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = lock(&m);
+                panic!("a bug while the cache is held");
+            })
+            .join()
+        });
+        assert!(panicked.is_err() && m.is_poisoned());
+        {
+            let mut c = lock(&m);
+            assert!(
+                c.get(&a).is_none(),
+                "what the panic may have half-written is gone"
+            );
+            c.insert(b, claims("b"));
+        }
+        assert!(!m.is_poisoned());
+        assert!(lock(&m).get(&b).is_some(), "later accesses keep the cache");
+    }
+
+    #[test]
+    fn the_published_figures_follow_every_change() {
+        let mut c = cache(2);
+        let figures = |c: &Cache| {
+            (
+                read(&c.stats.entries),
+                read(&c.stats.capacity),
+                read(&c.stats.memory_bytes),
+            )
+        };
+        assert_eq!(figures(&c), (0, 2, 0));
+        for (i, sub) in ["a", "b", "a-longer-subject-than-the-others"]
+            .iter()
+            .enumerate()
+        {
+            c.insert(c.digest(&[i as u8]), claims(sub));
+            let n = (i as u64 + 1).min(2);
+            assert_eq!(
+                figures(&c),
+                (n, 2, c.memory_bytes() as u64),
+                "after insert {i}"
+            );
+        }
+        // The evicted "a" is no longer counted; the long subject is, with its 16 bytes of counters.
+        assert_eq!(
+            c.subject_bytes,
+            subject_bytes(1) + subject_bytes(32),
+            "{}",
+            c.subject_bytes
+        );
+        c.clear();
+        assert_eq!(figures(&c).0, 0);
+        assert_eq!(c.subject_bytes, 0);
+        c.resize(5);
+        assert_eq!(figures(&c), (0, 5, 0), "a resize frees the blocks");
+    }
+
+    #[test]
+    fn memory_is_what_the_allocator_hands_out() {
+        let classes = [
+            (1, 8),
+            (8, 8),
+            (9, 16),
+            (17, 32),
+            (128, 128),
+            (129, 160),
+            (257, 320),
+            (14_337, 16_384),
+            (72 << 17, 10 << 20),
+        ];
+        for (n, class) in classes {
+            assert_eq!(size_class(n), class, "size class of {n}");
+        }
+        assert_eq!(subject_bytes(1), 32);
+        assert_eq!(subject_bytes(23), 48);
+        // hashbrown's capacities, read back as bucket counts: 7/8 of a power of two (or one
+        // less than a small one).
+        let mut map: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>> = HashMap::default();
+        assert_eq!(table_bytes(map.capacity(), 24), 0);
+        for i in 0..3000usize {
+            let mut d = [0u8; 16];
+            d[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            map.insert(d, i);
+            let cap = map.capacity();
+            let buckets = if cap < 8 { cap + 1 } else { cap / 7 * 8 };
+            assert!(buckets.is_power_of_two() && buckets > cap, "capacity {cap}");
+        }
+        assert_eq!(table_bytes(229_376, 24), size_class(262_144 * 25 + 16));
     }
 }

@@ -4,6 +4,8 @@
 use crate::cache;
 use crate::denylist::{self, RevokedBy};
 use crate::error::{quote, Error};
+use crate::fetch::Trigger;
+use crate::jwks;
 use crate::keys::alg_name;
 use crate::keyscheme::{subject_key, DenyKeys};
 use crate::log;
@@ -18,9 +20,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
 
-/// Runs a handler so that a bug in it becomes an error reply and a log line. A panic that
-/// crossed into redis-server would abort it, and every client's data with it.
+/// Runs a handler in the denylist's database (the client gets its own back afterwards), so
+/// that a bug in it becomes an error reply and a log line. A panic that crossed into
+/// redis-server would abort it, and every client's data with it.
 pub fn guard(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
+    let _db = denylist::InDb::select(ctx, state::current().settings.db)?;
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(reply) => reply,
         Err(_) => Err(Error::Internal("unexpected failure, see the server log".into()).into()),
@@ -144,16 +148,6 @@ fn locate(
     Ok(checked)
 }
 
-fn verify(
-    ctx: &Context,
-    snap: &Snapshot,
-    token: &RedisString,
-    route: Route,
-    command: &str,
-) -> Result<Checked, Error> {
-    locate(ctx, snap, claims_of(snap, token)?, route, command)
-}
-
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
@@ -203,18 +197,77 @@ fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult 
     };
     // An HMAC takes about a microsecond, less than blocking a client costs: only asymmetric
     // signatures are worth a worker.
-    if workers::running() && !token::is_hmac(token.as_slice()) {
+    // A token whose kid is not loaded may be waiting for a fetch: that is decided inline.
+    if workers::running() && !token::is_hmac(token.as_slice()) && !may_refetch(token, &snap) {
         let (job_snap, job_token) = (snap.clone(), token.as_slice().to_vec());
         let verify = move || authenticate(&job_snap, &job_token);
         if workers::submit(ctx, verify, digest, generation, check_reply) {
             return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
         }
     }
+    stats::count_verification(false);
     let claims = authenticate(&snap, token.as_slice());
     if let (Ok(c), Some(d)) = (&claims, digest) {
         cache::store(d, generation, c);
     }
+    if wait_for_keys(ctx, &claims, token, &snap) {
+        return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
+    }
     finish_check(ctx, &snap, token, with_claims, route, claims)
+}
+
+thread_local! {
+    /// Set while a command runs again after the fetch it waited for: it never waits twice.
+    static REFETCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a token names a `kid` the keys in force lack while keys come from a provider:
+/// fresh keys might then verify it.
+fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
+    !REFETCHED.get()
+        && jwks::configured()
+        && token::header_kid(token.as_slice()).is_some_and(|kid| !snap.keys.has_kid(&kid))
+}
+
+/// After a verification failed for want of the token's key: blocks the client while the
+/// provider's keys are fetched (one fetch shared by every such client, at most one per
+/// `jwtdeny.jwks-cooldown`), if a source is configured and the client may block. Returns
+/// whether it blocked; the command then answers from [`refetched_reply`].
+fn wait_for_keys(
+    ctx: &Context,
+    claims: &Result<Claims, Error>,
+    token: &RedisString,
+    snap: &Snapshot,
+) -> bool {
+    matches!(claims, Err(Error::NoKey(_)))
+        && may_refetch(token, snap)
+        && jwks::await_keys(ctx, Trigger::UnknownKid, refetched_reply, refetched_reply)
+}
+
+/// Reply (and timeout) callback of a command that waited for fresh keys: runs the command
+/// again, on the main thread, with the keys now in force.
+unsafe extern "C" fn refetched_reply(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    let name = args
+        .first()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let handler: Handler = match name.as_str() {
+        "jwtdeny.check" => check,
+        "jwtdeny.kcheck" => kcheck,
+        "jwtdeny.revoke" => revoke,
+        "jwtdeny.krevoke" => krevoke,
+        _ => |_, _| Err(Error::Internal("no command to answer".into()).into()),
+    };
+    REFETCHED.set(true);
+    let reply = guard(&context, args, handler);
+    REFETCHED.set(false);
+    context.reply(reply) as c_int
 }
 
 /// Reply callback of a CHECK or KCHECK whose token a worker verified: runs on the main thread
@@ -246,7 +299,10 @@ unsafe extern "C" fn check_reply(
                 done.result
             }
             // Keys or rules changed while it was queued: judge it by the current ones.
-            _ => claims_of(&snap, token),
+            _ => cache::verified(token.as_slice(), || {
+                stats::count_verification(false);
+                authenticate(&snap, token.as_slice())
+            }),
         };
         finish_check(ctx, &snap, token, with_claims, route, claims)
     });
@@ -291,7 +347,12 @@ pub fn krevoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
-    let outcome = verify(ctx, &snap, token, route, "REVOKE").and_then(|c| {
+    let claims = claims_of(&snap, token);
+    if wait_for_keys(ctx, &claims, token, &snap) {
+        return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
+    }
+    let outcome = claims.and_then(|claims| {
+        let c = locate(ctx, &snap, claims, route, "REVOKE")?;
         if status(ctx, &c)?.is_some() {
             return Ok(false);
         }
@@ -346,6 +407,15 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
             (s.max_lifetime > 0).then(|| (cutoff + s.max_lifetime + s.leeway).saturating_mul(1000));
         (subject_key(&s.prefix, sub), expiry)
     };
+    // Such a cutoff covers only tokens that have expired already; and written with an expiry in
+    // the past, the SET would delete the cutoff in force instead of raising it.
+    if let Some(ms) = expires_at_ms.filter(|ms| *ms <= now_ms()) {
+        return Err(Error::Usage(format!(
+            "AT {cutoff} is too far in the past: its cutoff would expire at {ms} ms (AT + \
+             jwtdeny.max-lifetime + jwtdeny.leeway), and every token it covers has expired"
+        ))
+        .into());
+    }
     check_route(ctx, route, &[&key], "REVOKEALL")?;
     stats::count_revokeall();
     let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;
@@ -421,12 +491,13 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     ))
 }
 
-pub fn keys(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let sub = match args.as_slice() {
-        [_, sub] => sub.to_string_lossy(),
-        _ => return Err(RedisError::WrongArity),
-    };
-    if sub.eq_ignore_ascii_case("RELOAD") {
+/// `KEYS RELOAD`: re-reads the keys file, and refetches the provider's keys, replying (to this
+/// client alone, which waits) once both are done.
+fn reload(ctx: &Context) -> RedisResult {
+    let snap = state::current();
+    let from_file = !snap.settings.keys_file.is_empty();
+    let from_uri = jwks::configured();
+    if from_file || !from_uri {
         let set = state::reload_keys().inspect_err(|e| {
             log::warning(&format!(
                 "jwtdeny: JWTDENY.KEYS RELOAD kept the old keys: {e}"
@@ -435,11 +506,49 @@ pub fn keys(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         log::notice(&format!(
             "jwtdeny: reloaded {} keys from '{}'",
             set.len(),
-            state::current().settings.keys_file
+            snap.settings.keys_file
         ));
-        return Ok(RedisValue::Integer(
-            i64::try_from(set.len()).unwrap_or(i64::MAX),
-        ));
+    }
+    if from_uri && jwks::await_keys(ctx, Trigger::Operator, reloaded_reply, reloaded_reply) {
+        return Ok(RedisValue::NoReply);
+    }
+    Ok(key_count())
+}
+
+fn key_count() -> RedisValue {
+    RedisValue::Integer(i64::try_from(state::current().keys.len()).unwrap_or(i64::MAX))
+}
+
+/// Reply (and timeout) callback of `KEYS RELOAD`: the number of keys now in force, or why the
+/// fetch failed (the previous keys stay).
+unsafe extern "C" fn reloaded_reply(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    let context = Context::new(ctx);
+    let reply = match jwks::outcome(&context) {
+        Some(jwks::Outcome { error: Some(why) }) => Err(Error::Usage(format!(
+            "the JWKS fetch failed, the previous keys stay: {why}"
+        ))
+        .into()),
+        Some(_) => Ok(key_count()),
+        None => Err(Error::Usage(format!(
+            "the JWKS fetch did not finish within jwtdeny.jwks-timeout; {} keys in force",
+            state::current().keys.len()
+        ))
+        .into()),
+    };
+    context.reply(reply) as c_int
+}
+
+pub fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let sub = match args.as_slice() {
+        [_, sub] => sub.to_string_lossy(),
+        _ => return Err(RedisError::WrongArity),
+    };
+    if sub.eq_ignore_ascii_case("RELOAD") {
+        return reload(ctx);
     }
     if sub.eq_ignore_ascii_case("LIST") {
         let list = state::current()

@@ -19,11 +19,25 @@ pub struct Settings {
     pub audience: String,
     pub leeway: i64,
     pub prefix: String,
+    /// The database the denylist lives in, whatever database a client has selected.
+    pub db: i64,
     pub max_token_bytes: i64,
     /// 0: no limit on `exp - iat`, and subject cutoffs never expire.
     pub max_lifetime: i64,
     pub verify_cache_size: i64,
     pub workers: i64,
+    /// `https://` URL of the identity provider's JWKS; `""`: none.
+    pub jwks_uri: String,
+    /// Read the JWKS URL from the issuer's OIDC discovery document.
+    pub discovery: bool,
+    /// Seconds between two successful fetches at most.
+    pub jwks_refresh: i64,
+    /// Seconds between two fetches triggered by unknown `kid`s at least.
+    pub jwks_cooldown: i64,
+    /// Milliseconds one fetch may take, connect to last byte.
+    pub jwks_timeout: i64,
+    /// PEM file of the CAs trusted for the fetch instead of the system's.
+    pub jwks_ca_file: String,
 }
 
 impl Settings {
@@ -65,6 +79,8 @@ pub enum Effect {
     ResizeWorkers,
     /// Where keys come from: load them, and refuse the change if they cannot be loaded.
     LoadKeys,
+    /// How keys are fetched from the identity provider: the fetcher takes the new settings.
+    Source,
 }
 
 /// A config's type, default and bounds, and how it reads and writes [`Settings`].
@@ -81,6 +97,11 @@ pub enum Kind {
         get: fn(&Settings) -> String,
         /// Validates and stores; the error says what is wrong with the value.
         set: fn(&mut Settings, &str) -> Result<(), String>,
+    },
+    Bool {
+        default: bool,
+        get: fn(&Settings) -> bool,
+        set: fn(&mut Settings, bool),
     },
 }
 
@@ -110,6 +131,12 @@ impl Spec {
                 Ok(())
             }
             Kind::Text { set, .. } => set(s, value).map_err(refuse),
+            Kind::Bool { set, .. } => {
+                let b = parse_bool(value)
+                    .ok_or_else(|| refuse(format!("{} is not yes or no", quote(value))))?;
+                set(s, b);
+                Ok(())
+            }
         }
     }
 
@@ -118,6 +145,7 @@ impl Spec {
         match &self.kind {
             Kind::Int { get, .. } => get(s).to_string(),
             Kind::Text { get, .. } => get(s),
+            Kind::Bool { get, .. } => if get(s) { "yes" } else { "no" }.to_string(),
         }
     }
 
@@ -125,6 +153,7 @@ impl Spec {
         match &self.kind {
             Kind::Int { default, .. } => default.to_string(),
             Kind::Text { default, .. } => (*default).to_string(),
+            Kind::Bool { default, .. } => if *default { "yes" } else { "no" }.to_string(),
         }
     }
 }
@@ -132,7 +161,7 @@ impl Spec {
 pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
 /// Every config, in the order `CONFIG GET jwtdeny.*` and the README list them.
-pub static SPECS: [Spec; 10] = [
+pub static SPECS: [Spec; 17] = [
     Spec {
         name: "keys-file",
         kind: Kind::Text {
@@ -218,6 +247,21 @@ pub static SPECS: [Spec; 10] = [
         effect: Effect::None,
     },
     Spec {
+        name: "db",
+        kind: Kind::Int {
+            default: 0,
+            min: 0,
+            // A database index is a C int; whether this server has that many databases is
+            // only known once it runs, and checked at load (`denylist::check_db`).
+            max: i32::MAX as i64 - 1,
+            get: |s| s.db,
+            set: |s, n| s.db = n,
+        },
+        // Another database at runtime would silently un-revoke every token, as a new prefix would.
+        immutable: true,
+        effect: Effect::None,
+    },
+    Spec {
         name: "max-token-bytes",
         kind: Kind::Int {
             default: 8192,
@@ -267,6 +311,85 @@ pub static SPECS: [Spec; 10] = [
         immutable: false,
         effect: Effect::ResizeWorkers,
     },
+    Spec {
+        name: "jwks-uri",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.jwks_uri.clone(),
+            set: |s, v| {
+                if !v.is_empty() {
+                    crate::fetch::check_url(v).map_err(|e| e.to_string())?;
+                }
+                s.jwks_uri = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        effect: Effect::Source,
+    },
+    Spec {
+        name: "discovery",
+        kind: Kind::Bool {
+            default: false,
+            get: |s| s.discovery,
+            set: |s, b| s.discovery = b,
+        },
+        immutable: false,
+        effect: Effect::Source,
+    },
+    Spec {
+        name: "jwks-refresh",
+        kind: Kind::Int {
+            default: 300,
+            min: 10,
+            max: 86_400,
+            get: |s| s.jwks_refresh,
+            set: |s, n| s.jwks_refresh = n,
+        },
+        immutable: false,
+        effect: Effect::Source,
+    },
+    Spec {
+        name: "jwks-cooldown",
+        kind: Kind::Int {
+            default: 30,
+            min: 1,
+            max: 3600,
+            get: |s| s.jwks_cooldown,
+            set: |s, n| s.jwks_cooldown = n,
+        },
+        immutable: false,
+        effect: Effect::Source,
+    },
+    Spec {
+        name: "jwks-timeout",
+        kind: Kind::Int {
+            default: 5000,
+            min: 100,
+            max: 60_000,
+            get: |s| s.jwks_timeout,
+            set: |s, n| s.jwks_timeout = n,
+        },
+        immutable: false,
+        effect: Effect::Source,
+    },
+    Spec {
+        name: "jwks-ca-file",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.jwks_ca_file.clone(),
+            set: |s, v| {
+                // Only looked at (stat never blocks); the fetch thread reads it.
+                if !v.is_empty() && !std::fs::metadata(v).is_ok_and(|m| m.is_file()) {
+                    return Err(format!("{} is not a readable regular file", quote(v)));
+                }
+                s.jwks_ca_file = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        effect: Effect::Source,
+    },
 ];
 
 /// The row of a config, by its name with or without the `jwtdeny.` prefix (module arguments may
@@ -293,6 +416,33 @@ pub fn runtime_change_allowed(spec: &Spec, old: &Settings, new: &Settings) -> Re
         }
     }
     Ok(())
+}
+
+/// Rules between configs, checked once loading is over and on every runtime change.
+pub fn check_combination(s: &Settings) -> Result<(), String> {
+    if s.discovery && !s.jwks_uri.is_empty() {
+        return Err(
+            "jwtdeny.discovery yes reads the JWKS URL from the issuer's discovery \
+                    document: jwtdeny.jwks-uri must be empty"
+                .into(),
+        );
+    }
+    if s.discovery && s.issuer.is_empty() {
+        return Err("jwtdeny.discovery yes needs jwtdeny.issuer".into());
+    }
+    if s.discovery {
+        crate::fetch::discovery_url(&s.issuer)
+            .map_err(|e| format!("jwtdeny.issuer cannot be discovered: {e}"))?;
+    }
+    Ok(())
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "on" => Some(true),
+        "no" | "false" | "0" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// `""` means every algorithm; otherwise a comma-separated list of JOSE names. Case is forgiven

@@ -1,10 +1,90 @@
 //! The denylist's storage: how entries and cutoffs are read and written (their key names are
 //! `keyscheme`'s). An entry holds `1` and expires at the token's own expiry; a cutoff holds the
 //! unix second at or before which every token of its subject is revoked.
+//!
+//! Key names are handed to Redis by pointer and length, never as C strings: a subject is any
+//! JSON string, NUL, CR and LF included, and every subject must be revocable.
 
 use crate::error::{quote, Error};
-use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
+use redis_module::{
+    raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent, RedisString,
+};
 use std::ffi::CString;
+use std::os::raw::c_int;
+
+/// The denylist's database (`jwtdeny.db`) selected for one command, whatever database the client
+/// has selected, so that a revocation made from any database is seen from every other. Dropping
+/// it gives the client its own database back, also when the command failed or panicked. Keys
+/// opened, `RM_Call`s (and so what they replicate) and keyspace events all follow the selection.
+pub struct InDb<'a> {
+    ctx: &'a Context,
+    /// The client's own database, when it is not the denylist's.
+    restore: Option<c_int>,
+}
+
+impl<'a> InDb<'a> {
+    pub fn select(ctx: &'a Context, db: i64) -> Result<InDb<'a>, Error> {
+        let fail = || Error::Internal(format!("cannot select database {db} (jwtdeny.db)"));
+        // SAFETY: plain reads of the API table, filled in before any command runs.
+        let (Some(get), Some(select)) = (unsafe { raw::RedisModule_GetSelectedDb }, unsafe {
+            raw::RedisModule_SelectDb
+        }) else {
+            return Err(fail());
+        };
+        let db = c_int::try_from(db).map_err(|_| fail())?;
+        // SAFETY: main thread, with the live context of a command or of OnLoad.
+        let own = unsafe { get(ctx.get_raw()) };
+        if own == db {
+            return Ok(InDb { ctx, restore: None });
+        }
+        if unsafe { select(ctx.get_raw(), db) } != raw::REDISMODULE_OK as c_int {
+            return Err(fail());
+        }
+        Ok(InDb {
+            ctx,
+            restore: Some(own),
+        })
+    }
+}
+
+impl Drop for InDb<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `select`; the client's own database existed a moment ago.
+        unsafe {
+            if let (Some(own), Some(select)) = (self.restore, raw::RedisModule_SelectDb) {
+                select(self.ctx.get_raw(), own);
+            }
+        }
+    }
+}
+
+/// Whether this server has database `db` for the denylist. Checked once, at load: the number of
+/// databases is the server's own `databases` setting, which cannot change while it runs.
+pub fn check_db(ctx: &Context, db: i64) -> Result<(), String> {
+    if db != 0 && ctx.get_flags().contains(ContextFlags::CLUSTER) {
+        return Err(format!(
+            "jwtdeny.db is {db}, but Redis Cluster has only database 0"
+        ));
+    }
+    if InDb::select(ctx, db).is_ok() {
+        return Ok(());
+    }
+    let options = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("CONFIG", &options, &["GET", "databases"]);
+    let count = match reply {
+        Ok(CallReply::Array(a)) => a.get(1).and_then(|v| match v {
+            Ok(CallReply::String(s)) => s.to_string(),
+            _ => None,
+        }),
+        _ => None,
+    };
+    Err(match count {
+        Some(n) => format!(
+            "jwtdeny.db is {db}, but this server has {n} databases (its `databases` setting)"
+        ),
+        None => format!("jwtdeny.db is {db}, beyond this server's `databases` setting"),
+    })
+}
 
 /// Why a token is revoked, if it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +121,15 @@ pub fn revoked_by(
 }
 
 /// A subject's cutoff: every token it issued at or before this second is revoked.
+///
+/// The value is read with `GET`, never through a key handle: `RM_StringDMA` decodes a value
+/// that is not a raw string in place even for reading, so every CHECK, INSPECT and replica read
+/// would rewrite the integer-encoded value Redis stores a cutoff as. A key handle first answers
+/// cheaply whether there is a cutoff at all, which for most subjects there is not.
 pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
-    let k = ctx.open_key(&ctx.create_string(key));
+    if !contains(ctx, key) {
+        return Ok(None);
+    }
     let foreign = || {
         // Fail closed: a value jwtdeny did not write is reported, never read as "no cutoff".
         Error::Internal(format!(
@@ -50,14 +137,16 @@ pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
             quote(key)
         ))
     };
-    match k.read() {
-        Ok(None) => Ok(None),
-        Ok(Some(bytes)) => std::str::from_utf8(bytes)
+    let options = CallOptionsBuilder::new().errors_as_replies().build();
+    let reply: CallResult = ctx.call_ext("GET", &options, &[key]);
+    match reply {
+        Ok(CallReply::String(value)) => std::str::from_utf8(value.as_bytes())
             .ok()
             .and_then(|s| s.parse::<i64>().ok())
             .map(Some)
             .ok_or_else(foreign),
-        Err(_) => Err(foreign()),
+        Ok(CallReply::Null(_)) => Ok(None),
+        _ => Err(foreign()),
     }
 }
 
@@ -82,7 +171,7 @@ pub fn raise_cutoff(
     ctx.notify_keyspace_event(
         NotifyEvent::MODULE,
         "jwtdeny.revokeall",
-        &ctx.create_string(key),
+        &key_name(ctx, key),
     );
     Ok(at)
 }
@@ -100,7 +189,12 @@ pub fn expire_time_ms(ctx: &Context, key: &str) -> Option<i64> {
 /// Whether an entry exists. Redis's own lookup applies expiry, so a logically expired entry
 /// is not found, on a master and on a replica alike.
 pub fn contains(ctx: &Context, key: &str) -> bool {
-    !ctx.open_key(&ctx.create_string(key)).is_null()
+    !ctx.open_key(&key_name(ctx, key)).is_null()
+}
+
+/// A key name as a Redis string, binary-safe (`Context::create_string` would panic on a NUL).
+fn key_name(ctx: &Context, key: &str) -> RedisString {
+    RedisString::create_from_slice(ctx.get_raw(), key.as_bytes())
 }
 
 /// Adds an entry expiring at `expires_at_ms` (absolute, ms). Returns false when it was there.
@@ -112,11 +206,7 @@ pub fn insert(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Erro
     let at = expires_at_ms.to_string();
     let added = set(ctx, key, &["1", "NX", "PXAT", &at])?;
     if added {
-        ctx.notify_keyspace_event(
-            NotifyEvent::MODULE,
-            "jwtdeny.revoke",
-            &ctx.create_string(key),
-        );
+        ctx.notify_keyspace_event(NotifyEvent::MODULE, "jwtdeny.revoke", &key_name(ctx, key));
     }
     Ok(added)
 }

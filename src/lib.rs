@@ -9,13 +9,14 @@ mod commands;
 mod config;
 mod denylist;
 mod info;
+mod jwks;
 mod log;
 mod state;
 mod stats;
 mod workers;
 
 // The pure core (core/), under the names the module's code uses.
-use jwtdeny_core::{error, keys, keyscheme, token};
+use jwtdeny_core::{error, fetch, keys, keyscheme, token};
 
 use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
@@ -160,7 +161,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     commands::install_panic_hook();
     set_acl_categories(ctx);
     command_info::declare(ctx);
-    let configured = state::register_configs(ctx).and_then(|()| state::apply_module_args(args));
+    let configured = state::register_configs(ctx)
+        .and_then(|()| state::apply_module_args(args))
+        .and_then(|()| denylist::check_db(ctx, state::current().settings.db))
+        .and_then(|()| config::check_combination(&state::current().settings));
     if let Err(e) = configured {
         log::warning(&format!("jwtdeny: refusing to load: {e}"));
         // No OnUnload follows a refused load: undo what was set up, and start nothing.

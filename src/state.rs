@@ -10,13 +10,14 @@
 use crate::cache;
 use crate::config::{self, Effect, Kind, Settings, Spec, SPECS};
 use crate::error::{printable, quote, Error};
+use crate::jwks;
 use crate::keys::KeySet;
 use crate::log;
 use crate::stats;
 use crate::workers;
 use redis_module::configuration::{
-    register_i64_configuration, register_string_configuration, ConfigurationContext,
-    ConfigurationFlags, ConfigurationValue,
+    register_bool_configuration, register_i64_configuration, register_string_configuration,
+    ConfigurationContext, ConfigurationFlags, ConfigurationValue,
 };
 use redis_module::{raw, Context, RedisError, RedisString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -68,11 +69,11 @@ pub fn current() -> Arc<Snapshot> {
 }
 
 /// Which key set a change replaces.
-#[allow(dead_code)] // Uri: the JWKS fetcher's, being integrated
 enum Keys {
     Same,
     File(Arc<KeySet>),
     Uri(Arc<KeySet>),
+    Both(Arc<KeySet>, Arc<KeySet>),
 }
 
 /// Puts `settings` and the keys in force; call with [`writer`] held. A key set that would serve
@@ -84,6 +85,7 @@ fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> 
         Keys::Same => (old.file_keys.clone(), old.uri_keys.clone()),
         Keys::File(set) => (set, old.uri_keys.clone()),
         Keys::Uri(set) => (old.file_keys.clone(), set),
+        Keys::Both(file, uri) => (file, uri),
     };
     let keys = if uri_keys.is_empty() {
         file_keys.clone()
@@ -105,11 +107,17 @@ fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> 
     Ok(())
 }
 
-/// Puts keys fetched from the identity provider in force (from the fetch thread). Returns
-/// whether anything changed.
-#[allow(dead_code)] // the JWKS fetcher's, being integrated
-pub fn set_uri_keys(set: Arc<KeySet>) -> Result<bool, Error> {
+/// Puts keys fetched from the identity provider in force (from the fetch thread), if
+/// `still_current` says, under the writer lock, that they come from the source in force.
+/// Returns whether anything changed.
+pub fn set_uri_keys_if(
+    set: Arc<KeySet>,
+    still_current: impl FnOnce() -> bool,
+) -> Result<bool, Error> {
     let _w = writer();
+    if !still_current() {
+        return Ok(false);
+    }
     let old = current();
     if old.uri_keys.same_keys(&set) {
         return Ok(false);
@@ -147,6 +155,7 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
     let started = STARTED.load(Ordering::Acquire);
     if started {
         config::runtime_change_allowed(spec, &old.settings, &settings)?;
+        config::check_combination(&settings).map_err(|e| format!("jwtdeny.{}: {e}", spec.name))?;
     }
     let refuse = |e: Error| format!("jwtdeny.{}: {}", spec.name, e.message());
     let mut keys = Keys::Same;
@@ -161,11 +170,22 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
             set
         });
     }
+    // Without a source, its keys go at once; a changed source keeps them until its first fetch.
+    let no_source = jwks::SourceConfig::from_settings(&settings).is_none();
+    if no_source && !old.uri_keys.is_empty() {
+        keys = match keys {
+            Keys::File(set) => Keys::Both(set, Arc::default()),
+            _ => Keys::Uri(Arc::default()),
+        };
+    }
     let n = |v: i64| usize::try_from(v).unwrap_or(0);
     let (cache_size, pool_size) = (n(settings.verify_cache_size), n(settings.workers));
     publish(&old, settings, keys).map_err(refuse)?;
+    if started {
+        jwks::configure(&current().settings);
+    }
     match spec.effect {
-        Effect::None | Effect::LoadKeys => {}
+        Effect::None | Effect::LoadKeys | Effect::Source => {}
         Effect::ClearCache => cache::global().clear(),
         Effect::ResizeCache => cache::global().resize(cache_size),
         Effect::ResizeWorkers if started => workers::resize(pool_size),
@@ -220,6 +240,14 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
         }
     }
     workers::resize(n(old.settings.workers));
+    jwks::start();
+    if jwks::configure(&old.settings) {
+        log::notice(&format!(
+            "jwtdeny: fetching keys from the identity provider ({}); until they arrive, tokens \
+             whose key is not otherwise loaded answer NOKEY",
+            jwks::info().uri
+        ));
+    }
     let path = &old.settings.keys_file;
     if path.is_empty() {
         return Ok(None);
@@ -233,7 +261,9 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
 pub fn stop() {
     let _w = writer();
     STARTED.store(false, Ordering::Release);
-    workers::stop(); // no thread of ours may outlive the unloaded code
+    // No thread of ours may outlive the unloaded code.
+    workers::stop();
+    jwks::stop();
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot::initial());
 }
 
@@ -252,6 +282,9 @@ pub fn register_configs(ctx: &Context) -> Result<(), String> {
             } => register_i64_configuration(ctx, spec.name, handle, default, min, max, flags, None),
             Kind::Text { default, .. } => {
                 register_string_configuration(ctx, spec.name, handle, default, flags, None)
+            }
+            Kind::Bool { default, .. } => {
+                register_bool_configuration(ctx, spec.name, handle, default, flags, None)
             }
         }
     }
@@ -335,11 +368,24 @@ impl ConfigurationValue<RedisString> for Handle {
     }
 }
 
+impl ConfigurationValue<bool> for Handle {
+    fn get(&self, _ctx: &ConfigurationContext) -> bool {
+        match self.spec().kind {
+            Kind::Bool { get, .. } => get(&current().settings),
+            Kind::Int { .. } | Kind::Text { .. } => false,
+        }
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, val: bool) -> Result<(), RedisError> {
+        self.set_text(if val { "yes" } else { "no" })
+    }
+}
+
 impl ConfigurationValue<i64> for Handle {
     fn get(&self, _ctx: &ConfigurationContext) -> i64 {
         match self.spec().kind {
             Kind::Int { get, .. } => get(&current().settings),
-            Kind::Text { .. } => 0,
+            Kind::Text { .. } | Kind::Bool { .. } => 0,
         }
     }
 

@@ -28,6 +28,10 @@ pub struct Stats {
     pub last_reload_time: AtomicI64,
     /// 0: never tried, 1: ok, 2: failed (old keys kept).
     pub last_reload_result: AtomicU64,
+    /// CHECK signature verifications done by a worker thread.
+    pub verifications_offloaded: AtomicU64,
+    /// CHECK signature verifications done on the main thread (cache misses only).
+    pub verifications_inline: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -40,9 +44,43 @@ pub static STATS: Stats = Stats {
     revokeall_calls: AtomicU64::new(0),
     last_reload_time: AtomicI64::new(0),
     last_reload_result: AtomicU64::new(0),
+    verifications_offloaded: AtomicU64::new(0),
+    verifications_inline: AtomicU64::new(0),
 };
 
-fn bump(counter: &AtomicU64) {
+/// The verification cache's state, published by the cache on every change so that INFO reads
+/// it without the cache's lock: a crash report may render INFO while that lock is held, and a
+/// walk of up to 16M slots has no place in an INFO call.
+pub struct CacheStats {
+    pub entries: AtomicU64,
+    pub capacity: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub memory_bytes: AtomicU64,
+}
+
+impl CacheStats {
+    pub const fn new() -> CacheStats {
+        CacheStats {
+            entries: AtomicU64::new(0),
+            capacity: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            memory_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        CacheStats::new()
+    }
+}
+
+/// The process-wide cache's.
+pub static CACHE: CacheStats = CacheStats::new();
+
+pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
 }
 
@@ -69,6 +107,15 @@ pub fn count_revoke(outcome: Result<bool, &Error>) {
         Ok(true) => &STATS.revokes_new,
         Ok(false) => &STATS.revokes_already,
         Err(_) => &STATS.revoke_errors,
+    });
+}
+
+/// Counts one CHECK verification by where it ran.
+pub fn count_verification(offloaded: bool) {
+    bump(if offloaded {
+        &STATS.verifications_offloaded
+    } else {
+        &STATS.verifications_inline
     });
 }
 

@@ -5,10 +5,12 @@
 //! blocks its client, a worker verifies the token, and the reply callback — back on the main
 //! thread — does the denylist lookup and the reply. Lookups never leave the main thread, so the
 //! answer is as atomic as the inline path. Where blocking is not allowed (MULTI, Lua, a call
-//! from another module) the command runs inline.
+//! from another module) the command runs inline, and so it does in Redis Cluster (see
+//! [`submit`]).
 
 use crate::cache::Digest;
 use crate::error::Error;
+use crate::stats;
 use crate::token::Claims;
 use redis_module::{raw, Context, ContextFlags};
 use std::os::raw::{c_int, c_void};
@@ -104,6 +106,7 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
             return;
         };
         let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(verify));
+        stats::count_verification(true); // before the unblock, so INFO after the reply shows it
         done.result = verified
             .unwrap_or_else(|_| Err(Error::Internal("verification failed unexpectedly".into())));
         let done = Box::into_raw(Box::new(done));
@@ -119,6 +122,16 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
 
 /// Offloads `verify` if a pool runs and blocking is allowed here. Returns
 /// false when the caller must verify inline.
+///
+/// Never in Redis Cluster. Redis decides that this node serves a command's keys when the
+/// command starts; a blocked client's reply callback runs later, after any number of other
+/// commands, and a `MIGRATE` among them can take the token's entry to another node. The
+/// callback's lookup would then find nothing and answer `1` for a revoked token. Re-checking
+/// ownership there is not possible on Redis 7.0 (no module API tells whether this node would
+/// still serve those keys: slot owner, MIGRATING state and which keys already left), and a
+/// `TRYAGAIN` would only make the client come back and pay for the verification again. So in a
+/// cluster verification and lookup stay one command, inline: shards spread the signature work,
+/// and the verification cache still spares repeats.
 pub fn submit(
     ctx: &Context,
     verify: impl FnOnce() -> Result<Claims, Error> + Send + 'static,
@@ -130,7 +143,8 @@ pub fn submit(
         c_int,
     ) -> c_int,
 ) -> bool {
-    if ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+    let flags = ctx.get_flags();
+    if flags.contains(ContextFlags::DENY_BLOCKING) || flags.contains(ContextFlags::CLUSTER) {
         return false;
     }
     let guard = pool();

@@ -95,14 +95,13 @@ fn has_module_categories(server: &Server) -> bool {
 }
 
 fn server_version(server: &Server) -> String {
-    let text = server.cmd(&["INFO", "server"]).text();
-    let find = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-    };
-    match find("valkey_version:") {
+    let m = info_section(server, "server");
+    match m.get("valkey_version") {
         Some(v) => format!("Valkey {v}"),
-        None => format!("Redis {}", find("redis_version:").unwrap_or_default()),
+        None => format!(
+            "Redis {}",
+            m.get("redis_version").cloned().unwrap_or_default()
+        ),
     }
 }
 

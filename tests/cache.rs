@@ -24,14 +24,6 @@ fn stats(server: &Server) -> Stats {
     }
 }
 
-/// A server whose keys file is a copy of the vectors' JWKS in its own dir, and that path.
-fn server_with_own_keys_file() -> (Server, std::path::PathBuf) {
-    let builder = ServerBuilder::new();
-    let path = builder.dir().join("jwks.json");
-    fs::copy(jwks_path(), &path).expect("copy jwks");
-    (builder.keys_file(&path).start(), path)
-}
-
 fn keys_without(kid: &str) -> Vec<serde_json::Value> {
     jwks()["keys"]
         .as_array()
@@ -180,16 +172,7 @@ fn a_rotated_out_key_fails_after_reload_even_when_cached() {
         "RELOAD without the RSA key",
     );
     assert_eq!(stats(&server).entries, 0, "RELOAD empties the cache");
-    assert_err(
-        &server.check(&rs),
-        "NOKEY",
-        "CHECK RS256 after its key left",
-    );
-    assert_err(
-        &server.revoke(&rs),
-        "NOKEY",
-        "REVOKE RS256 after its key left",
-    );
+    assert_refused(&server, &rs, "NOKEY", "RS256 after its key left");
     assert_int(&server.check(&hs), 1, "CHECK HS256 still fine");
 
     // A failed reload keeps keys and cache alike.
@@ -246,16 +229,7 @@ fn an_expired_cached_token_answers_expired() {
     assert_int(&server.check(&t), 1, "CHECK cached");
     let before = stats(&server);
     sleep_until_after(exp);
-    assert_err(
-        &server.check(&t),
-        "EXPIRED",
-        "CHECK of the cached token past exp",
-    );
-    assert_err(
-        &server.revoke(&t),
-        "EXPIRED",
-        "REVOKE of the cached token past exp",
-    );
+    assert_refused(&server, &t, "EXPIRED", "of the cached token past exp");
     let after = stats(&server);
     assert_eq!(after.hits, before.hits + 2, "both answered from the cache");
     // Leeway is judged on every command, cached or not.
@@ -296,96 +270,46 @@ fn validation_config_changes_empty_the_cache() {
         assert!(stats(&server).entries >= 1, "{what}: cached");
     };
 
+    // Each config, a value the cached token fails, the code it then gets, and the value to go
+    // back to (after which the token is cached again).
+    let changes = [
+        (
+            "issuer",
+            "https://b.example",
+            "BADCLAIMS",
+            Some("https://a.example"),
+        ),
+        ("audience", "web", "BADCLAIMS", Some("api")),
+        ("algorithms", "HS256,ES256", "BADALG", Some("")),
+        ("max-token-bytes", "128", "MALFORMED", Some("8192")),
+        // Last: raising max-lifetime again is refused at runtime (README: Configuration).
+        ("max-lifetime", "600", "BADCLAIMS", None),
+    ];
     check_cached("no issuer");
-    ok(
-        server.config_set("jwtdeny.issuer", "https://b.example"),
-        "issuer b",
-    );
-    assert_eq!(
-        stats(&server).entries,
-        0,
-        "CONFIG SET issuer empties the cache"
-    );
-    assert_err(
-        &server.check(&t),
-        "BADCLAIMS",
-        "cached token under the new issuer",
-    );
-    ok(
-        server.config_set("jwtdeny.issuer", "https://a.example"),
-        "issuer a",
-    );
-    check_cached("issuer a");
-
-    ok(server.config_set("jwtdeny.audience", "web"), "audience web");
-    assert_eq!(
-        stats(&server).entries,
-        0,
-        "CONFIG SET audience empties the cache"
-    );
-    assert_err(
-        &server.check(&t),
-        "BADCLAIMS",
-        "cached token under the new audience",
-    );
-    ok(server.config_set("jwtdeny.audience", "api"), "audience api");
-    check_cached("audience api");
-
-    ok(
-        server.config_set("jwtdeny.algorithms", "HS256,ES256"),
-        "algorithms",
-    );
-    assert_eq!(
-        stats(&server).entries,
-        0,
-        "CONFIG SET algorithms empties the cache"
-    );
-    assert_err(
-        &server.check(&t),
-        "BADALG",
-        "cached RS256 token, RS256 not allowed",
-    );
-    ok(
-        server.config_set("jwtdeny.algorithms", ""),
-        "algorithms all",
-    );
-    check_cached("all algorithms");
-
-    ok(
-        server.config_set("jwtdeny.max-token-bytes", "128"),
-        "max-token-bytes",
-    );
-    assert_eq!(
-        stats(&server).entries,
-        0,
-        "CONFIG SET max-token-bytes empties the cache"
-    );
-    assert_err(
-        &server.check(&t),
-        "MALFORMED",
-        "cached token over max-token-bytes",
-    );
-    ok(
-        server.config_set("jwtdeny.max-token-bytes", "8192"),
-        "max-token-bytes back",
-    );
-    check_cached("max-token-bytes back");
-
-    // Last: raising max-lifetime again is refused at runtime (README: Configuration).
-    ok(
-        server.config_set("jwtdeny.max-lifetime", "600"),
-        "max-lifetime",
-    );
-    assert_eq!(
-        stats(&server).entries,
-        0,
-        "CONFIG SET max-lifetime empties the cache"
-    );
-    assert_err(
-        &server.check(&t),
-        "BADCLAIMS",
-        "cached token over max-lifetime",
-    );
+    for (name, value, code, back) in changes {
+        let config = format!("jwtdeny.{name}");
+        ok(
+            server.config_set(&config, value),
+            &format!("{name} {value}"),
+        );
+        assert_eq!(
+            stats(&server).entries,
+            0,
+            "CONFIG SET {name} empties the cache"
+        );
+        assert_err(
+            &server.check(&t),
+            code,
+            &format!("cached token under {name} {value}"),
+        );
+        if let Some(back) = back {
+            ok(
+                server.config_set(&config, back),
+                &format!("{name} {back:?}"),
+            );
+            check_cached(&format!("{name} {back:?}"));
+        }
+    }
 }
 
 #[test]
@@ -444,4 +368,61 @@ fn size_zero_at_startup() {
             misses: 0
         }
     );
+}
+
+/// `used_memory`, as Redis counts its allocator's blocks.
+fn used_memory(server: &Server) -> i64 {
+    let text = server.cmd(&["INFO", "memory"]).text();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("used_memory:"))
+        .unwrap_or_else(|| panic!("no used_memory in INFO memory:\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// `verify_cache_memory_bytes` is what filling the cache costs the server: the growth of
+/// `used_memory` over 100,000 distinct tokens is the reported figure within 10%. 100,000 is
+/// not a power of two, so the spare capacity of the slots and the index counts too.
+#[test]
+fn the_memory_figure_is_what_the_server_allocates() {
+    const N: usize = 100_000;
+    let server = ServerBuilder::new()
+        .vector_keys()
+        .module_args(&["verify-cache-size", "200000"])
+        .start();
+    let mut conn = server.conn();
+    let before = used_memory(&server);
+    assert_eq!(info_num(&server, "verify_cache_memory_bytes"), 0);
+    // Subjects of assorted lengths, each its own allocation in the cache.
+    let tokens: Vec<String> = (0..N)
+        .map(|i| {
+            let sub = format!("user-{i}@{}.example", "x".repeat(i % 40));
+            mint_default("HS256", &claims(&sub, SOME_IAT, FAR_EXP))
+        })
+        .collect();
+    for batch in tokens.chunks(500) {
+        for t in batch {
+            conn.send(&["JWTDENY.CHECK", t.as_str()]).expect("send");
+        }
+        for _ in batch {
+            assert_int(&conn.read().expect("read"), 1, "CHECK");
+        }
+    }
+    assert_eq!(info_num(&server, "verify_cache_entries"), N as i64);
+    let grown = used_memory(&server) - before;
+    let reported = info_num(&server, "verify_cache_memory_bytes");
+    eprintln!("used_memory grew {grown} bytes, the cache reports {reported}");
+    assert!(
+        (grown - reported).abs() * 10 <= grown,
+        "used_memory grew {grown} bytes, INFO reports {reported}"
+    );
+    // Emptied, it holds no entries but keeps its blocks (a resize frees them).
+    assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 7, "RELOAD");
+    assert_eq!(info_num(&server, "verify_cache_entries"), 0);
+    assert!(info_num(&server, "verify_cache_memory_bytes") > 0);
+    ok(
+        server.config_set("jwtdeny.verify-cache-size", "100"),
+        "size 100",
+    );
+    assert_eq!(info_num(&server, "verify_cache_memory_bytes"), 0);
 }

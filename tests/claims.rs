@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn ok(r: Reply) {
-    assert_eq!(r, Reply::Status("OK".into()));
-}
-
 #[test]
 fn leeway_extends_exp_and_the_stored_expiry() {
     let server = Server::with_vector_keys();
@@ -16,15 +12,13 @@ fn leeway_extends_exp_and_the_stored_expiry() {
     let iat = exp - 600;
     let token = mint_default("HS256", &claims("late", iat, exp));
     assert_eq!(server.config_get("jwtdeny.leeway"), "0", "default leeway");
-    assert_err(&server.check(&token), "EXPIRED", "exp 2 s ago, leeway 0");
-    assert_err(
-        &server.revoke(&token),
-        "EXPIRED",
-        "REVOKE, exp 2 s ago, leeway 0",
-    );
+    assert_refused(&server, &token, "EXPIRED", "exp 2 s ago, leeway 0");
     assert_eq!(server.keys(), Vec::<String>::new());
 
-    ok(server.config_set("jwtdeny.leeway", "10"));
+    ok(
+        server.config_set("jwtdeny.leeway", "10"),
+        "CONFIG SET jwtdeny.leeway 10",
+    );
     assert_eq!(server.config_get("jwtdeny.leeway"), "10");
     assert_int(&server.check(&token), 1, "exp 2 s ago, leeway 10");
     assert_int(&server.revoke(&token), 1, "REVOKE, exp 2 s ago, leeway 10");
@@ -75,14 +69,12 @@ fn leeway_brings_nbf_forward() {
         "EdDSA",
         &json!({"sub": "early", "iat": SOME_IAT, "nbf": nbf, "exp": FAR_EXP}),
     );
-    assert_err(&server.check(&token), "NOTYET", "nbf in 5 s, leeway 0");
-    assert_err(
-        &server.revoke(&token),
-        "NOTYET",
-        "REVOKE, nbf in 5 s, leeway 0",
-    );
+    assert_refused(&server, &token, "NOTYET", "nbf in 5 s, leeway 0");
 
-    ok(server.config_set("jwtdeny.leeway", "10"));
+    ok(
+        server.config_set("jwtdeny.leeway", "10"),
+        "CONFIG SET jwtdeny.leeway 10",
+    );
     assert_int(&server.check(&token), 1, "nbf in 5 s, leeway 10");
 
     let far = mint_default(
@@ -91,7 +83,10 @@ fn leeway_brings_nbf_forward() {
     );
     assert_err(&server.check(&far), "NOTYET", "nbf in 60 s, leeway 10");
 
-    ok(server.config_set("jwtdeny.leeway", "0"));
+    ok(
+        server.config_set("jwtdeny.leeway", "0"),
+        "CONFIG SET jwtdeny.leeway 0",
+    );
     let past = mint_default(
         "EdDSA",
         &json!({"sub": "early", "iat": SOME_IAT, "nbf": now() - 1, "exp": FAR_EXP}),
@@ -118,7 +113,10 @@ fn issuer_must_match_when_configured() {
     );
     assert_int(&server.check(&plain), 1, "no iss, issuer unset");
 
-    ok(server.config_set("jwtdeny.issuer", "https://issuer.example"));
+    ok(
+        server.config_set("jwtdeny.issuer", "https://issuer.example"),
+        "CONFIG SET jwtdeny.issuer https://issuer.example",
+    );
     assert_eq!(
         server.config_get("jwtdeny.issuer"),
         "https://issuer.example"
@@ -143,10 +141,12 @@ fn issuer_must_match_when_configured() {
         "BADCLAIMS",
         "iss as array",
     );
-    assert_err(&server.check(&plain), "BADCLAIMS", "missing iss");
-    assert_err(&server.revoke(&plain), "BADCLAIMS", "REVOKE, missing iss");
+    assert_refused(&server, &plain, "BADCLAIMS", "missing iss");
 
-    ok(server.config_set("jwtdeny.issuer", ""));
+    ok(
+        server.config_set("jwtdeny.issuer", ""),
+        "CONFIG SET jwtdeny.issuer \"\"",
+    );
     assert_int(&server.check(&plain), 1, "no iss after unsetting issuer");
 }
 
@@ -174,7 +174,10 @@ fn audience_must_be_contained_when_configured() {
     );
     assert_int(&server.check(&plain), 1, "no aud, audience unset");
 
-    ok(server.config_set("jwtdeny.audience", "api://svc"));
+    ok(
+        server.config_set("jwtdeny.audience", "api://svc"),
+        "CONFIG SET jwtdeny.audience api://svc",
+    );
     assert_eq!(server.config_get("jwtdeny.audience"), "api://svc");
     assert_int(
         &server.check(with_aud(json!("api://svc"))),
@@ -208,7 +211,10 @@ fn audience_must_be_contained_when_configured() {
         "REVOKE, other aud",
     );
 
-    ok(server.config_set("jwtdeny.audience", ""));
+    ok(
+        server.config_set("jwtdeny.audience", ""),
+        "CONFIG SET jwtdeny.audience \"\"",
+    );
     assert_int(
         &server.check(with_aud(json!("other"))),
         1,
@@ -219,7 +225,10 @@ fn audience_must_be_contained_when_configured() {
 #[test]
 fn algorithms_allowlist() {
     let server = Server::with_vector_keys();
-    ok(server.config_set("jwtdeny.algorithms", "RS256,ES256"));
+    ok(
+        server.config_set("jwtdeny.algorithms", "RS256,ES256"),
+        "CONFIG SET jwtdeny.algorithms RS256,ES256",
+    );
     let got = server.config_get("jwtdeny.algorithms");
     assert!(
         got == "RS256,ES256" || got == "ES256,RS256",
@@ -254,7 +263,10 @@ fn algorithms_allowlist() {
         "excluded alg with unknown kid",
     );
 
-    ok(server.config_set("jwtdeny.algorithms", "EdDSA"));
+    ok(
+        server.config_set("jwtdeny.algorithms", "EdDSA"),
+        "CONFIG SET jwtdeny.algorithms EdDSA",
+    );
     assert_int(&server.check(vector("valid-EdDSA").token), 1, "EdDSA only");
     assert_err(
         &server.check(vector("valid-RS256").token),
@@ -262,7 +274,10 @@ fn algorithms_allowlist() {
         "RS256 after EdDSA only",
     );
 
-    ok(server.config_set("jwtdeny.algorithms", ""));
+    ok(
+        server.config_set("jwtdeny.algorithms", ""),
+        "CONFIG SET jwtdeny.algorithms \"\"",
+    );
     for v in vectors().into_iter().filter(|v| v.expect == "active") {
         assert_int(
             &server.check(&v.token),

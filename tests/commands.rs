@@ -1,10 +1,12 @@
 //! Command surface: arity, hostile input, the order of checks, header handling, metadata.
 
 mod common;
+mod support;
 
 use common::*;
 use jsonwebtoken::EncodingKey;
 use std::time::Duration;
+use support::command_info;
 
 const HS256_HEADER: &str = r#"{"alg":"HS256","kid":"shared-hs256"}"#;
 
@@ -116,15 +118,11 @@ fn non_utf8_tokens_are_malformed() {
         b"a\0b.c\0d.e\0f".to_vec(),
     ];
     for t in &cases {
-        assert_err(
-            &server.check(t),
+        assert_refused(
+            &server,
+            t,
             "MALFORMED",
-            &format!("CHECK {:?}", String::from_utf8_lossy(t)),
-        );
-        assert_err(
-            &server.revoke(t),
-            "MALFORMED",
-            &format!("REVOKE {:?}", String::from_utf8_lossy(t)),
+            &format!("{:?}", String::from_utf8_lossy(t)),
         );
     }
 }
@@ -169,8 +167,7 @@ fn max_token_bytes_boundary_at_the_default() {
     let at = token_of_len(8192);
     let over = token_of_len(8193);
     assert_int(&server.check(&at), 1, "8192-byte token");
-    assert_err(&server.check(&over), "MALFORMED", "8193-byte token");
-    assert_err(&server.revoke(&over), "MALFORMED", "REVOKE 8193-byte token");
+    assert_refused(&server, &over, "MALFORMED", "8193-byte token");
 }
 
 #[test]
@@ -261,8 +258,7 @@ fn checks_happen_in_the_documented_order() {
         ),
     ];
     for (token, code, what) in &cases {
-        assert_err(&server.check(token), code, what);
-        assert_err(&server.revoke(token), code, what);
+        assert_refused(&server, token, code, what);
     }
     assert_eq!(server.keys(), Vec::<String>::new());
 }
@@ -434,8 +430,7 @@ fn unusable_claims_are_badclaims() {
     ];
     for p in payloads {
         let token = sign_raw("HS256", HS256_HEADER, p);
-        assert_err(&server.check(&token), "BADCLAIMS", p);
-        assert_err(&server.revoke(&token), "BADCLAIMS", p);
+        assert_refused(&server, &token, "BADCLAIMS", p);
     }
     assert_eq!(server.keys(), Vec::<String>::new());
 }
@@ -507,14 +502,7 @@ fn server_survives_hostile_input() {
 }
 
 fn command_flags(server: &Server, name: &str) -> Vec<String> {
-    let r = server.cmd(&["COMMAND", "INFO", name]);
-    let entry = r
-        .array()
-        .first()
-        .unwrap_or_else(|| panic!("COMMAND INFO {name}: {r}"));
-    let fields = entry.array();
-    assert_eq!(fields[0].text(), name, "COMMAND INFO {name}: {r}");
-    fields[2].array().iter().map(Reply::text).collect()
+    command_info(server, name).flags
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! The denylist key scheme `<prefix>{<enc(sub)>}:<iat>` and its absolute expiry.
 
 mod common;
+mod support;
 
 use common::*;
 use serde_json::json;
+use support::{bulk, inspect};
 
 /// Revokes a fresh HS256 token with these claims and returns the keys now stored.
 fn revoke_and_list(server: &Server, payload: &str) -> Vec<String> {
@@ -96,6 +98,27 @@ fn fractional_iat_and_exp_are_floored() {
     );
 }
 
+/// The flooring is the documented rule for `exp` (README: Errors): `exp` `X.9` is EXPIRED from
+/// `X.000`, early rather than late, and no entry is stored for it.
+#[test]
+fn a_fractional_exp_expires_at_its_whole_second() {
+    let server = Server::with_vector_keys();
+    let exp = now();
+    let payload = format!(r#"{{"sub":"frac-exp","iat":{SOME_IAT},"exp":{exp}.9}}"#);
+    let token = sign_raw("HS256", r#"{"alg":"HS256","kid":"shared-hs256"}"#, &payload);
+    assert_err(
+        &server.check(&token),
+        "EXPIRED",
+        "CHECK of exp X.9 within second X",
+    );
+    assert_err(
+        &server.revoke(&token),
+        "EXPIRED",
+        "REVOKE of exp X.9 within second X",
+    );
+    assert_eq!(server.keys(), Vec::<String>::new());
+}
+
 /// Tokens that differ only in other claims (jti, extra data) share the key of (sub, iat).
 #[test]
 fn key_depends_on_sub_and_iat_only() {
@@ -165,4 +188,149 @@ fn revoked_token_never_checks_active_while_it_expires() {
     );
     assert_eq!(server.pexpiretime(&key), -2, "key still there after exp");
     assert_eq!(server.keys(), Vec::<String>::new());
+}
+
+/// A subject as the key scheme writes it: only `%`, `{` and `}` are encoded.
+fn encoded(sub: &str) -> String {
+    sub.replace('%', "%25")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+}
+
+/// Any `sub` a JSON string can hold is revocable, byte for byte: NUL, CR/LF (RESP framing),
+/// printf specifiers, control and unusual characters, very long text. Key names reach Redis by
+/// pointer and length; a C string would have cut them at the NUL, or panicked.
+#[test]
+fn any_subject_is_revocable_byte_for_byte() {
+    let server = ServerBuilder::new()
+        .vector_keys()
+        .conf("jwtdeny.max-token-bytes 1048576")
+        .aof()
+        .start();
+    let subs = [
+        "a\0b".to_string(),
+        "\0".to_string(),
+        "a\r\nb".to_string(),
+        "\r\n*1\r\n$4\r\nPING\r\n".to_string(),
+        "%n%n%n%s%s%x".to_string(),
+        "\u{0}%n{\u{0}}\u{7f}".to_string(),
+        "\u{fffd}\u{ffff}\u{10ffff}\u{feff}".to_string(),
+        "\u{1}\u{1b}[31m\u{85}\u{2028}".to_string(),
+        "long-".repeat(40_000),
+    ];
+    for (n, sub) in subs.iter().enumerate() {
+        let shown: String = sub.escape_debug().take(40).collect();
+        let what = |step: &str| format!("{step}, sub {shown:?}");
+        let iat = SOME_IAT + 10 * n as i64;
+        let entry = format!("jwtdeny:{{{}}}:{iat}", encoded(sub));
+        let subject = format!("jwtdeny:{{{}}}", encoded(sub));
+        let t = mint_default("HS256", &claims(sub, iat, FAR_EXP));
+
+        assert_int(&server.check(&t), 1, &what("CHECK"));
+        assert_int(&server.revoke(&t), 1, &what("REVOKE"));
+        assert_int(&server.check(&t), 0, &what("CHECK after REVOKE"));
+        assert_int(&server.revoke(&t), 0, &what("REVOKE again"));
+        assert_int(
+            &server.cmd(&["EXISTS", &entry]),
+            1,
+            &what("EXISTS of the exact key"),
+        );
+        let keys = server.cmd(&["KEYS", "*"]);
+        assert!(
+            keys.array().contains(&bulk(&entry)),
+            "{}: KEYS lacks the exact key",
+            what("KEYS")
+        );
+        assert_eq!(
+            server.pexpiretime(&entry),
+            FAR_EXP * 1000,
+            "{}",
+            what("expiry")
+        );
+        let i = inspect(&server, &t);
+        assert_eq!(i["status"], bulk("revoked"), "{}", what("INSPECT"));
+        assert_eq!(i["sub"], bulk(sub), "{}", what("INSPECT sub"));
+        assert_eq!(i["key"], bulk(&entry), "{}", what("INSPECT key"));
+        assert_eq!(i["expires_at_ms"], Reply::Int(FAR_EXP * 1000));
+        let with = server.cmd(&["JWTDENY.CHECK", &t, "WITHCLAIMS"]);
+        assert_eq!(
+            with,
+            Reply::Array(Some(vec![Reply::Int(0), Reply::Bulk(None)]))
+        );
+
+        // The keyed forms, with the derived keys.
+        assert_int(
+            &server.cmd(&["JWTDENY.KCHECK", &entry, &subject, &t]),
+            0,
+            &what("KCHECK"),
+        );
+        let t2 = mint_default("HS256", &claims(sub, iat + 1, FAR_EXP));
+        let entry2 = format!("jwtdeny:{{{}}}:{}", encoded(sub), iat + 1);
+        assert_int(
+            &server.cmd(&["JWTDENY.KCHECK", &entry2, &subject, &t2]),
+            1,
+            &what("KCHECK of another iat"),
+        );
+        assert_int(
+            &server.cmd(&["JWTDENY.KREVOKE", &entry2, &subject, &t2]),
+            1,
+            &what("KREVOKE"),
+        );
+        assert_int(&server.check(&t2), 0, &what("CHECK after KREVOKE"));
+        assert_int(&server.cmd(&["EXISTS", &entry2]), 1, &what("EXISTS"));
+
+        // Subject cutoffs: REVOKEALL takes the subject as an argument.
+        let t3 = mint_default("HS256", &claims(sub, iat + 2, FAR_EXP));
+        assert_int(&server.check(&t3), 1, &what("CHECK before REVOKEALL"));
+        let at = (iat + 2).to_string();
+        assert_int(
+            &server.cmd(&["JWTDENY.REVOKEALL", sub, "AT", &at]),
+            iat + 2,
+            &what("REVOKEALL"),
+        );
+        assert_int(&server.check(&t3), 0, &what("CHECK after REVOKEALL"));
+        assert_eq!(server.cmd(&["GET", &subject]).text(), at, "{}", what("GET"));
+        let i = inspect(&server, &t3);
+        assert_eq!(i["revoked_by"], bulk("subject"), "{}", what("INSPECT"));
+        let later = (iat + 3).to_string();
+        assert_int(
+            &server.cmd(&["JWTDENY.KREVOKEALL", &subject, sub, "AT", &later]),
+            iat + 3,
+            &what("KREVOKEALL"),
+        );
+        assert_eq!(server.cmd(&["GET", &subject]).text(), later);
+    }
+    // The AOF has the exact key names too.
+    let aof = server.aof_commands();
+    let entry = format!("jwtdeny:{{a\0b}}:{SOME_IAT}");
+    assert!(
+        aof.iter()
+            .any(|c| c[0].eq_ignore_ascii_case("SET") && c[1] == entry),
+        "no SET of {entry:?} in the AOF"
+    );
+    assert!(
+        server.log().lines().all(|l| !l.contains("internal error")),
+        "{}",
+        server.log()
+    );
+}
+
+/// A payload that is not valid JSON text (a lone surrogate escape) is a MALFORMED token, and a
+/// REVOKEALL subject that is not UTF-8 (no token can carry it) a usage error: never an internal
+/// error.
+#[test]
+fn unusable_subjects_get_their_own_errors() {
+    let server = Server::with_vector_keys();
+    let lone = sign_raw(
+        "HS256",
+        r#"{"alg":"HS256","kid":"shared-hs256"}"#,
+        r#"{"sub":"a\ud800b","iat":1767225600,"exp":4102444800}"#,
+    );
+    assert_err(&server.check(&lone), "MALFORMED", "lone surrogate in sub");
+    let r = server.cmd(&[b"JWTDENY.REVOKEALL".as_slice(), b"a\xffb"]);
+    assert_eq!(
+        r.error(),
+        Some("ERR sub must be a non-empty UTF-8 string"),
+        "REVOKEALL of a non-UTF-8 subject"
+    );
 }

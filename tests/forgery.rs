@@ -15,8 +15,6 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNIN
 use common::*;
 use serde_json::{json, Value};
 
-const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// The order n of P-256, big-endian.
 const P256_N: &str = "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551";
 /// The order n of P-384, big-endian.
@@ -87,11 +85,22 @@ fn hmac_token(alg: &str, secret: &[u8], header: &Value, payload: &Value) -> Stri
 }
 
 fn hs256_secret() -> Vec<u8> {
-    std::fs::read(vectors_dir().join("private/shared-hs256.key")).expect("hs256 secret")
+    private_key("shared-hs256.key")
 }
 
 fn live_claims(sub: &str) -> Value {
     claims(sub, now() - 60, FAR_EXP)
+}
+
+/// A live HS* token keyed with `secret` (an RSA public key's bytes, in the key-confusion
+/// attack), naming the RSA key's kid or no kid.
+fn confused_token(alg: &str, secret: &[u8], kid_rsa: bool) -> String {
+    let header = if kid_rsa {
+        json!({"alg": alg, "kid": "shared-rsa"})
+    } else {
+        json!({"alg": alg})
+    };
+    hmac_token(alg, secret, &header, &live_claims("forge-confusion"))
 }
 
 /// One command on a fresh connection; a reply that cannot be read (the server died, or sent
@@ -129,10 +138,6 @@ fn refused(server: &Server, token: &str, code: &str, attack: &str) {
         text.bytes().all(|b| (0x20..0x7f).contains(&b)),
         "{attack}: the error reply is not printable ASCII: {text:?}"
     );
-}
-
-fn dbsize(server: &Server) -> i64 {
-    server.cmd(&["DBSIZE"]).int()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ fn alg_none_in_every_case_spelling_is_badalg() {
             );
         }
     }
-    assert_eq!(dbsize(&server), 0, "alg none wrote something");
+    assert_eq!(server.dbsize(), 0, "alg none wrote something");
 }
 
 #[test]
@@ -225,37 +230,28 @@ fn hmac_signed_with_the_rsa_public_key_is_refused() {
     let server = Server::with_vector_keys();
     for (what, secret) in &secrets {
         for alg in ["HS256", "HS384", "HS512"] {
-            let payload = live_claims("forge-confusion");
-            let t = hmac_token(
-                alg,
-                secret,
-                &json!({"alg": alg, "kid": "shared-rsa"}),
-                &payload,
-            );
             refused(
                 &server,
-                &t,
+                &confused_token(alg, secret, true),
                 "BADALG",
                 &format!("{alg} keyed with {what}, kid shared-rsa"),
             );
             // Without a kid the only HS key is our real HMAC key: the signature fails.
-            let t = hmac_token(alg, secret, &json!({"alg": alg}), &payload);
             refused(
                 &server,
-                &t,
+                &confused_token(alg, secret, false),
                 "BADSIG",
                 &format!("{alg} keyed with {what}, no kid"),
             );
         }
     }
-    assert_eq!(dbsize(&server), 0);
+    assert_eq!(server.dbsize(), 0);
     drop(server);
 
     // With only the RSA key loaded, no kid: no key serves HS*, so NOKEY (never the RSA key).
-    let builder = ServerBuilder::new();
-    let path = builder.dir().join("rsa-only.json");
-    write_jwks(&path, &[jwk("shared-rsa")]);
-    let server = builder.keys_file(&path).start();
+    let server = ServerBuilder::new()
+        .jwks("rsa-only.json", &[jwk("shared-rsa")])
+        .start();
     let good = mint("RS256", Some("shared-rsa"), &live_claims("forge-confusion"));
     assert_int(
         &server.check(&good),
@@ -264,29 +260,21 @@ fn hmac_signed_with_the_rsa_public_key_is_refused() {
     );
     for (what, secret) in &secrets {
         for alg in ["HS256", "HS384", "HS512"] {
-            let payload = live_claims("forge-confusion");
-            let t = hmac_token(alg, secret, &json!({"alg": alg}), &payload);
             refused(
                 &server,
-                &t,
+                &confused_token(alg, secret, false),
                 "NOKEY",
                 &format!("RSA-only keys: {alg} keyed with {what}, no kid"),
             );
-            let t = hmac_token(
-                alg,
-                secret,
-                &json!({"alg": alg, "kid": "shared-rsa"}),
-                &payload,
-            );
             refused(
                 &server,
-                &t,
+                &confused_token(alg, secret, true),
                 "BADALG",
                 &format!("RSA-only keys: {alg} keyed with {what}, kid shared-rsa"),
             );
         }
     }
-    assert_eq!(dbsize(&server), 0);
+    assert_eq!(server.dbsize(), 0);
 }
 
 #[test]
@@ -373,7 +361,7 @@ fn kid_injection_is_nokey() {
         other => panic!("the module connected to a URL kid: {other:?}"),
     }
     assert_eq!(server.cmd(&["EXISTS", "pwned"]).int(), 0);
-    assert_eq!(dbsize(&server), 0);
+    assert_eq!(server.dbsize(), 0);
 }
 
 #[test]
@@ -456,7 +444,7 @@ fn embedded_keys_and_key_urls_are_never_used() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("the module fetched a jku/x5u URL: {other:?}"),
     }
-    assert_eq!(dbsize(&server), 0);
+    assert_eq!(server.dbsize(), 0);
 }
 
 /// A revoked ECDSA token re-encoded as (r, n − s): still the same claims, so still revoked.
@@ -475,7 +463,7 @@ fn ecdsa_malleability(alg: &str, order_hex: &str) {
         0,
         &format!("the revoked {alg} token"),
     );
-    let keys = dbsize(&server);
+    let keys = server.dbsize();
 
     let sig = sig_of(&revoked);
     assert_eq!(sig.len(), 2 * size, "{alg} signature is r||s");
@@ -502,7 +490,7 @@ fn ecdsa_malleability(alg: &str, order_hex: &str) {
         Reply::Int(1),
         "{alg} (r, n-s) twin made a second entry"
     );
-    assert_eq!(dbsize(&server), keys, "{alg} (r, n-s) twin wrote a key");
+    assert_eq!(server.dbsize(), keys, "{alg} (r, n-s) twin wrote a key");
 
     // The same for a live token: the twin is the same token (1) or refused, never another one.
     let live = mint_default(alg, &live_claims(&format!("forge-malleable-live-{alg}")));
@@ -622,7 +610,7 @@ fn crit_with_unknown_extensions_is_malformed() {
             &format!("correctly signed header {header}"),
         );
     }
-    assert_eq!(dbsize(&server), 0);
+    assert_eq!(server.dbsize(), 0);
 }
 
 /// Sets the unused low bits of a base64url segment's last character; `None` if it has none.
@@ -705,7 +693,7 @@ fn non_canonical_base64_is_malformed() {
             refused(&server, &t, "MALFORMED", &format!("{state} token, {what}"));
         }
     }
-    assert_eq!(dbsize(&server), 1, "only the real revocation is stored");
+    assert_eq!(server.dbsize(), 1, "only the real revocation is stored");
 }
 
 #[test]
@@ -753,5 +741,32 @@ fn duplicate_members_are_malformed() {
             &format!("correctly signed token with a {what}"),
         );
     }
-    assert_eq!(dbsize(&server), 0);
+    assert_eq!(server.dbsize(), 0);
+}
+
+/// Only the members jwtdeny reads must be unique (README: Errors): a duplicate of another member
+/// is the application's affair, while `nbf`, `iss` and `aud` are read, and so must be unique,
+/// even when no config asks for them.
+#[test]
+fn duplicates_matter_only_for_members_jwtdeny_reads() {
+    let server = Server::with_vector_keys();
+    let (iat, exp) = (now() - 60, FAR_EXP);
+    let t = sign_raw(
+        "HS256",
+        r#"{"alg":"HS256","typ":"JWT","typ":"x","kid":"shared-hs256"}"#,
+        &format!(r#"{{"sub":"dup","iat":{iat},"exp":{exp},"jti":"1","jti":"2"}}"#),
+    );
+    assert_int(&server.check(&t), 1, "duplicate typ and jti");
+    for member in [
+        r#""aud":"a","aud":"b""#,
+        r#""iss":"a","iss":"b""#,
+        r#""nbf":1,"nbf":2"#,
+    ] {
+        let t = sign_raw(
+            "HS256",
+            r#"{"alg":"HS256","kid":"shared-hs256"}"#,
+            &format!(r#"{{"sub":"dup","iat":{iat},"exp":{exp},{member}}}"#),
+        );
+        assert_err(&server.check(&t), "MALFORMED", member);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 
 /// Every field the section must have, in the documented order.
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 25] = [
     "checks_active",
     "checks_revoked",
     "checks_malformed",
@@ -35,24 +35,12 @@ const FIELDS: [&str; 23] = [
     "verify_cache_hits",
     "verify_cache_misses",
     "verify_cache_memory_bytes",
+    "verifications_offloaded",
+    "verifications_inline",
 ];
 
-const COUNTERS: [&str; 14] = [
-    "checks_active",
-    "checks_revoked",
-    "checks_malformed",
-    "checks_badalg",
-    "checks_nokey",
-    "checks_badsig",
-    "checks_badclaims",
-    "checks_expired",
-    "checks_notyet",
-    "checks_other_errors",
-    "revokes_new",
-    "revokes_already",
-    "revokes_errors",
-    "revokeall_calls",
-];
+/// The counters: the first fields of the section.
+const COUNTERS: &[&str] = FIELDS.split_at(14).0;
 
 fn counters(server: &Server) -> BTreeMap<String, i64> {
     let m = info(server);
@@ -67,34 +55,18 @@ fn counters(server: &Server) -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// A server whose keys file is a copy of the vectors' JWKS in its own dir (so a test can
-/// break or rotate it), and that path.
-fn server_with_own_keys_file() -> (Server, std::path::PathBuf) {
-    let builder = ServerBuilder::new();
-    let path = builder.dir().join("jwks.json");
-    fs::copy(jwks_path(), &path).expect("copy jwks");
-    (builder.keys_file(&path).start(), path)
-}
-
 #[test]
 fn section_has_every_field_in_order() {
     let t0 = now();
     let (server, path) = server_with_own_keys_file();
     let text = server.cmd(&["INFO", "jwtdeny"]).text();
-    let names: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("jwtdeny_"))
-        .map(|l| {
-            l.split(':')
-                .next()
-                .unwrap()
-                .trim_start_matches("jwtdeny_")
-                .to_string()
-        })
+    let names: Vec<String> = info_pairs(&text)
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix("jwtdeny_").map(str::to_string))
         .collect();
     assert_eq!(names, FIELDS.to_vec(), "INFO jwtdeny fields:\n{text}");
     let m = info(&server);
-    for c in COUNTERS {
+    for &c in COUNTERS {
         assert_eq!(m[c], "0", "{c} at start");
     }
     assert_eq!(m["keys_loaded"], "7");
@@ -421,4 +393,39 @@ fn info_never_shows_key_material() {
             );
         }
     }
+}
+
+/// A crash report renders the section from lock-free counters only (the crash may come while
+/// a lock is held, on any thread): every field but the two read from the live snapshot.
+#[test]
+fn a_crash_report_shows_the_counters_and_takes_no_lock() {
+    let server = Server::with_vector_keys();
+    let t = mint_default("ES256", &claims("crash-report", SOME_IAT, FAR_EXP));
+    assert_int(&server.check(&t), 1, "CHECK");
+    assert_int(&server.check(&t), 1, "CHECK, cached");
+    let mut conn = server.conn();
+    let _ = conn.try_cmd(&["DEBUG", "SEGFAULT"]); // no reply: the server crashes
+    wait_until("the crash report", ASYNC_DEADLINE, || {
+        server.log().contains("jwtdeny_verifications_inline:")
+    });
+    let log = server.log();
+    let section: Vec<(&str, &str)> = log
+        .lines()
+        .skip_while(|l| l.trim() != "# jwtdeny")
+        .skip(1)
+        .take_while(|l| l.starts_with("jwtdeny_"))
+        .filter_map(|l| l.trim().strip_prefix("jwtdeny_")?.split_once(':'))
+        .collect();
+    let names: Vec<&str> = section.iter().map(|(n, _)| *n).collect();
+    let want: Vec<&str> = FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !["keys_loaded", "keys_file"].contains(f))
+        .collect();
+    assert_eq!(names, want, "the crash report's jwtdeny section:\n{log}");
+    let value = |name: &str| section.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    assert_eq!(value("checks_active"), Some("2"));
+    assert_eq!(value("verify_cache_entries"), Some("1"));
+    assert_eq!(value("verify_cache_hits"), Some("1"));
+    assert_eq!(value("verifications_inline"), Some("1"));
 }

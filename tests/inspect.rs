@@ -8,10 +8,6 @@ use common::*;
 use serde_json::json;
 use support::*;
 
-fn int(i: i64) -> Reply {
-    Reply::Int(i)
-}
-
 /// Asserts every field of an INSPECT reply, with `reason` only checked for (non-)nil.
 #[track_caller]
 fn assert_fields(got: &std::collections::BTreeMap<String, Reply>, want: &[(&str, Reply)]) {
@@ -295,17 +291,10 @@ fn inspect_changes_nothing() {
 
     let keys_before = server.keys();
     let expiries_before: Vec<i64> = keys_before.iter().map(|k| server.pexpiretime(k)).collect();
-    let dbsize_before = server.cmd(&["DBSIZE"]).int();
+    let dbsize_before = server.dbsize();
     let info_before = info(&server);
-    let stats_before = server.cmd(&["INFO", "stats"]).text();
-    let dirty = |s: &Server| -> String {
-        s.cmd(&["INFO", "persistence"])
-            .text()
-            .lines()
-            .find(|l| l.starts_with("rdb_changes_since_last_save:"))
-            .unwrap_or("")
-            .to_string()
-    };
+    let expired_before = info_field(&server, "stats", "expired_keys");
+    let dirty = |s: &Server| info_field(s, "persistence", "rdb_changes_since_last_save");
     let dirty_before = dirty(&server);
 
     for _ in 0..3 {
@@ -325,30 +314,21 @@ fn inspect_changes_nothing() {
     assert_eq!(server.keys(), keys_before, "keys");
     let expiries_after: Vec<i64> = keys_before.iter().map(|k| server.pexpiretime(k)).collect();
     assert_eq!(expiries_after, expiries_before, "expiries");
-    assert_eq!(server.cmd(&["DBSIZE"]).int(), dbsize_before, "DBSIZE");
+    assert_eq!(server.dbsize(), dbsize_before, "DBSIZE");
     assert_eq!(info(&server), info_before, "INFO jwtdeny counters");
     assert_eq!(dirty(&server), dirty_before, "writes since last save");
     // keyspace hits/misses may move (INSPECT reads keys), but nothing is written or expired.
-    let expired_keys = |text: &str| {
-        text.lines()
-            .find(|l| l.starts_with("expired_keys:"))
-            .unwrap_or("")
-            .to_string()
-    };
     assert_eq!(
-        expired_keys(&server.cmd(&["INFO", "stats"]).text()),
-        expired_keys(&stats_before)
+        info_field(&server, "stats", "expired_keys"),
+        expired_before,
+        "expired_keys"
     );
 }
 
 #[test]
 fn inspect_works_on_a_replica() {
     let master = Server::with_vector_keys();
-    let replica = ServerBuilder::new()
-        .vector_keys()
-        .replica_of(&master)
-        .start();
-    wait_for_link(&replica);
+    let replica = ServerBuilder::new().vector_keys().start_replica_of(&master);
     let v = vector("valid-PS512");
     assert_int(&master.revoke(&v.token), 1, "REVOKE");
     assert_int(&master.cmd(&["WAIT", "1", "5000"]), 1, "WAIT");

@@ -174,10 +174,10 @@ fn key_material_never_appears() {
 
 #[test]
 fn reload_with_a_rotated_file() {
-    let builder = ServerBuilder::new();
-    let keys_path = builder.dir().join("keys.json");
-    write_jwks(&keys_path, &[jwk("shared-hs256"), jwk("shared-es256")]);
-    let server = builder.keys_file(&keys_path).start();
+    let server = ServerBuilder::new()
+        .jwks("keys.json", &[jwk("shared-hs256"), jwk("shared-es256")])
+        .start();
+    let keys_path = server.dir().join("keys.json");
 
     let hs256 = vector("valid-HS256");
     let es256 = vector("valid-ES256");
@@ -242,10 +242,8 @@ fn reload_with_a_rotated_file() {
 
 #[test]
 fn reload_with_a_bad_file_keeps_the_old_keys() {
-    let builder = ServerBuilder::new();
-    let keys_path = builder.dir().join("keys.json");
-    fs::copy(jwks_path(), &keys_path).unwrap();
-    let server = builder.keys_file(&keys_path).start();
+    let server = ServerBuilder::new().own_vector_keys("keys.json").start();
+    let keys_path = server.dir().join("keys.json");
     let before = key_list(&server);
     assert_eq!(before.len(), 7);
 
@@ -350,12 +348,11 @@ fn runtime_keys_file_change_is_refused_when_bad() {
 
 #[test]
 fn enc_keys_are_ignored() {
-    let builder = ServerBuilder::new();
-    let keys_path = builder.dir().join("keys.json");
     let mut enc = jwk("shared-hs384");
     enc["use"] = json!("enc");
-    write_jwks(&keys_path, &[jwk("shared-hs256"), enc]);
-    let server = builder.keys_file(&keys_path).start();
+    let server = ServerBuilder::new()
+        .jwks("keys.json", &[jwk("shared-hs256"), enc])
+        .start();
     assert_eq!(
         key_list(&server).keys().cloned().collect::<Vec<_>>(),
         vec!["shared-hs256".to_string()]
@@ -376,16 +373,15 @@ fn enc_keys_are_ignored() {
 /// Without `kid` a token uses the single key fitting its alg; several is NOKEY.
 #[test]
 fn key_selection_without_kid() {
-    let builder = ServerBuilder::new();
-    let keys_path = builder.dir().join("keys.json");
     let mut a = jwk("shared-hs256");
     a["kid"] = json!("a");
     let mut b = jwk("shared-hs256");
     b["kid"] = json!("b");
     let mut anonymous_es256 = jwk("shared-es256");
     anonymous_es256.as_object_mut().unwrap().remove("kid");
-    write_jwks(&keys_path, &[a, b, anonymous_es256]);
-    let server = builder.keys_file(&keys_path).start();
+    let server = ServerBuilder::new()
+        .jwks("keys.json", &[a, b, anonymous_es256])
+        .start();
 
     let list = key_list(&server);
     assert_eq!(
@@ -425,8 +421,6 @@ fn key_selection_without_kid() {
 /// A key with `alg` serves only that alg; one without serves what its kty/curve fits.
 #[test]
 fn key_alg_restricts_what_it_serves() {
-    let builder = ServerBuilder::new();
-    let keys_path = builder.dir().join("keys.json");
     let mut rs256_only = jwk("shared-rsa");
     rs256_only["alg"] = json!("RS256");
     rs256_only["kid"] = json!("rs256-only");
@@ -436,8 +430,9 @@ fn key_alg_restricts_what_it_serves() {
     ed_any.as_object_mut().unwrap().remove("alg");
     let mut hs512_any = jwk("shared-hs512");
     hs512_any.as_object_mut().unwrap().remove("alg");
-    write_jwks(&keys_path, &[rs256_only, es256_any, ed_any, hs512_any]);
-    let server = builder.keys_file(&keys_path).start();
+    let server = ServerBuilder::new()
+        .jwks("keys.json", &[rs256_only, es256_any, ed_any, hs512_any])
+        .start();
 
     let list = key_list(&server);
     assert_eq!(list["rs256-only"], entry("RSA", &["RS256"]));

@@ -33,11 +33,10 @@ mod common;
 mod faults;
 
 use common::*;
-use faults::now_ms;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const VG_STARTUP: Duration = Duration::from_secs(180);
 const VG_REPLY: Duration = Duration::from_secs(120);
@@ -60,46 +59,15 @@ fn shim(dir: &Path) -> PathBuf {
     so
 }
 
-struct VgServer {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl VgServer {
-    fn start(dir: &Path, tag: &str, shim: &Path) -> VgServer {
-        let dir = dir.join(tag);
-        // A reused MEMCHECK_DIR must not mix in an earlier run's logs.
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("mkdir");
-        let port = free_port();
-        let conf = [
-            format!("port {port}"),
-            "bind 127.0.0.1".into(),
-            format!("dir {}", conf_quote(&dir.to_string_lossy())),
-            format!(
-                "logfile {}",
-                conf_quote(&dir.join("redis.log").to_string_lossy())
-            ),
-            "daemonize no".into(),
-            "save \"\"".into(),
-            "appendonly no".into(),
-            "enable-module-command yes".into(),
-            "enable-debug-command yes".into(),
-            format!(
-                "loadmodule {} keys-file {}",
-                conf_quote(&module_path().to_string_lossy()),
-                conf_quote(&jwks_path().to_string_lossy())
-            ),
-        ]
-        .join("\n")
-            + "\n";
-        let conf_path = dir.join("redis.conf");
-        fs::write(&conf_path, conf).expect("write conf");
-        let out = fs::File::create(dir.join("stdout.log")).expect("stdout.log");
-        let err = out.try_clone().expect("clone");
-        let child = Command::new("valgrind")
-            .args([
+/// redis-server under valgrind in `<base>/<tag>` (kept, for the logs), with the vectors' keys.
+fn start_under_valgrind(base: &Path, tag: &str, shim: &Path) -> Server {
+    let dir = base.join(tag);
+    let log_file = format!("--log-file={}", dir.join("vg.%p.log").display());
+    ServerBuilder::in_dir(&dir)
+        .module_args(&["keys-file", &jwks_path().to_string_lossy()])
+        .wrapped_in(
+            "valgrind",
+            &[
                 "--tool=memcheck",
                 "--soname-synonyms=somalloc=*jemalloc*",
                 "--leak-check=full",
@@ -108,98 +76,30 @@ impl VgServer {
                 "--keep-debuginfo=yes",
                 "--num-callers=40",
                 "--child-silent-after-fork=yes",
-            ])
-            .arg(format!("--log-file={}", dir.join("vg.%p.log").display()))
-            .arg(server_bin())
-            .arg(&conf_path)
-            .env("LD_PRELOAD", shim)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn valgrind (is it installed?)");
-        let mut s = VgServer { port, child, dir };
-        let deadline = Instant::now() + VG_STARTUP;
-        loop {
-            if let Some(st) = s.child.try_wait().expect("try_wait") {
-                panic!(
-                    "valgrind redis-server exited with {st} at startup:\n{}",
-                    s.logs()
-                );
-            }
-            if let Ok(mut c) = Conn::connect(port) {
-                c.set_read_timeout(VG_REPLY);
-                if matches!(c.try_cmd(&["PING"]), Ok(Reply::Status(p)) if p == "PONG") {
-                    return s;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no PONG under valgrind within {VG_STARTUP:?}:\n{}",
-                s.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn conn(&self) -> Conn {
-        let c = Conn::connect(self.port).expect("connect");
-        c.set_read_timeout(VG_REPLY);
-        c
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for name in ["redis.log", "stdout.log"] {
-            if let Ok(t) = fs::read_to_string(self.dir.join(name)) {
-                out.push_str(&format!("[{name}]\n{t}\n"));
-            }
-        }
-        out
-    }
-
-    /// SHUTDOWN NOSAVE and wait for valgrind to finish its leak check; returns the log text.
-    fn shutdown(mut self, c: &mut Conn) -> String {
-        // The connection closes without a reply when the server exits.
-        let _ = c.try_cmd(&["SHUTDOWN", "NOSAVE"]);
-        let deadline = Instant::now() + VG_STARTUP;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "valgrind redis-server did not exit after SHUTDOWN:\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        eprintln!("memcheck: server exited with {status}");
-        let mut logs = String::new();
-        for e in fs::read_dir(&self.dir).expect("read dir").flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("vg.") && name.ends_with(".log") {
-                logs.push_str(&fs::read_to_string(e.path()).expect("read vg log"));
-            }
-        }
-        assert!(
-            logs.contains("ERROR SUMMARY"),
-            "valgrind log incomplete:\n{logs}"
-        );
-        logs
-    }
+                &log_file,
+            ],
+        )
+        .env("LD_PRELOAD", shim)
+        .timeouts(VG_STARTUP, VG_REPLY)
+        .start()
 }
 
-impl Drop for VgServer {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+/// SHUTDOWN NOSAVE and wait for valgrind to finish its leak check; returns the log text.
+fn shutdown_and_read_logs(mut server: Server) -> String {
+    let status = server.shutdown();
+    eprintln!("memcheck: server exited with {status}");
+    let mut logs = String::new();
+    for e in fs::read_dir(server.dir()).expect("read dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("vg.") && name.ends_with(".log") {
+            logs.push_str(&fs::read_to_string(e.path()).expect("read vg log"));
         }
     }
+    assert!(
+        logs.contains("ERROR SUMMARY"),
+        "valgrind log incomplete:\n{logs}"
+    );
+    logs
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,7 +513,7 @@ fn module_is_clean_under_valgrind_memcheck() {
     let started = now_ms();
 
     // 1: workers 0 then 2, module loaded at exit.
-    let s1 = VgServer::start(&base, "run", &shim);
+    let s1 = start_under_valgrind(&base, "run", &shim);
     let mut c = s1.conn();
     let mut d = Driver {
         c: &mut c,
@@ -621,9 +521,9 @@ fn module_is_clean_under_valgrind_memcheck() {
     };
     for r in 0..rounds {
         d.ok(&["CONFIG", "SET", "jwtdeny.workers", "0"]);
-        workload(&mut d, &format!("w0r{r}"), &s1.dir);
+        workload(&mut d, &format!("w0r{r}"), s1.dir());
         d.ok(&["CONFIG", "SET", "jwtdeny.workers", "2"]);
-        workload(&mut d, &format!("w2r{r}"), &s1.dir);
+        workload(&mut d, &format!("w2r{r}"), s1.dir());
     }
     // Several clients at once while workers are on, so replies come back out of order.
     let vecs = vectors();
@@ -632,8 +532,7 @@ fn module_is_clean_under_valgrind_memcheck() {
             let port = s1.port;
             let vecs = &vecs;
             s.spawn(move || {
-                let mut c = Conn::connect(port).expect("connect");
-                c.set_read_timeout(VG_REPLY);
+                let mut c = Conn::connect_with(port, VG_REPLY).expect("connect");
                 for v in vecs.iter().skip(k).step_by(2) {
                     c.send(&["JWTDENY.CHECK", v.token.as_str()]).unwrap();
                 }
@@ -644,13 +543,13 @@ fn module_is_clean_under_valgrind_memcheck() {
         }
     });
     let commands = d.commands;
-    let log1 = s1.shutdown(&mut c);
+    let log1 = shutdown_and_read_logs(s1);
     let f1 = parse_log(&log1, false);
     eprintln!("memcheck [run]: {commands} commands");
     report("run", &f1);
 
     // 2: a short workload with workers on, then MODULE UNLOAD.
-    let s2 = VgServer::start(&base, "unload", &shim);
+    let s2 = start_under_valgrind(&base, "unload", &shim);
     let mut c = s2.conn();
     let mut d = Driver {
         c: &mut c,
@@ -665,7 +564,7 @@ fn module_is_clean_under_valgrind_memcheck() {
     let r = d.cmd(&["JWTDENY.CHECK", "x"]);
     assert!(r.is_error(), "the module still answers after UNLOAD: {r}");
     d.cmd(&["PING"]);
-    let log2 = s2.shutdown(&mut c);
+    let log2 = shutdown_and_read_logs(s2);
     let f2 = parse_log(&log2, true);
     report("unload", &f2);
 

@@ -2,38 +2,10 @@
 //! with RDB, and the AOF records an effect with the absolute expiry, never JWTDENY.REVOKE.
 
 mod common;
+mod support;
 
 use common::*;
-
-/// The commands of `cmds` that mention `key`.
-fn touching<'a>(cmds: &'a [Vec<String>], key: &str) -> Vec<&'a Vec<String>> {
-    cmds.iter().filter(|c| c.iter().any(|a| a == key)).collect()
-}
-
-/// Asserts `cmd` is `SET <key> 1 [NX] PXAT <ms>` (in any option order).
-#[track_caller]
-fn assert_set_pxat(cmd: &[String], key: &str, ms: i64) {
-    let ok = cmd.len() >= 5
-        && cmd[0].eq_ignore_ascii_case("SET")
-        && cmd[1] == key
-        && cmd[2] == "1"
-        && cmd[3..]
-            .windows(2)
-            .any(|w| w[0].eq_ignore_ascii_case("PXAT") && w[1] == ms.to_string())
-        && cmd[3..].iter().all(|a| {
-            ["PXAT", "NX"].iter().any(|o| a.eq_ignore_ascii_case(o)) || *a == ms.to_string()
-        });
-    assert!(ok, "expected SET {key} 1 [NX] PXAT {ms}, got {cmd:?}");
-}
-
-fn assert_no_module_commands(cmds: &[Vec<String>], what: &str) {
-    for c in cmds {
-        assert!(
-            !c[0].to_ascii_lowercase().starts_with("jwtdeny"),
-            "{what} contains the module command itself: {c:?}"
-        );
-    }
-}
+use support::{assert_no_module_commands, assert_set_pxat, touching};
 
 #[test]
 fn revocation_survives_restart_with_aof() {
@@ -96,10 +68,10 @@ fn revocation_survives_restart_with_aof() {
     assert_int(&server.revoke(&minted), 0, "REVOKE minted after restart");
 
     // Through an AOF rewrite too.
-    ok(server.cmd(&["BGREWRITEAOF"]));
+    assert_status(server.cmd(&["BGREWRITEAOF"]));
     wait_until("the AOF rewrite to finish", ASYNC_DEADLINE, || {
-        let info = server.cmd(&["INFO", "persistence"]).text();
-        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+        let info = info_section(&server, "persistence");
+        info["aof_rewrite_in_progress"] == "0" && info["aof_rewrite_scheduled"] == "0"
     });
     server.restart();
     assert_int(
@@ -115,7 +87,7 @@ fn revocation_survives_restart_with_aof() {
     });
 }
 
-fn ok(r: Reply) {
+fn assert_status(r: Reply) {
     assert!(
         matches!(&r, Reply::Status(_)),
         "expected a status reply, got {r}"

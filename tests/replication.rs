@@ -6,28 +6,10 @@ mod common;
 mod support;
 
 use common::*;
-use support::{monitor_until, wait_for_link};
-
-fn is_module_command(c: &[String]) -> bool {
-    c.first()
-        .is_some_and(|n| n.to_ascii_lowercase().starts_with("jwtdeny"))
-}
-
-#[track_caller]
-fn assert_set_pxat(cmd: &[String], key: &str, ms: i64) {
-    let ms = ms.to_string();
-    let ok = cmd.len() >= 5
-        && cmd[0].eq_ignore_ascii_case("SET")
-        && cmd[1] == key
-        && cmd[2] == "1"
-        && cmd[3..]
-            .windows(2)
-            .any(|w| w[0].eq_ignore_ascii_case("PXAT") && w[1] == ms)
-        && cmd[3..]
-            .iter()
-            .all(|a| a.eq_ignore_ascii_case("PXAT") || a.eq_ignore_ascii_case("NX") || *a == ms);
-    assert!(ok, "expected SET {key} 1 [NX] PXAT {ms}, got {cmd:?}");
-}
+use support::{
+    aof_effect, assert_nothing_sent_before_marker, assert_set_pxat, is_module_command,
+    monitor_until,
+};
 
 #[test]
 fn replica_follows_revocations() {
@@ -42,11 +24,7 @@ fn replica_follows_revocations() {
         "REVOKE on master before the replica",
     );
 
-    let replica = ServerBuilder::new()
-        .vector_keys()
-        .replica_of(&master)
-        .start();
-    wait_for_link(&replica);
+    let replica = ServerBuilder::new().vector_keys().start_replica_of(&master);
     assert_int(
         &master.cmd(&["WAIT", "1", "5000"]),
         1,
@@ -99,42 +77,18 @@ fn replica_follows_revocations() {
         0,
         "second REVOKE on master",
     );
-    assert_eq!(
-        master.cmd(&["SET", "marker", "1"]),
-        Reply::Status("OK".into())
-    );
-    let seen = monitor_until(&mut monitor, &master, "marker");
-    assert!(
-        !seen
-            .iter()
-            .any(|c| is_module_command(c) || c.contains(&streamed_key)),
-        "a second REVOKE reached the replica: {seen:?}"
-    );
+    assert_nothing_sent_before_marker(&mut monitor, &master, &streamed_key, "a second REVOKE");
     drop(monitor);
 
     // The master's AOF agrees.
-    let aof = master.aof_commands();
-    assert!(
-        !aof.iter().any(|c| is_module_command(c)),
-        "the master's AOF contains a module command: {aof:?}"
-    );
-    let effects: Vec<&Vec<String>> = aof.iter().filter(|c| c.contains(&streamed_key)).collect();
-    assert_eq!(
-        effects.len(),
-        1,
-        "AOF commands for {streamed_key}: {effects:?}"
-    );
-    assert_set_pxat(effects[0], &streamed_key, FAR_EXP * 1000);
+    let effect = aof_effect(&master, &streamed_key);
+    assert_set_pxat(&effect, &streamed_key, FAR_EXP * 1000);
 }
 
 #[test]
 fn replica_refuses_revoke() {
     let master = Server::with_vector_keys();
-    let replica = ServerBuilder::new()
-        .vector_keys()
-        .replica_of(&master)
-        .start();
-    wait_for_link(&replica);
+    let replica = ServerBuilder::new().vector_keys().start_replica_of(&master);
     let v = vector("valid-HS256");
     assert_err(
         &replica.revoke(&v.token),
@@ -163,9 +117,7 @@ fn replica_keeps_the_masters_expiry() {
     let replica = ServerBuilder::new()
         .vector_keys()
         .conf("jwtdeny.leeway 0")
-        .replica_of(&master)
-        .start();
-    wait_for_link(&replica);
+        .start_replica_of(&master);
     let exp = now() + 600;
     let token = mint_default("PS384", &claims("leeway-user", SOME_IAT, exp));
     let key = deny_key("leeway-user", SOME_IAT);

@@ -209,16 +209,7 @@ fn max_lifetime_sets_the_cutoff_expiry_and_bounds_tokens() {
     let iat = now() - 10;
     let too_long = mint_default("HS256", &claims("bob", iat, iat + 3601));
     let just_right = mint_default("HS256", &claims("bob", iat, iat + 3600));
-    assert_err(
-        &server.check(&too_long),
-        "BADCLAIMS",
-        "CHECK exp - iat = 3601",
-    );
-    assert_err(
-        &server.revoke(&too_long),
-        "BADCLAIMS",
-        "REVOKE exp - iat = 3601",
-    );
+    assert_refused(&server, &too_long, "BADCLAIMS", "exp - iat = 3601");
     assert_int(&server.check(&just_right), 1, "CHECK exp - iat = 3600");
     // A vector valid until 2100 is far over the limit.
     assert_err(
@@ -344,11 +335,7 @@ fn cutoff_replicates_as_a_set_and_is_in_the_aof() {
         .aof()
         .conf("jwtdeny.max-lifetime 86400")
         .start();
-    let replica = ServerBuilder::new()
-        .vector_keys()
-        .replica_of(&master)
-        .start();
-    wait_for_link(&replica);
+    let replica = ServerBuilder::new().vector_keys().start_replica_of(&master);
     assert_int(
         &master.cmd(&["WAIT", "1", "5000"]),
         1,
@@ -390,25 +377,11 @@ fn cutoff_replicates_as_a_set_and_is_in_the_aof() {
 
     // An older AT changes nothing and sends nothing.
     assert_int(&revokeall_at(&master, SUB, t - 10), t, "older AT on master");
-    ok(master.cmd(&["SET", "marker", "1"]), "marker");
-    let seen = monitor_until(&mut monitor, &master, "marker");
-    assert!(
-        !seen
-            .iter()
-            .any(|c| is_module_command(c) || c.contains(&key)),
-        "an ineffective REVOKEALL reached the replica: {seen:?}"
-    );
+    assert_nothing_sent_before_marker(&mut monitor, &master, &key, "an ineffective REVOKEALL");
     drop(monitor);
 
     // The AOF has the effect, once, and never the module command.
-    let aof = master.aof_commands();
-    assert!(
-        !aof.iter().any(|c| is_module_command(c)),
-        "the AOF contains a module command: {aof:?}"
-    );
-    let effects: Vec<&Vec<String>> = aof.iter().filter(|c| c.contains(&key)).collect();
-    assert_eq!(effects.len(), 1, "AOF commands for {key}: {effects:?}");
-    assert_set_cutoff(effects[0], &key, t, Some(expiry));
+    assert_set_cutoff(&aof_effect(&master, &key), &key, t, Some(expiry));
 }
 
 #[test]
@@ -417,11 +390,7 @@ fn cutoff_without_expiry_is_a_plain_set_in_the_aof_and_survives_restart() {
     let t = now() - 100;
     let key = subject_key(SUB);
     assert_int(&revokeall_at(&server, SUB, t), t, "REVOKEALL");
-    let aof = server.aof_commands();
-    let effects: Vec<&Vec<String>> = aof.iter().filter(|c| c.contains(&key)).collect();
-    assert_eq!(effects.len(), 1, "AOF commands for {key}: {effects:?}");
-    assert_set_cutoff(effects[0], &key, t, None);
-    assert!(!aof.iter().any(|c| is_module_command(c)), "{aof:?}");
+    assert_set_cutoff(&aof_effect(&server, &key), &key, t, None);
 
     server.restart();
     assert_eq!(server.cmd(&["GET", &key]).text(), t.to_string());
@@ -448,4 +417,89 @@ fn assert_set_cutoff(cmd: &[String], key: &str, cutoff: i64, expiry_ms: Option<i
             .map(|ms| format!(" PXAT {ms}"))
             .unwrap_or_default()
     );
+}
+
+/// `OBJECT ENCODING` of a key.
+fn encoding(server: &Server, key: &str) -> String {
+    server.cmd(&["OBJECT", "ENCODING", key]).text()
+}
+
+/// Reads leave a stored cutoff as Redis stored it, an integer: on the master and on a replica,
+/// whatever command read it (a read through the key's string DMA would rewrite it as a string).
+#[test]
+fn reads_leave_the_cutoff_an_integer() {
+    let master = Server::with_vector_keys();
+    let replica = ServerBuilder::new()
+        .vector_keys()
+        .replica_of(&master)
+        .start();
+    wait_for_link(&replica);
+    let t = now() - 100;
+    let key = subject_key(SUB);
+    let entry = format!("jwtdeny:{{{SUB}}}:{t}");
+    let covered = token(SUB, t);
+    assert_int(&revokeall_at(&master, SUB, t), t, "REVOKEALL");
+    assert_int(&master.cmd(&["WAIT", "1", "5000"]), 1, "WAIT");
+    for server in [&replica, &master] {
+        assert_eq!(encoding(server, &key), "int", "after REVOKEALL");
+        let reads: [Vec<&str>; 5] = [
+            vec!["JWTDENY.CHECK", &covered],
+            vec!["JWTDENY.CHECK", &covered, "WITHCLAIMS"],
+            vec!["JWTDENY.INSPECT", &covered],
+            vec!["JWTDENY.KCHECK", &entry, &key, &covered],
+            vec!["JWTDENY.KINSPECT", &entry, &key, &covered],
+        ];
+        for args in reads {
+            let r = server.cmd(&args);
+            assert!(!r.is_error(), "{args:?}: {r}");
+            assert_eq!(encoding(server, &key), "int", "after {:?}", args[0]);
+        }
+    }
+    // A REVOKE the cutoff already covers only reads it too.
+    assert_int(&master.revoke(&covered), 0, "REVOKE of a covered token");
+    assert_eq!(encoding(&master, &key), "int", "after REVOKE");
+}
+
+/// With `max-lifetime`, an AT whose cutoff would already have expired is refused: every token it
+/// covers has expired, and a SET with an expiry in the past would delete the cutoff in force.
+#[test]
+fn an_at_whose_cutoff_would_already_have_expired_is_refused() {
+    let server = ServerBuilder::new()
+        .vector_keys()
+        .conf("jwtdeny.leeway 5")
+        .start();
+    // A cutoff written while lifetimes were unbounded, so it has no expiry.
+    let old = now() - 7200;
+    assert_int(&revokeall_at(&server, SUB, old), old, "REVOKEALL unbounded");
+    ok(
+        server.config_set("jwtdeny.max-lifetime", "3600"),
+        "max-lifetime 3600",
+    );
+    let key = subject_key(SUB);
+    let newer_but_expired = now() - 5000;
+    for at in [newer_but_expired, now() - 3605, -253_402_300_799] {
+        let r = revokeall_at(&server, SUB, at);
+        let text = r.error().unwrap_or_else(|| panic!("AT {at} accepted: {r}"));
+        assert!(
+            text.starts_with(&format!("ERR AT {at} is too far in the past")),
+            "AT {at}: {r}"
+        );
+        assert_eq!(
+            server.cmd(&["GET", &key]).text(),
+            old.to_string(),
+            "AT {at} changed the cutoff in force"
+        );
+        assert_eq!(server.pexpiretime(&key), -1, "AT {at} changed its expiry");
+    }
+    assert_err(
+        &revokeall_at(&server, "nobody", -253_402_300_799),
+        "ERR",
+        "far past AT of a subject without a cutoff",
+    );
+    assert_eq!(server.cmd(&["EXISTS", "jwtdeny:{nobody}"]).int(), 0);
+    // An AT recent enough still moves the cutoff, with its expiry.
+    let at = now() - 3000;
+    assert_int(&revokeall_at(&server, SUB, at), at, "a recent AT");
+    assert_eq!(server.pexpiretime(&key), (at + 3600 + 5) * 1000);
+    assert!(!server.log().contains("internal error"), "{}", server.log());
 }

@@ -231,7 +231,7 @@ fn mem(server: &Server, pid: u32) -> Mem {
 fn drained(server: &Server, pid: u32, what: &str, deadline: Duration) -> (Mem, Duration) {
     let started = Instant::now();
     wait_until(&format!("DBSIZE 0 after the {what}"), deadline, || {
-        server.cmd(&["DBSIZE"]).int() == 0
+        server.dbsize() == 0
     });
     let waited = started.elapsed();
     // Redis shrinks the keyspace's hash tables from its cron (hz 10) and rehashes them

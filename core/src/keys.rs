@@ -248,6 +248,11 @@ impl KeySet {
         Ok(set)
     }
 
+    /// Whether a key with this `kid` is loaded.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
     /// Marks every key as coming from `source`.
     pub fn from_source(mut self, source: KeySource) -> KeySet {
         for key in &mut self.keys {

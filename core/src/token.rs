@@ -234,6 +234,21 @@ pub fn inspect(
     (seen, claims(&t.claims, policy))
 }
 
+/// The `kid` a token's header names, if it is a string (nothing is verified): used only to
+/// decide whether fresh keys might help, never to judge the token.
+pub fn header_kid(token: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct KidOnly {
+        kid: Option<Value>,
+    }
+    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
+    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
+    match serde_json::from_slice::<KidOnly>(&json).ok()?.kid {
+        Some(Value::String(kid)) => Some(kid),
+        _ => None,
+    }
+}
+
 /// Whether a token claims an HMAC algorithm, from its header alone (nothing is verified): used
 /// only to choose where to verify it, never to judge it.
 pub fn is_hmac(token: &[u8]) -> bool {

@@ -1,16 +1,22 @@
 //! Harness shared by the integration tests: real `redis-server` processes with the built module
-//! on free ports, a tiny RESP2 client, and tokens minted from the test vectors' private keys.
+//! on free ports (one fixture, [`ServerBuilder`], for every kind of server: replica, AOF, own
+//! keys file, under valgrind), a tiny RESP2 client (the only RESP encoder and parser), the INFO
+//! parser, and tokens minted from the test vectors' private keys.
 //!
 //! Each test binary includes this file with `mod common;` and uses a different subset of it.
+//! `tests/support` (feature helpers: INSPECT, MONITOR, key scheme) and `tests/faults` (load and
+//! fault helpers) build on it.
 #![allow(dead_code)]
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -109,8 +115,11 @@ pub fn server_bin() -> std::ffi::OsString {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory, removed on drop unless the test is failing (then it is kept for
-/// inspection and its path is printed).
-pub struct TempDir(PathBuf);
+/// inspection and its path is printed), or unless it was made with [`TempDir::kept_at`].
+pub struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
@@ -126,22 +135,31 @@ impl TempDir {
             nanos,
             tag
         ));
+        TempDir::fresh(path, false)
+    }
+
+    /// `path`, emptied now (an earlier run's files must not mix in) and never removed.
+    pub fn kept_at(path: impl Into<PathBuf>) -> TempDir {
+        TempDir::fresh(path.into(), true)
+    }
+
+    fn fresh(path: PathBuf, keep: bool) -> TempDir {
         let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create dir {}: {e}", path.display()));
+        TempDir { path, keep }
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("(kept {} for inspection)", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
+            eprintln!("(kept {} for inspection)", self.path.display());
+        } else if !self.keep {
+            let _ = fs::remove_dir_all(&self.path);
         }
     }
 }
@@ -170,20 +188,53 @@ pub fn conf_quote(s: &str) -> String {
     out
 }
 
+/// How a server process is run: kept by the [`Server`] so that a restart runs it the same way.
+#[derive(Clone)]
+struct Launch {
+    /// A program the server runs under (e.g. valgrind) and its arguments, before the server's.
+    wrapper: Option<(OsString, Vec<OsString>)>,
+    env: Vec<(OsString, OsString)>,
+    startup_deadline: Duration,
+    reply_timeout: Duration,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            wrapper: None,
+            env: Vec::new(),
+            startup_deadline: STARTUP_DEADLINE,
+            reply_timeout: READ_TIMEOUT,
+        }
+    }
+}
+
 pub struct ServerBuilder {
     dir: TempDir,
     load_module: bool,
     module_args: Vec<String>,
     conf: Vec<String>,
+    launch: Launch,
 }
 
 impl ServerBuilder {
     pub fn new() -> ServerBuilder {
+        ServerBuilder::with_dir(TempDir::new("redis"))
+    }
+
+    /// A server whose `dir` is `path`: emptied first, and kept after the server is gone (for
+    /// logs a caller wants to read or keep).
+    pub fn in_dir(path: impl Into<PathBuf>) -> ServerBuilder {
+        ServerBuilder::with_dir(TempDir::kept_at(path))
+    }
+
+    fn with_dir(dir: TempDir) -> ServerBuilder {
         ServerBuilder {
-            dir: TempDir::new("redis"),
+            dir,
             load_module: true,
             module_args: Vec::new(),
             conf: Vec::new(),
+            launch: Launch::default(),
         }
     }
 
@@ -204,6 +255,21 @@ impl ServerBuilder {
     /// The vectors' JWKS as keys file.
     pub fn vector_keys(self) -> Self {
         self.keys_file(jwks_path())
+    }
+
+    /// A copy of the vectors' JWKS at `<dir>/<name>` as keys file, so that a test can break,
+    /// rotate or replace it.
+    pub fn own_vector_keys(self, name: &str) -> Self {
+        let path = self.dir().join(name);
+        fs::copy(jwks_path(), &path).expect("copy jwks");
+        self.keys_file(path)
+    }
+
+    /// `{"keys": keys}` at `<dir>/<name>` as keys file.
+    pub fn jwks(self, name: &str, keys: &[Value]) -> Self {
+        let path = self.dir().join(name);
+        write_jwks(&path, keys);
+        self.keys_file(path)
     }
 
     /// A line appended to the config file, after `loadmodule`.
@@ -232,6 +298,36 @@ impl ServerBuilder {
     pub fn replica_of(self, master: &Server) -> Self {
         let line = format!("replicaof 127.0.0.1 {}", master.port);
         self.conf(line)
+    }
+
+    /// A replica of `master`, started, with its link to the master up.
+    pub fn start_replica_of(self, master: &Server) -> Server {
+        let replica = self.replica_of(master).start();
+        wait_for_link(&replica);
+        replica
+    }
+
+    /// Runs the server as an argument of `program` (`program args… redis-server redis.conf`).
+    pub fn wrapped_in<S: AsRef<OsStr>>(mut self, program: impl AsRef<OsStr>, args: &[S]) -> Self {
+        let args = args.iter().map(|a| a.as_ref().to_os_string()).collect();
+        self.launch.wrapper = Some((program.as_ref().to_os_string(), args));
+        self
+    }
+
+    /// An environment variable for the server process.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.launch
+            .env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// How long the server may take to answer PING after being spawned, and any reply after
+    /// that (a server under valgrind is tens of times slower).
+    pub fn timeouts(mut self, startup: Duration, reply: Duration) -> Self {
+        self.launch.startup_deadline = startup;
+        self.launch.reply_timeout = reply;
+        self
     }
 
     fn config_text(&self, port: u16) -> String {
@@ -269,23 +365,30 @@ impl ServerBuilder {
         text
     }
 
+    /// Writes the config for a free port and spawns the server on it (not waiting for it).
+    fn launch(&self) -> Server {
+        let port = free_port();
+        let conf_path = self.dir.path().join("redis.conf");
+        fs::write(&conf_path, self.config_text(port)).expect("write redis.conf");
+        let mut server = Server {
+            port,
+            conf_path,
+            child: None,
+            conn: RefCell::new(None),
+            dir: None,
+            launch: self.launch.clone(),
+        };
+        server.spawn_in(self.dir.path());
+        server
+    }
+
     /// Spawns the server and waits until it answers PING; panics with its log otherwise.
     pub fn start(self) -> Server {
         // The port may be taken between probing it and the server binding it (another test's
         // server or an outgoing connection): then try another one.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = free_port();
-            let conf_path = self.dir.path().join("redis.conf");
-            fs::write(&conf_path, self.config_text(port)).expect("write redis.conf");
-            let mut server = Server {
-                port,
-                conf_path,
-                child: None,
-                conn: RefCell::new(None),
-                dir: None,
-            };
-            server.spawn_in(self.dir.path());
+            let mut server = self.launch();
             match server.wait_ready(self.dir.path()) {
                 Ok(()) => {
                     server.dir = Some(self.dir);
@@ -307,18 +410,9 @@ impl ServerBuilder {
 
     /// Spawns the server expecting it to refuse to start; returns its log and output.
     pub fn start_expect_failure(self) -> String {
-        let port = free_port();
-        let conf_path = self.dir.path().join("redis.conf");
-        fs::write(&conf_path, self.config_text(port)).expect("write redis.conf");
-        let mut server = Server {
-            port,
-            conf_path,
-            child: None,
-            conn: RefCell::new(None),
-            dir: Some(self.dir),
-        };
-        server.spawn();
-        let deadline = Instant::now() + STARTUP_DEADLINE;
+        let mut server = self.launch();
+        server.dir = Some(self.dir);
+        let deadline = Instant::now() + server.launch.startup_deadline;
         loop {
             if server.try_wait().is_some() {
                 return server.log();
@@ -358,6 +452,7 @@ pub struct Server {
     child: Option<Child>,
     conn: RefCell<Option<Conn>>,
     dir: Option<TempDir>,
+    launch: Launch,
 }
 
 impl Server {
@@ -385,18 +480,29 @@ impl Server {
             .open(dir.join("stdout.log"))
             .expect("open stdout.log");
         let err = out.try_clone().expect("clone stdout.log");
-        let child = Command::new(server_bin())
+        let mut command = match &self.launch.wrapper {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server_bin());
+                c
+            }
+            None => Command::new(server_bin()),
+        };
+        let child = command
             .arg(&self.conf_path)
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .expect("spawn redis-server (is it installed?)");
+            .unwrap_or_else(|e| {
+                panic!("spawn {:?} (is it installed?): {e}", command.get_program())
+            });
         self.child = Some(child);
     }
 
-    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+    fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().expect("try_wait"))
@@ -404,7 +510,8 @@ impl Server {
 
     /// Waits for PING → PONG; on death or timeout returns the log.
     fn wait_ready(&mut self, dir: &Path) -> Result<(), String> {
-        let deadline = Instant::now() + STARTUP_DEADLINE;
+        let startup = self.launch.startup_deadline;
+        let deadline = Instant::now() + startup;
         loop {
             if let Some(status) = self.try_wait() {
                 return Err(format!(
@@ -412,7 +519,7 @@ impl Server {
                     read_logs(dir)
                 ));
             }
-            if let Ok(mut c) = Conn::connect(self.port) {
+            if let Ok(mut c) = Conn::connect_with(self.port, self.launch.reply_timeout) {
                 match c.try_cmd(&["PING"]) {
                     Ok(Reply::Status(s)) if s == "PONG" => return Ok(()),
                     _ => {} // LOADING, or not accepting yet
@@ -420,7 +527,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "redis-server did not answer PING within {STARTUP_DEADLINE:?}\n{}",
+                    "redis-server did not answer PING within {startup:?}\n{}",
                     read_logs(dir)
                 ));
             }
@@ -447,6 +554,28 @@ impl Server {
         }
     }
 
+    /// `SHUTDOWN NOSAVE`, then waits (as long as a startup may take) for the process to exit,
+    /// and returns how it exited; panics with the log if it does not.
+    pub fn shutdown(&mut self) -> ExitStatus {
+        self.conn.borrow_mut().take();
+        // The connection closes without a reply when the server exits.
+        if let Ok(mut c) = Conn::connect_with(self.port, self.launch.reply_timeout) {
+            let _ = c.try_cmd(&["SHUTDOWN", "NOSAVE"]);
+        }
+        let deadline = Instant::now() + self.launch.startup_deadline;
+        loop {
+            if let Some(status) = self.try_wait() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("redis-server did not exit after SHUTDOWN:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The server log plus anything it printed on stdout/stderr.
     pub fn log(&self) -> String {
         read_logs(self.dir())
@@ -454,7 +583,7 @@ impl Server {
 
     /// A new connection.
     pub fn conn(&self) -> Conn {
-        Conn::connect(self.port)
+        Conn::connect_with(self.port, self.launch.reply_timeout)
             .unwrap_or_else(|e| panic!("connect to port {}: {e}\n{}", self.port, self.log()))
     }
 
@@ -507,6 +636,11 @@ impl Server {
     /// `PEXPIRETIME key` (-2: no key, -1: no expiry).
     pub fn pexpiretime(&self, key: &str) -> i64 {
         self.cmd(&["PEXPIRETIME", key]).int()
+    }
+
+    /// `DBSIZE`.
+    pub fn dbsize(&self) -> i64 {
+        self.cmd(&["DBSIZE"]).int()
     }
 
     /// All keys, sorted.
@@ -584,6 +718,65 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until a replica's link to its master is up.
+pub fn wait_for_link(replica: &Server) {
+    wait_until(
+        "the replica's master link to come up",
+        ASYNC_DEADLINE,
+        || {
+            replica
+                .cmd(&["INFO", "replication"])
+                .text()
+                .contains("master_link_status:up")
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// INFO
+
+/// `INFO` text as (field, value) in the server's order; section headings and blank lines are
+/// skipped.
+pub fn info_pairs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let (k, v) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("INFO line without ':': {line:?}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// `INFO` text as field → value.
+pub fn parse_info(text: &str) -> BTreeMap<String, String> {
+    info_pairs(text).into_iter().collect()
+}
+
+/// `INFO <section>` on the server's shared connection, as field → value.
+pub fn info_section(server: &Server, section: &str) -> BTreeMap<String, String> {
+    parse_info(&server.cmd(&["INFO", section]).text())
+}
+
+/// One field of `INFO <section>` on the server's shared connection.
+#[track_caller]
+pub fn info_field(server: &Server, section: &str, field: &str) -> String {
+    let text = server.cmd(&["INFO", section]).text();
+    parse_info(&text)
+        .remove(field)
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}:\n{text}"))
+}
+
+/// One integer field of `INFO <section>`.
+#[track_caller]
+pub fn info_i64(server: &Server, section: &str, field: &str) -> i64 {
+    let v = info_field(server, section, field);
+    v.parse()
+        .unwrap_or_else(|_| panic!("INFO {section} {field} is not an integer: {v:?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -717,21 +910,55 @@ pub fn assert_err(reply: &Reply, code: &str, context: &str) {
     );
 }
 
+/// Asserts that CHECK and REVOKE of `token` both answer an error whose first word is `code`.
+#[track_caller]
+pub fn assert_refused(server: &Server, token: impl AsRef<[u8]>, code: &str, context: &str) {
+    let token = token.as_ref();
+    assert_err(&server.check(token), code, &format!("CHECK {context}"));
+    assert_err(&server.revoke(token), code, &format!("REVOKE {context}"));
+}
+
+/// Asserts `+OK`.
+#[track_caller]
+pub fn ok(r: Reply, what: &str) {
+    assert_eq!(r, Reply::Status("OK".into()), "{what}");
+}
+
+/// One RESP command, appended to `out`.
+pub fn encode<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
+    out.extend(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        let a = a.as_ref();
+        out.extend(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A client connection. Commands are either sent one by one ([`Conn::send`], [`Conn::cmd`]) or
+/// queued and written together ([`Conn::queue`], [`Conn::flush`]) to pipeline them.
 pub struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    queued: Vec<u8>,
 }
 
 impl Conn {
     pub fn connect(port: u16) -> io::Result<Conn> {
+        Conn::connect_with(port, READ_TIMEOUT)
+    }
+
+    /// A connection whose reads and writes time out after `timeout`.
+    pub fn connect_with(port: u16, timeout: Duration) -> io::Result<Conn> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
         let writer = stream.try_clone()?;
         Ok(Conn {
-            reader: BufReader::new(stream),
+            reader: BufReader::with_capacity(64 * 1024, stream),
             writer,
+            queued: Vec::new(),
         })
     }
 
@@ -741,15 +968,21 @@ impl Conn {
             .expect("set_read_timeout");
     }
 
+    /// Queues one command (nothing is sent until [`Conn::flush`]).
+    pub fn queue<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        encode(args, &mut self.queued);
+    }
+
+    /// Writes every queued command at once.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let r = self.writer.write_all(&self.queued);
+        self.queued.clear();
+        r
+    }
+
     pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<()> {
-        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            let a = a.as_ref();
-            buf.extend(format!("${}\r\n", a.len()).as_bytes());
-            buf.extend(a);
-            buf.extend(b"\r\n");
-        }
-        self.writer.write_all(&buf)
+        self.queue(args);
+        self.flush()
     }
 
     pub fn read(&mut self) -> io::Result<Reply> {
@@ -866,10 +1099,15 @@ pub fn b64_decode(s: &str) -> Vec<u8> {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
-        .as_secs() as i64
+        .as_millis() as i64
 }
 
 fn algorithm(alg: &str) -> Algorithm {
@@ -891,12 +1129,15 @@ pub fn default_kid(alg: &str) -> &'static str {
     }
 }
 
+/// The bytes of tests/vectors/private/<name> (a PEM file, or an HMAC secret).
+pub fn private_key(name: &str) -> Vec<u8> {
+    let p = vectors_dir().join("private").join(name);
+    fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
 /// The signing key in tests/vectors/private for `alg`.
 pub fn encoding_key(alg: &str) -> EncodingKey {
-    let file = |name: &str| {
-        let p = vectors_dir().join("private").join(name);
-        fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-    };
+    let file = private_key;
     let key = match alg {
         "HS256" => EncodingKey::from_secret(&file("shared-hs256.key")),
         "HS384" => EncodingKey::from_secret(&file("shared-hs384.key")),
@@ -917,6 +1158,22 @@ pub const ALL_ALGS: [&str; 12] = [
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
     "ES384", "EdDSA",
 ];
+
+/// The first word of every error reply a token command may give: the module's documented
+/// codes, and `ERR` for wrong arity and syntax.
+pub const ERROR_CODES: [&str; 8] = [
+    "MALFORMED",
+    "BADALG",
+    "NOKEY",
+    "BADSIG",
+    "BADCLAIMS",
+    "EXPIRED",
+    "NOTYET",
+    "ERR",
+];
+
+/// The base64url alphabet (RFC 4648 §5).
+pub const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// A token signed with jsonwebtoken's `encode` (header `{"typ":"JWT","alg":..,"kid":..}`).
 pub fn mint(alg: &str, kid: Option<&str>, claims: &Value) -> String {

@@ -1,23 +1,16 @@
 //! Helpers for the fault-injection and load tests of issue 5 (durability, soak, memcheck):
-//! a fast HS256 minter, a pipelining connection that writes a whole batch in one syscall,
-//! INFO parsing, the server's pid and RSS. Built on the harness in `tests/common`: a test
-//! binary declares `mod common; mod faults;`.
+//! a fast HS256 minter, a pipelining connection that writes a whole batch in one syscall, the
+//! server's pid and RSS. Built on the harness in `tests/common` (which has the RESP encoder and
+//! the INFO parser, re-exported here): a test binary declares `mod common; mod faults;`.
 #![allow(dead_code)]
 
 use super::common::*;
 use aws_lc_rs::hmac;
-use std::collections::HashMap;
-use std::io::{self, BufReader, Write};
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io;
+use std::time::Duration;
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
+#[allow(unused_imports)]
+pub use super::common::{encode, info_field, info_i64, now_ms, parse_info};
 
 /// Mints HS256 tokens with the vectors' `shared-hs256` key directly with HMAC (no JSON
 /// serializer, no key parsing per token): a few microseconds each, so load tests can mint
@@ -29,9 +22,7 @@ pub struct Hs256 {
 
 impl Hs256 {
     pub fn new() -> Hs256 {
-        let path = vectors_dir().join("private").join("shared-hs256.key");
-        let secret =
-            std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let secret = private_key("shared-hs256.key");
         Hs256 {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             header: b64(br#"{"alg":"HS256","kid":"shared-hs256","typ":"JWT"}"#),
@@ -59,50 +50,25 @@ impl Default for Hs256 {
     }
 }
 
-/// One RESP command as a byte buffer.
-pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
-    out.extend(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 /// A connection that sends a batch of commands in one write and then reads their replies.
-pub struct Pipe {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    buf: Vec<u8>,
-}
+pub struct Pipe(Conn);
 
 impl Pipe {
     pub fn connect(port: u16) -> io::Result<Pipe> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-        stream.set_nodelay(true)?;
-        let writer = stream.try_clone()?;
-        Ok(Pipe {
-            reader: BufReader::with_capacity(64 * 1024, stream),
-            writer,
-            buf: Vec::with_capacity(64 * 1024),
-        })
+        Conn::connect_with(port, Duration::from_secs(30)).map(Pipe)
     }
 
     /// Queues one command (nothing is sent until [`Pipe::flush`]).
     pub fn queue(&mut self, args: &[&[u8]]) {
-        encode(args, &mut self.buf);
+        self.0.queue(args);
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        let r = self.writer.write_all(&self.buf);
-        self.buf.clear();
-        r
+        self.0.flush()
     }
 
     pub fn read(&mut self) -> io::Result<Reply> {
-        read_reply(&mut self.reader)
+        self.0.read()
     }
 
     /// Sends the commands and reads one reply each.
@@ -116,35 +82,8 @@ impl Pipe {
 
     /// One command, one reply.
     pub fn cmd(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
-        self.queue(args);
-        self.flush()?;
-        self.read()
+        self.0.try_cmd(args)
     }
-}
-
-/// `INFO <section>` text as field → value.
-pub fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.trim().split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// One field of `INFO <section>` on the server's shared connection.
-#[track_caller]
-pub fn info_field(server: &Server, section: &str, field: &str) -> String {
-    let text = server.cmd(&["INFO", section]).text();
-    parse_info(&text)
-        .remove(field)
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}:\n{text}"))
-}
-
-#[track_caller]
-pub fn info_i64(server: &Server, section: &str, field: &str) -> i64 {
-    let v = info_field(server, section, field);
-    v.parse()
-        .unwrap_or_else(|_| panic!("INFO {section} {field} is not an integer: {v:?}"))
 }
 
 /// The server's process id (`INFO server` `process_id`).

@@ -1,16 +1,23 @@
 //! Helpers shared by the issue 3/4 integration tests (REVOKEALL, WITHCLAIMS, INSPECT, INFO,
-//! ACL, notifications, cache). Built on the harness in `tests/common`: a test binary declares
-//! `mod common; mod support;`.
+//! ACL, notifications, cache, replication): the `jwtdeny` INFO section, INSPECT, COMMAND INFO,
+//! MONITOR and AOF effects, the key scheme. Built on the harness in `tests/common`: a test
+//! binary declares `mod common; mod support;`.
 #![allow(dead_code)]
 
 use super::common::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Asserts `+OK`.
-#[track_caller]
-pub fn ok(r: Reply, what: &str) {
-    assert_eq!(r, Reply::Status("OK".into()), "{what}");
+// Moved to `tests/common`; still reachable here for the test files that import them from here.
+#[allow(unused_imports)]
+pub use super::common::{ok, wait_for_link};
+
+/// A server whose keys file is a copy of the vectors' JWKS in its own dir (so a test can
+/// break or rotate it), and that path.
+pub fn server_with_own_keys_file() -> (Server, std::path::PathBuf) {
+    let server = ServerBuilder::new().own_vector_keys("jwks.json").start();
+    let path = server.dir().join("jwks.json");
+    (server, path)
 }
 
 /// `INFO jwtdeny` as field → value, with the `jwtdeny_` prefix Redis adds taken off.
@@ -20,21 +27,15 @@ pub fn info(server: &Server) -> BTreeMap<String, String> {
         text.lines().any(|l| l.trim() == "# jwtdeny"),
         "INFO jwtdeny has no '# jwtdeny' section:\n{text}"
     );
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (k, v) = line
-            .split_once(':')
-            .unwrap_or_else(|| panic!("INFO line without ':': {line:?}"));
-        let k = k
-            .strip_prefix("jwtdeny_")
-            .unwrap_or_else(|| panic!("INFO jwtdeny field without the jwtdeny_ prefix: {line:?}"));
-        out.insert(k.to_string(), v.to_string());
-    }
-    out
+    info_pairs(&text)
+        .into_iter()
+        .map(|(k, v)| {
+            let field = k
+                .strip_prefix("jwtdeny_")
+                .unwrap_or_else(|| panic!("INFO jwtdeny field without the jwtdeny_ prefix: {k:?}"));
+            (field.to_string(), v)
+        })
+        .collect()
 }
 
 /// One numeric field of `INFO jwtdeny`.
@@ -80,29 +81,47 @@ pub fn nil() -> Reply {
     Reply::Bulk(None)
 }
 
+pub fn int(i: i64) -> Reply {
+    Reply::Int(i)
+}
+
 pub fn bulk(s: &str) -> Reply {
     Reply::Bulk(Some(s.as_bytes().to_vec()))
 }
 
 /// Whether the server is Valkey rather than Redis (`server_name:valkey` in INFO server).
 pub fn is_valkey(server: &Server) -> bool {
-    let text = server.cmd(&["INFO", "server"]).text();
-    text.lines()
-        .any(|l| l.trim() == "server_name:valkey" || l.starts_with("valkey_version:"))
+    let m = info_section(server, "server");
+    m.get("server_name").is_some_and(|n| n == "valkey") || m.contains_key("valkey_version")
 }
 
-/// Waits until a replica's link to its master is up.
-pub fn wait_for_link(replica: &Server) {
-    wait_until(
-        "the replica's master link to come up",
-        ASYNC_DEADLINE,
-        || {
-            replica
-                .cmd(&["INFO", "replication"])
-                .text()
-                .contains("master_link_status:up")
-        },
-    );
+/// What `COMMAND INFO <name>` says of a command's flags and key positions.
+pub struct CommandInfo {
+    pub flags: Vec<String>,
+    pub first: i64,
+    pub last: i64,
+    pub step: i64,
+}
+
+/// `COMMAND INFO <name>`; panics if the server does not know the command.
+#[track_caller]
+pub fn command_info(server: &Server, name: &str) -> CommandInfo {
+    let r = server.cmd(&["COMMAND", "INFO", name]);
+    let entry = r
+        .array()
+        .first()
+        .unwrap_or_else(|| panic!("COMMAND INFO {name}: {r}"));
+    let fields = match entry {
+        Reply::Array(Some(f)) => f,
+        other => panic!("COMMAND INFO {name}: no such command ({other})"),
+    };
+    assert_eq!(fields[0].text(), name, "COMMAND INFO {name}: {r}");
+    CommandInfo {
+        flags: fields[2].array().iter().map(Reply::text).collect(),
+        first: fields[3].int(),
+        last: fields[4].int(),
+        step: fields[5].int(),
+    }
 }
 
 /// A MONITOR line `<time> [<db> <addr>] "ARG" "ARG" ...` as (addr, args).
@@ -176,6 +195,64 @@ pub fn is_module_command(c: &[String]) -> bool {
         .is_some_and(|n| n.to_ascii_lowercase().starts_with("jwtdeny"))
 }
 
+/// Sets a marker key on the master and asserts that nothing the master sent the replica
+/// before it (read from the replica's MONITOR) mentions `key` or is a module command.
+#[track_caller]
+pub fn assert_nothing_sent_before_marker(conn: &mut Conn, master: &Server, key: &str, what: &str) {
+    ok(master.cmd(&["SET", "marker", "1"]), "SET marker");
+    let seen = monitor_until(conn, master, "marker");
+    assert!(
+        !seen
+            .iter()
+            .any(|c| is_module_command(c) || c.iter().any(|a| a == key)),
+        "{what} reached the replica: {seen:?}"
+    );
+}
+
+/// The commands of `cmds` (an AOF, a replication stream) that mention `key`.
+pub fn touching<'a>(cmds: &'a [Vec<String>], key: &str) -> Vec<&'a Vec<String>> {
+    cmds.iter().filter(|c| c.iter().any(|a| a == key)).collect()
+}
+
+/// Asserts that none of `cmds` is a module command: only effects are replicated and persisted.
+#[track_caller]
+pub fn assert_no_module_commands(cmds: &[Vec<String>], what: &str) {
+    for c in cmds {
+        assert!(
+            !is_module_command(c),
+            "{what} contains the module command itself: {c:?}"
+        );
+    }
+}
+
+/// The one command in the server's AOF that mentions `key`; asserts that there is exactly one
+/// and that the AOF holds no module command.
+#[track_caller]
+pub fn aof_effect(server: &Server, key: &str) -> Vec<String> {
+    let aof = server.aof_commands();
+    assert_no_module_commands(&aof, "the AOF");
+    let effects = touching(&aof, key);
+    assert_eq!(effects.len(), 1, "AOF commands for {key}: {effects:?}");
+    effects[0].clone()
+}
+
+/// Asserts `cmd` is `SET <key> 1 [NX] PXAT <ms>` (in any option order).
+#[track_caller]
+pub fn assert_set_pxat(cmd: &[String], key: &str, ms: i64) {
+    let ms = ms.to_string();
+    let ok = cmd.len() >= 5
+        && cmd[0].eq_ignore_ascii_case("SET")
+        && cmd[1] == key
+        && cmd[2] == "1"
+        && cmd[3..]
+            .windows(2)
+            .any(|w| w[0].eq_ignore_ascii_case("PXAT") && w[1] == ms)
+        && cmd[3..]
+            .iter()
+            .all(|a| a.eq_ignore_ascii_case("PXAT") || a.eq_ignore_ascii_case("NX") || *a == ms);
+    assert!(ok, "expected SET {key} 1 [NX] PXAT {ms}, got {cmd:?}");
+}
+
 /// The subject (cutoff) key for the default prefix, `sub` already encoded.
 pub fn subject_key(encoded_sub: &str) -> String {
     format!("jwtdeny:{{{encoded_sub}}}")
@@ -208,10 +285,7 @@ pub fn key_slot(key: &str) -> u16 {
 /// Sleeps until the wall clock (whole seconds) is past `secs`, plus a little margin.
 pub fn sleep_until_after(secs: i64) {
     loop {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64;
+        let now_ms = now_ms();
         let target = secs * 1000 + 50;
         if now_ms >= target {
             return;

@@ -1,0 +1,424 @@
+//! Keys from the identity provider: a background thread fetches the JWKS of `jwtdeny.jwks-uri`
+//! (or of the issuer's OIDC discovery document), refreshes it, and refetches when a token names
+//! a `kid` that is not loaded, never on Redis's main thread.
+//!
+//! The fetch itself (HTTPS, redirects, limits, discovery) and when to fetch ([`Schedule`]) are
+//! the core crate's `fetch`; this module is what ties them to Redis: the thread, the clients
+//! blocked while a fetch runs, and the counters INFO shows. Everything about a source lives in
+//! one [`Fetcher`], so a list of providers can later be a list of fetchers.
+//!
+//! Lock order: `state`'s writer lock, then a fetcher's lock; never the other way round.
+
+use crate::fetch::{self, FetchConfig, Schedule, Source, Trigger};
+use crate::keys::{KeySet, KeySource};
+use crate::log;
+use crate::state;
+use redis_module::{raw, Context, ContextFlags};
+use std::os::raw::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How one source is fetched, from the settings; `None` in [`Inner`] when no source is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    pub source: Source,
+    pub fetch: FetchConfig,
+    pub policy: fetch::Policy,
+}
+
+impl SourceConfig {
+    /// The source the settings name, if any (`config::check_combination` has vetted them).
+    pub fn from_settings(s: &crate::config::Settings) -> Option<SourceConfig> {
+        let source = if s.discovery {
+            Source::Discovery {
+                issuer: s.issuer.clone(),
+            }
+        } else if !s.jwks_uri.is_empty() {
+            Source::Uri(s.jwks_uri.clone())
+        } else {
+            return None;
+        };
+        let secs = |n: i64| Duration::from_secs(u64::try_from(n).unwrap_or(0));
+        Some(SourceConfig {
+            source,
+            fetch: FetchConfig {
+                ca_file: (!s.jwks_ca_file.is_empty()).then(|| PathBuf::from(&s.jwks_ca_file)),
+                timeout: Duration::from_millis(u64::try_from(s.jwks_timeout).unwrap_or(0)),
+                max_body: fetch::MAX_BODY,
+            },
+            policy: fetch::Policy {
+                refresh: secs(s.jwks_refresh),
+                cooldown: secs(s.jwks_cooldown),
+            },
+        })
+    }
+
+    /// The URL as logs and INFO show it: never userinfo or query.
+    fn shown(&self) -> String {
+        match &self.source {
+            Source::Uri(url) => fetch::redact_url(url),
+            Source::Discovery { issuer } => fetch::discovery_url(issuer)
+                .map_or_else(|_| String::new(), |u| fetch::redact_url(&u)),
+        }
+    }
+}
+
+/// A client blocked until the fetch in flight is over; RM_UnblockClient may come from any thread.
+struct Blocked(*mut raw::RedisModuleBlockedClient);
+
+// SAFETY: RM_UnblockClient is thread-safe, and each handle is unblocked exactly once.
+unsafe impl Send for Blocked {}
+
+/// What a blocked client gets back: whether the fetch it waited for succeeded, and why not.
+pub struct Outcome {
+    pub error: Option<String>,
+}
+
+/// A source's state, behind the fetcher's lock.
+struct Inner {
+    config: Option<SourceConfig>,
+    /// Moves on every change of `config`: a fetch that ends under an older epoch is discarded.
+    epoch: u64,
+    schedule: Schedule,
+    waiters: Vec<Blocked>,
+    stop: bool,
+    /// What INFO shows.
+    info: Info,
+}
+
+/// The INFO fields of a source.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    pub uri: String,
+    pub last_fetch_time: i64,
+    /// `never`, `ok`, or the error code of the last fetch (`fetch::FetchError::code`, or
+    /// `jwks` when the body was not a usable JWKS).
+    pub last_fetch_result: String,
+    pub fetches_ok: u64,
+    pub fetches_failed: u64,
+    pub unknown_kid_fetches: u64,
+    /// Unix seconds of the next scheduled fetch; 0 with no source.
+    pub next_fetch_time: i64,
+}
+
+pub struct Fetcher {
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+static FETCHER: LazyLock<Fetcher> = LazyLock::new(|| Fetcher {
+    inner: Mutex::new(Inner {
+        config: None,
+        epoch: 0,
+        schedule: Schedule::new(Instant::now()),
+        waiters: Vec::new(),
+        stop: false,
+        info: Info {
+            last_fetch_result: "never".into(),
+            ..Info::default()
+        },
+    }),
+    wake: Condvar::new(),
+    thread: Mutex::new(None),
+});
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Unix seconds of a monotonic instant, for INFO.
+fn unix_of(at: Instant) -> i64 {
+    let now = Instant::now();
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if at >= now {
+        now_unix().saturating_add(secs(at - now))
+    } else {
+        now_unix().saturating_sub(secs(now - at))
+    }
+}
+
+impl Fetcher {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every field is replaced whole under the lock: a panic elsewhere leaves them sound.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Takes the settings in force (after any config change); a changed source fetches at once.
+/// Returns whether a source is configured.
+pub fn configure(settings: &crate::config::Settings) -> bool {
+    let config = SourceConfig::from_settings(settings);
+    let configured = config.is_some();
+    let mut inner = FETCHER.lock();
+    if inner.config == config {
+        return configured;
+    }
+    let same_source = match (&inner.config, &config) {
+        (Some(a), Some(b)) => a.source == b.source && a.fetch == b.fetch,
+        _ => false,
+    };
+    if same_source {
+        // Only the periods changed: keep the schedule, but never wait longer than the new one.
+        if let Some(c) = &config {
+            let latest = Instant::now() + c.policy.refresh;
+            if inner.schedule.next_fetch() > latest && inner.schedule.in_flight().is_none() {
+                inner.schedule = Schedule::new(latest);
+            }
+        }
+    } else {
+        inner.epoch += 1;
+        inner.schedule = Schedule::new(Instant::now());
+    }
+    inner.info.uri = config.as_ref().map(SourceConfig::shown).unwrap_or_default();
+    inner.config = config;
+    drop(inner);
+    FETCHER.wake.notify_all();
+    configured
+}
+
+/// Whether a source is configured (tokens with unknown kids may then wait for a fetch).
+pub fn configured() -> bool {
+    FETCHER.lock().config.is_some()
+}
+
+/// INFO's view of the source.
+pub fn info() -> Info {
+    let inner = FETCHER.lock();
+    let mut info = inner.info.clone();
+    info.next_fetch_time = if inner.config.is_some() {
+        unix_of(inner.schedule.next_fetch())
+    } else {
+        0
+    };
+    info
+}
+
+/// INFO during a crash report: never waits for the lock.
+pub fn try_info() -> Option<Info> {
+    FETCHER
+        .inner
+        .try_lock()
+        .ok()
+        .map(|inner| inner.info.clone())
+}
+
+pub type ReplyFn = unsafe extern "C" fn(
+    *mut raw::RedisModuleCtx,
+    *mut *mut raw::RedisModuleString,
+    c_int,
+) -> c_int;
+
+/// Asks for fresh keys on behalf of a command (`trigger`: an unknown `kid`, or `KEYS RELOAD`)
+/// and, where the client may block, blocks it until that fetch is over: `reply` then runs on
+/// the main thread with the command's arguments, or `timeout` after `jwks-timeout` (plus a
+/// margin for the work after the fetch). Returns whether the client was blocked; when not (no
+/// source, the cooldown, MULTI or Lua), the command answers at once, and a fetch may still
+/// have started for the commands after it.
+pub fn await_keys(ctx: &Context, trigger: Trigger, reply: ReplyFn, timeout: ReplyFn) -> bool {
+    let mut inner = FETCHER.lock();
+    let Some(config) = inner.config.clone() else {
+        return false;
+    };
+    let decision = inner
+        .schedule
+        .request(trigger, Instant::now(), &config.policy);
+    if decision == fetch::Decision::Start {
+        if trigger == Trigger::UnknownKid {
+            inner.info.unknown_kid_fetches += 1;
+        }
+        FETCHER.wake.notify_all();
+    }
+    if decision == fetch::Decision::Refuse || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING)
+    {
+        return false;
+    }
+    let Some(block) = (unsafe { raw::RedisModule_BlockClient }) else {
+        return false;
+    };
+    let ms = i64::try_from(config.fetch.timeout.as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_add(1000);
+    // SAFETY: main thread, inside a command, as RM_BlockClient requires.
+    let client = unsafe {
+        block(
+            ctx.get_raw(),
+            Some(reply),
+            Some(timeout),
+            Some(free_outcome),
+            ms,
+        )
+    };
+    if client.is_null() {
+        return false;
+    }
+    inner.waiters.push(Blocked(client));
+    true
+}
+
+/// In a reply callback of [`await_keys`]: how the fetch went (`None` if there is no word).
+pub fn outcome(ctx: &Context) -> Option<&Outcome> {
+    let get = unsafe { raw::RedisModule_GetBlockedClientPrivateData }?;
+    // SAFETY: the private data is an Outcome boxed by `finish`, or null; freed by free_outcome.
+    let data = unsafe { get(ctx.get_raw()) }.cast::<Outcome>();
+    (!data.is_null()).then(|| unsafe { &*data })
+}
+
+unsafe extern "C" fn free_outcome(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
+    if !data.is_null() {
+        // SAFETY: `data` is the Box<Outcome> that `finish` leaked.
+        drop(unsafe { Box::from_raw(data.cast::<Outcome>()) });
+    }
+}
+
+/// Unblocks every waiting client with `error` (None: the fetch succeeded).
+fn finish(waiters: Vec<Blocked>, error: Option<&str>) {
+    let Some(unblock) = (unsafe { raw::RedisModule_UnblockClient }) else {
+        return;
+    };
+    for Blocked(client) in waiters {
+        let outcome = Box::into_raw(Box::new(Outcome {
+            error: error.map(str::to_string),
+        }));
+        // SAFETY: each handle came from RM_BlockClient and is unblocked exactly once; Redis
+        // hands `outcome` to the reply callback and then to free_outcome (also on timeout).
+        unsafe { unblock(client, outcome.cast::<c_void>()) };
+    }
+}
+
+/// Starts the fetch thread (once loading can no longer fail).
+pub fn start() {
+    let mut thread = FETCHER.thread.lock().unwrap_or_else(|e| e.into_inner());
+    if thread.is_some() {
+        return;
+    }
+    FETCHER.lock().stop = false;
+    *thread = std::thread::Builder::new()
+        .name("jwtdeny-jwks".into())
+        .spawn(run)
+        .map_err(|e| log::warning(&format!("jwtdeny: cannot start the JWKS thread: {e}")))
+        .ok();
+}
+
+/// Stops the fetch thread (a fetch under way ends within its timeout) and answers every
+/// waiting client, so none stays blocked on unloaded code.
+pub fn stop() {
+    FETCHER.lock().stop = true;
+    FETCHER.wake.notify_all();
+    let handle = FETCHER
+        .thread
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(h) = handle {
+        let _ = h.join();
+    }
+    let mut inner = FETCHER.lock();
+    let waiters = std::mem::take(&mut inner.waiters);
+    inner.config = None;
+    inner.info = Info {
+        last_fetch_result: "never".into(),
+        ..Info::default()
+    };
+    drop(inner);
+    finish(waiters, Some("the module is being unloaded"));
+}
+
+/// The fetch thread: waits until a fetch is due or asked for, runs it, publishes the keys.
+fn run() {
+    loop {
+        let (config, epoch) = {
+            let mut inner = FETCHER.lock();
+            loop {
+                if inner.stop {
+                    return;
+                }
+                let Some(config) = inner.config.clone() else {
+                    inner = FETCHER.wake.wait(inner).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                };
+                if inner.schedule.in_flight().is_some() {
+                    break; // asked for by a command
+                }
+                let now = Instant::now();
+                if inner
+                    .schedule
+                    .request(Trigger::Scheduled, now, &config.policy)
+                    == fetch::Decision::Start
+                {
+                    break;
+                }
+                let wait = inner.schedule.next_fetch().saturating_duration_since(now);
+                inner = FETCHER
+                    .wake
+                    .wait_timeout(inner, wait)
+                    .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+            }
+            (inner.config.clone(), inner.epoch)
+        };
+        let Some(config) = config else { continue };
+        let result = catch_unwind(AssertUnwindSafe(|| fetch_keys(&config)))
+            .unwrap_or_else(|_| Err(("internal", "the fetch failed unexpectedly".to_string())));
+        // The keys are published under state's writer lock, checking under it that the source
+        // did not change meanwhile (a CONFIG SET takes the same lock first).
+        let published = match &result {
+            Ok((set, _)) => state::set_uri_keys_if(set.clone(), || FETCHER.lock().epoch == epoch)
+                .map_err(|e| ("jwks", e.message().to_string())),
+            Err(_) => Ok(false),
+        };
+        let mut inner = FETCHER.lock();
+        if inner.epoch != epoch {
+            continue; // a new source: its own fetch starts at once, for the same waiters
+        }
+        let now = Instant::now();
+        inner.info.last_fetch_time = now_unix();
+        let error = match (result, published) {
+            (Ok((set, max_age)), Ok(changed)) => {
+                inner.schedule.succeeded(now, max_age, &config.policy);
+                inner.info.fetches_ok += 1;
+                inner.info.last_fetch_result = "ok".into();
+                if changed {
+                    log::notice(&format!(
+                        "jwtdeny: {} keys from {} in force",
+                        set.len(),
+                        inner.info.uri
+                    ));
+                }
+                for why in &set.skipped {
+                    log::notice(&format!("jwtdeny: skipped {why} (from {})", inner.info.uri));
+                }
+                None
+            }
+            (Err((code, why)), _) | (Ok(_), Err((code, why))) => {
+                inner.schedule.failed(now, &config.policy);
+                inner.info.fetches_failed += 1;
+                inner.info.last_fetch_result = code.to_string();
+                log::warning(&format!(
+                    "jwtdeny: fetching the JWKS from {} failed, the previous keys stay: {why}",
+                    inner.info.uri
+                ));
+                Some(why)
+            }
+        };
+        let waiters = std::mem::take(&mut inner.waiters);
+        drop(inner);
+        finish(waiters, error.as_deref());
+    }
+}
+
+/// One fetch and parse, on the fetch thread.
+#[allow(clippy::type_complexity)]
+fn fetch_keys(
+    config: &SourceConfig,
+) -> Result<(Arc<KeySet>, Option<Duration>), (&'static str, String)> {
+    let fetched =
+        fetch::fetch_jwks(&config.source, &config.fetch).map_err(|e| (e.code(), e.to_string()))?;
+    let set = KeySet::from_json(&fetched.body)
+        .map_err(|e| ("jwks", format!("not a usable JWKS: {}", e.message())))?;
+    Ok((Arc::new(set.from_source(KeySource::Uri)), fetched.max_age))
+}
