@@ -173,7 +173,9 @@ function createApp(client, options = {}) {
   // 400 with an OAuth-style error body otherwise, which tells the provider the logout failed.
   app.post('/backchannel-logout', express.urlencoded({ extended: false, limit: '64kb' }),
     async (req, res) => {
-      const token = req.body && req.body.logout_token;
+      // Only the form the spec defines: the app-wide JSON parser must not let a JSON body in.
+      const form = req.is('application/x-www-form-urlencoded');
+      const token = form && req.body ? req.body.logout_token : undefined;
       if (typeof token !== 'string' || token === '') {
         return logoutResponse(res, 400, {
           error: 'invalid_request', error_description: 'logout_token is missing',
