@@ -701,3 +701,85 @@ fn logouts_notify_and_declare_their_command_info() {
     ]);
     assert_eq!(r.array().len(), 3, "KSCHECK declares three keys: {r}");
 }
+
+/// The session forms' keys are what ACL key patterns see: a read-only pattern admits KSCHECK
+/// and KSINSPECT (every key only read), not KLOGOUT or KREVOKESESSION (which write one); a
+/// pattern naming only the subject's own keys admits its sessions and no one else's.
+#[test]
+fn acl_key_patterns_apply_to_the_session_forms() {
+    let server = server(TEN_YEARS);
+    ok(
+        server.cmd(&[
+            "ACL",
+            "SETUSER",
+            "ro",
+            "on",
+            "nopass",
+            "+jwtdeny.kscheck",
+            "+jwtdeny.ksinspect",
+            "+jwtdeny.klogout",
+            "+jwtdeny.krevokesession",
+            "%R~jwtdeny:*",
+        ]),
+        "ACL SETUSER ro",
+    );
+    ok(
+        server.cmd(&[
+            "ACL",
+            "SETUSER",
+            "alice-app",
+            "on",
+            "nopass",
+            "+jwtdeny.klogout",
+            "+jwtdeny.krevokesession",
+            "~jwtdeny:{alice}*",
+        ]),
+        "ACL SETUSER alice-app",
+    );
+    let login = |user: &str| {
+        let mut c = server.conn();
+        ok(c.cmd(&["AUTH", user, "x"]), user);
+        c
+    };
+    let (iat, exp) = (LOGOUT_IAT - 100, LOGOUT_IAT + TEN_YEARS - 200);
+    let t = access("alice", Some("sess-1"), iat, exp);
+    let keys = [
+        deny_key("alice", iat),
+        subject_key("alice"),
+        session_key("alice", "sess-1"),
+    ];
+    let lo = token_of(&logout_vector("sid-and-sub"));
+
+    let mut ro = login("ro");
+    let check = |c: &mut Conn| c.cmd(&["JWTDENY.KSCHECK", &keys[0], &keys[1], &keys[2], &t]);
+    assert_int(&check(&mut ro), 1, "ro KSCHECK");
+    let i = ro.cmd(&["JWTDENY.KSINSPECT", &keys[0], &keys[1], &keys[2], &t]);
+    assert_eq!(i.array()[1], bulk("active"), "ro KSINSPECT {i}");
+    let r = ro.cmd(&["JWTDENY.KLOGOUT", &keys[1], &keys[2], &lo]);
+    assert_err(&r, "NOPERM", "ro KLOGOUT");
+    let r = ro.cmd(&[
+        "JWTDENY.KREVOKESESSION",
+        &keys[1],
+        &keys[2],
+        "alice",
+        "sess-1",
+    ]);
+    assert_err(&r, "NOPERM", "ro KREVOKESESSION");
+    assert!(
+        server.keys().is_empty(),
+        "nothing written: {:?}",
+        server.keys()
+    );
+
+    let mut alice = login("alice-app");
+    assert_int(
+        &alice.cmd(&["JWTDENY.KLOGOUT", &keys[1], &keys[2], &lo]),
+        1,
+        "alice-app",
+    );
+    let bob = token_of(&logout_vector("sub-only"));
+    let bkey = subject_key("bob");
+    let r = alice.cmd(&["JWTDENY.KLOGOUT", &bkey, &bkey, &bob]);
+    assert_err(&r, "NOPERM", "alice-app ending bob's sessions");
+    assert_int(&check(&mut ro), 0, "ro sees the session ended");
+}
