@@ -148,13 +148,14 @@ fn locate(
         leeway: snap.settings.leeway,
         claims,
     };
-    check_token_route(
-        ctx,
-        route,
-        &checked.keys,
-        checked.session.as_deref(),
-        command,
-    )?;
+    let (entry, subject) = (checked.keys.entry(), checked.keys.subject());
+    match checked.session.as_deref() {
+        // Every token without sid: the two keys, exactly as before sessions existed.
+        None if !matches!(route, Route::Declared(d) if d.len() == 3) => {
+            check_route(ctx, route, &[entry, subject], command)?
+        }
+        session => check_token_route(ctx, route, &checked.keys, session, command)?,
+    }
     Ok(checked)
 }
 
@@ -163,6 +164,7 @@ fn locate(
 /// undeclared: it shares the subject's slot, and Redis runs a two-key command in a migrating
 /// slot only where both declared keys are, which holds the token's entry (a revoked token).
 /// A standalone CHECK or INSPECT in a cluster names the form that declares every key it reads.
+#[cold]
 fn check_token_route(
     ctx: &Context,
     route: Route,
@@ -170,21 +172,18 @@ fn check_token_route(
     session: Option<&str>,
     command: &str,
 ) -> Result<(), Error> {
-    let has_session_form = matches!(command, "CHECK" | "INSPECT");
-    match (route, session) {
-        (Route::Declared(d), None) if d.len() == 3 => Err(Error::Usage(format!(
+    let (entry, subject) = (keys.entry(), keys.subject());
+    let three_keys = matches!(route, Route::Declared(d) if d.len() == 3);
+    match session {
+        None if three_keys => Err(Error::Usage(format!(
             "the token has no sid claim, hence no session key: use JWTDENY.K{command}"
         ))),
-        (Route::Declared(d), Some(s)) if d.len() == 3 => {
-            check_route(ctx, route, &[keys.entry(), keys.subject(), s], command)
+        None => check_route(ctx, route, &[entry, subject], command),
+        Some(s) if three_keys => check_route(ctx, route, &[entry, subject, s], command),
+        Some(s) if matches!(route, Route::Derived) && matches!(command, "CHECK" | "INSPECT") => {
+            check_route(ctx, route, &[entry, subject, s], &format!("S{command}"))
         }
-        (Route::Derived, Some(s)) if has_session_form => check_route(
-            ctx,
-            route,
-            &[keys.entry(), keys.subject(), s],
-            &format!("S{command}"),
-        ),
-        _ => check_route(ctx, route, &[keys.entry(), keys.subject()], command),
+        Some(_) => check_route(ctx, route, &[entry, subject], command),
     }
 }
 
