@@ -783,3 +783,43 @@ fn acl_key_patterns_apply_to_the_session_forms() {
     assert_err(&r, "NOPERM", "alice-app ending bob's sessions");
     assert_int(&check(&mut ro), 0, "ro sees the session ended");
 }
+
+/// With worker threads, a KSCHECK or CHECK whose token a worker verified is answered with the
+/// session consulted, its three keys checked again when the reply is built.
+#[test]
+fn worker_verified_checks_consult_the_session() {
+    let server = ServerBuilder::new()
+        .vector_keys()
+        .conf(format!("jwtdeny.issuer {}", conf_quote(ISSUER)))
+        .conf(format!("jwtdeny.logout-audience {AUDIENCE}"))
+        .conf(format!("jwtdeny.max-lifetime {TEN_YEARS}"))
+        .conf("jwtdeny.workers 2")
+        .start();
+    assert_int(
+        &logout(&server, &token_of(&logout_vector("sid-and-sub"))),
+        1,
+        "LOGOUT",
+    );
+    let exp = LOGOUT_IAT + TEN_YEARS - 200;
+    let session = session_key("alice", "sess-1");
+    for i in 0..20 {
+        let iat = LOGOUT_IAT - 100 - i;
+        let ended = access("alice", Some("sess-1"), iat, exp);
+        let other = access("alice", Some("sess-2"), iat, exp);
+        let e = deny_key("alice", iat);
+        let s = subject_key("alice");
+        let r = server.cmd(&["JWTDENY.KSCHECK", &e, &s, &session, &ended]);
+        assert_int(&r, 0, "KSCHECK of the ended session");
+        assert_int(&server.check(&other), 1, "CHECK of another session");
+        let wrong = session_key("alice", "sess-2");
+        let fresh = access("alice", Some("sess-1"), iat - 1000, exp - 1000);
+        let e = deny_key("alice", iat - 1000);
+        let r = server.cmd(&["JWTDENY.KSCHECK", &e, &s, &wrong, &fresh]);
+        assert_err(&r, "ERR", "KSCHECK with another session's key");
+    }
+    assert!(
+        info_num(&server, "verifications_offloaded") > 0,
+        "{:?}",
+        info(&server)
+    );
+}
