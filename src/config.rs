@@ -296,7 +296,9 @@ pub static SPECS: [Spec; 18] = [
         kind: Kind::Int {
             default: 0,
             min: 0,
-            max: 10 * 365 * 24 * 3600,
+            // A bound, not advice: 100 years admits long-lived test and service tokens (the
+            // shared logout vectors live 74 years) and keeps every expiry within range.
+            max: 100 * 365 * 24 * 3600,
             get: |s| s.max_lifetime,
             set: |s, n| s.max_lifetime = n,
         },

@@ -15,7 +15,7 @@ const AUDIENCE: &str = "jwtdeny-tests";
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// The vectors' logout tokens are issued at this second.
 const LOGOUT_IAT: i64 = 1_767_225_600;
-/// The longest max-lifetime jwtdeny accepts: with it the vectors' session cutoffs (iat 2026)
+/// Ten years of max-lifetime: with it the vectors' session cutoffs (iat 2026)
 /// are still in force today.
 const TEN_YEARS: i64 = 315_360_000;
 
@@ -133,6 +133,62 @@ fn every_logout_vector_gives_its_outcome_and_a_replay_answers_0() {
     let refused = vectors.iter().filter(|v| v["expect"] != "ok").count() as i64;
     assert_eq!(info_num(&server, "logouts_errors"), refused);
     assert_eq!(info(&server)["session_revocation"], "session");
+}
+
+/// The scenario logout.json's note describes, with its own PyJWT access tokens: they live 74
+/// years, so max-lifetime is set above that (jwtdeny accepts up to 100 years).
+#[test]
+fn the_vectors_access_tokens_follow_their_logouts() {
+    const EIGHTY_YEARS: i64 = 80 * 365 * 24 * 3600;
+    let server = server(EIGHTY_YEARS);
+    for name in [
+        "alice-sess-1",
+        "alice-sess-2",
+        "alice-no-sid",
+        "bob-before",
+        "bob-after",
+    ] {
+        assert_int(
+            &server.check(access_vector(name)),
+            1,
+            &format!("{name} before"),
+        );
+    }
+    assert_int(
+        &logout(&server, &token_of(&logout_vector("sid-and-sub"))),
+        1,
+        "sid-and-sub",
+    );
+    assert_int(
+        &server.check(access_vector("alice-sess-1")),
+        0,
+        "its session ended",
+    );
+    assert_int(
+        &server.check(access_vector("alice-sess-2")),
+        1,
+        "another session",
+    );
+    assert_int(
+        &server.check(access_vector("alice-no-sid")),
+        1,
+        "no session named",
+    );
+    assert_int(
+        &logout(&server, &token_of(&logout_vector("sub-only"))),
+        1,
+        "sub-only",
+    );
+    assert_int(
+        &server.check(access_vector("bob-before")),
+        0,
+        "issued before the logout",
+    );
+    assert_int(
+        &server.check(access_vector("bob-after")),
+        1,
+        "issued after it",
+    );
 }
 
 #[test]
