@@ -71,7 +71,7 @@ test: deps ## Build, then run unit and integration tests (these start their own 
 test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopback (redis-py, node-redis, redis-cli -c)
 	bash tests/cluster/run.sh
 
-bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); BENCH_SAVE=1 writes bench/results.md
+bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); BENCH_SAVE=1 writes bench/results.md, BENCH_ONLY=jwks runs one section
 	bench/run.sh $(BENCH_ARGS)
 
 FUZZ_SECONDS ?= 60

@@ -14,15 +14,19 @@ redis-server on a free loopback port with the module and tests/vectors/jwks.json
      first-sight CHECK (INFO commandstats), i.e. the module's overhead over the crypto;
   5. (issue 4 §4) p50/p99 of plain GET from a second client while never-seen ES256 CHECKs run,
      inline and with jwtdeny.workers where the module has it;
-  6. (issue 4 §5) the Node comparison in bench/node (needs node + npm).
+  6. (issue 4 §5) the Node comparison in bench/node (needs node + npm);
+  7. (issue 10) a second server with its keys from an HTTPS JWKS server run here (openssl CLI
+     for the certificates): cache hits and misses of cached CHECKs while JWTDENY.KEYS RELOAD
+     refetches unchanged keys, and, as a contrast, a changed key.
 
 Prints Markdown tables; --save also writes bench/results.md with the machine, date and commands.
-Python 3 standard library only.
+--only main,node,jwks runs some of them. Python 3 standard library only.
 """
 
 import argparse
 import csv
 import datetime
+import http.server
 import io
 import json
 import os
@@ -30,10 +34,12 @@ import platform
 import shlex
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -174,13 +180,13 @@ def free_port():
 
 
 class Server:
-    def __init__(self, opts):
+    def __init__(self, opts, module_args=("keys-file", JWKS)):
         self.dir = tempfile.mkdtemp(prefix="jwtdeny-bench-")
         self.port = free_port()
         self.argv = [opts.redis_server, "--port", self.port, "--bind", "127.0.0.1",
                      "--save", "", "--appendonly", "no", "--dir", self.dir,
                      "--logfile", os.path.join(self.dir, "redis.log"),
-                     "--loadmodule", MODULE, "keys-file", JWKS]
+                     "--loadmodule", MODULE, *module_args]
         record("server", self.argv)
         self.proc = subprocess.Popen([str(a) for a in self.argv], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -408,19 +414,29 @@ def parse_args():
     ap.add_argument("--node-checks", type=int, help="checks per row in the Node comparison "
                     "(48000, in 3 rounds); 0 skips it")
     ap.add_argument("--no-node", action="store_true", help="skip the Node comparison")
+    ap.add_argument("--jwks-checks", type=int, help="CHECKs per row in the JWKS refresh section "
+                    "(300000); 0 skips it")
+    ap.add_argument("--jwks-sessions", type=int, help="distinct RS256 tokens those CHECKs cycle "
+                    "through, all cached (1000)")
+    ap.add_argument("--jwks-reload-interval", type=float, default=0.5,
+                    help="seconds between two JWTDENY.KEYS RELOAD in that section (0.5)")
+    ap.add_argument("--only", default=env("BENCH_ONLY", ""), metavar="LIST",
+                    help="comma-separated sections to run: main (1-5 and the targets), node (6), "
+                    "jwks (7); all by default; env BENCH_ONLY")
     ap.add_argument("--no-build", action="store_true", help="use the existing builds")
     ap.add_argument("--redis-server", default=env("REDIS_SERVER", "redis-server"))
-    ap.add_argument("--save", nargs="?", const=str(BENCH / "results.md"),
-                    default=str(BENCH / "results.md") if env("BENCH_SAVE") == "1" else None,
-                    metavar="PATH", help="write the report to PATH (bench/results.md); "
-                    "env BENCH_SAVE=1")
+    ap.add_argument("--save", nargs="?", const="",
+                    default="" if env("BENCH_SAVE") == "1" else None,
+                    metavar="PATH", help="write the report to PATH (bench/results.md, or "
+                    "bench/results-<sections>.md with --only); env BENCH_SAVE=1")
     o = ap.parse_args()
     quick = o.quick
     defaults = {
         "requests": (100000, 20000), "requests_pipelined": (500000, 50000),
         "fresh": (10000, 1000), "fresh_rs256": (2500, 300), "revokes": (100000, 20000), "mem_count": (1000000, 100000),
         "verify_seconds": (1.0, 0.3), "contention_tokens": (40000, 8000),
-        "node_checks": (48000, 9000),
+        "node_checks": (48000, 9000), "jwks_checks": (300000, 60000),
+        "jwks_sessions": (1000, 200),
     }
     for k, (full, small) in defaults.items():
         if getattr(o, k) is None:
@@ -428,6 +444,17 @@ def parse_args():
     if o.no_node:
         o.node_checks = 0
     o.rounds = max(1, o.rounds)
+    sections = {"main", "node", "jwks"}
+    o.only = {w.strip() for w in o.only.split(",") if w.strip()} or sections
+    if not o.only <= sections:
+        ap.error(f"--only: unknown section(s) {', '.join(sorted(o.only - sections))} "
+                 f"(main, node, jwks)")
+    if o.save == "":
+        # A partial run must not replace the full results.
+        part = "" if o.only == sections else "-" + "-".join(sorted(o.only))
+        o.save = str(BENCH / f"results{part}.md")
+    o.jwks_sessions = max(1, o.jwks_sessions)
+    o.jwks_reload_interval = max(0.05, o.jwks_reload_interval)
     o.contention_workers = [int(w) for w in str(o.contention_workers).split(",") if w.strip()]
     return o
 
@@ -446,14 +473,59 @@ def build(opts):
 
 def main():
     opts = parse_args()
-    for tool in ("redis-benchmark", opts.redis_server):
+    tools = [opts.redis_server] + (["redis-benchmark"] if "main" in opts.only else [])
+    for tool in tools:
         if not shutil.which(tool):
             fail(f"{tool} not found (Debian: apt-get install redis-server redis-tools)")
     started = time.time()
     build(opts)
     report = []
-    P = opts.pipeline
+    version = None
+    figures = None
 
+    # --- 1.-5. against one server with the keys file ------------------------------------------
+    if "main" in opts.only:
+        version, figures = server_sections(opts, report)
+
+    # --- 6. Node comparison (issue 4 §5) ------------------------------------------------------
+    if "node" in opts.only and opts.node_checks > 0:
+        node_out = node_comparison(opts)
+        if node_out:
+            report.append("## 6. Node: the classic pattern vs. JWTDENY.CHECK (bench/node)\n\n"
+                          + node_out)
+
+    # --- 7. JWKS refresh with unchanged keys (issue 10) --------------------------------------
+    if "jwks" in opts.only and opts.jwks_checks > 0:
+        jwks_version, jwks_out = jwks_refresh(opts)
+        version = version or jwks_version
+        if jwks_out:
+            report.append(jwks_out)
+
+    # --- targets ------------------------------------------------------------------------------
+    if figures:
+        report.append(targets(*figures, opts.pipeline))
+
+    elapsed = time.time() - started
+    body = "\n\n".join(report)
+    print(body)
+    print(f"\n(bench took {elapsed:.0f}s)")
+    if opts.save:
+        save(opts, version or redis_version(opts), body, elapsed)
+
+
+def redis_version(opts):
+    try:
+        out = subprocess.run([opts.redis_server, "--version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=30).stdout
+        return next((w[2:] for w in out.split() if w.startswith("v=")), "?")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def server_sections(opts, report):
+    """Sections 1-5, against one redis-server loading tests/vectors/jwks.json; returns the
+    server's version and the figures the targets table judges."""
+    P = opts.pipeline
     srv = Server(opts)
     log(f"redis-server {srv.version} on 127.0.0.1:{srv.port} (pid {srv.proc.pid})")
     try:
@@ -654,24 +726,7 @@ def main():
             report.append(cont)
     finally:
         srv.stop()
-
-    # --- 6. Node comparison (issue 4 §5) ------------------------------------------------------
-    node_out = None
-    if opts.node_checks > 0:
-        node_out = node_comparison(opts)
-        if node_out:
-            report.append("## 6. Node: the classic pattern vs. JWTDENY.CHECK (bench/node)\n\n"
-                          + node_out)
-
-    # --- targets ------------------------------------------------------------------------------
-    report.append(targets(rb, lg, overhead, mem, P))
-
-    elapsed = time.time() - started
-    body = "\n\n".join(report)
-    print(body)
-    print(f"\n(bench took {elapsed:.0f}s)")
-    if opts.save:
-        save(opts, srv.version, body, elapsed)
+    return srv.version, (rb, lg, overhead, mem)
 
 
 def contention(opts, srv, iat, exp):
@@ -770,6 +825,256 @@ def node_comparison(opts):
     return p.stdout.strip()
 
 
+# ----------------------------------------------------------------------------------------------
+# 7. JWKS refresh with unchanged keys (issue 10)
+
+# The public keys an identity provider publishes: the vector keys of the asymmetric algorithms.
+IDP_KIDS = ("shared-rsa", "shared-es256", "shared-ed25519")
+
+
+class JwksServer:
+    """An HTTPS server on a free loopback port serving `/jwks.json` with the body the bench
+    sets, counting the requests; its certificate is signed by a CA made for the run."""
+
+    def __init__(self, cert, key):
+        self.lock = threading.Lock()
+        self.body = b'{"keys":[]}'
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = 30  # no connection holds a handler thread longer
+
+            def do_GET(self):
+                if self.path != "/jwks.json":
+                    self.send_error(404)
+                    return
+                with outer.lock:
+                    outer.requests += 1
+                    body = outer.body
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        # The handshake then happens in the handler's thread, not in the accepting one.
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
+                                            do_handshake_on_connect=False)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def set_keys(self, keys):
+        with self.lock:
+            self.body = json.dumps({"keys": keys}).encode()
+
+    def count(self):
+        with self.lock:
+            return self.requests
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def make_certs(d):
+    """A CA and a server certificate for 127.0.0.1, signed by it (openssl CLI); returns the
+    paths of the CA, the certificate and its key."""
+    ca_key, ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+    key, csr, crt = (os.path.join(d, n) for n in ("server.key", "server.csr", "server.pem"))
+    ext = os.path.join(d, "server.ext")
+    Path(ext).write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                         "basicConstraints=critical,CA:FALSE\n"
+                         "keyUsage=critical,digitalSignature\n"
+                         "extendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run(["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", 2,
+         "-subj", "/CN=jwtdeny bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"], section="jwks", quiet=True)
+    run(["openssl", "req", "-new", *ec, "-keyout", key, "-out", csr,
+         "-subj", "/CN=jwtdeny bench IdP"], section="jwks", quiet=True)
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", 2,
+         "-days", 2, "-extfile", ext, "-out", crt], section="jwks", quiet=True)
+    return ca, crt, key
+
+
+class Reloader(threading.Thread):
+    """Sends JWTDENY.KEYS RELOAD every `interval` seconds on its own connection, from the
+    moment `ready` exists (the load generator is about to send) until `stop` is set; calls
+    `before` ahead of each one (to change what the provider serves)."""
+
+    def __init__(self, port, interval, ready, want, before=None):
+        super().__init__(daemon=True)
+        self.port, self.interval, self.ready, self.want = port, interval, ready, want
+        self.before = before
+        self.stop = threading.Event()
+        self.sent = 0
+        self.secs = []
+        self.error = None
+
+    def run(self):
+        r = Redis(self.port)
+        try:
+            while not os.path.exists(self.ready):
+                if self.stop.wait(0.005):
+                    return
+            while not self.stop.wait(self.interval):
+                if self.before:
+                    self.before(self.sent)
+                t = time.time()
+                got = r("JWTDENY.KEYS", "RELOAD")
+                self.secs.append(time.time() - t)
+                self.sent += 1
+                if got != self.want:
+                    self.error = f"JWTDENY.KEYS RELOAD answered {got!r}, expected {self.want}"
+                    return
+        except (OSError, ConnectionError, RedisError) as e:
+            self.error = f"JWTDENY.KEYS RELOAD: {e}"
+        finally:
+            r.close()
+
+
+def jwks_refresh(opts):
+    """Section 7: CHECKs of cached tokens while the keys are refetched from an HTTPS JWKS
+    server; returns the server's version and the section's Markdown (None, None if skipped)."""
+    if not shutil.which("openssl"):
+        log("openssl not found: skipping the JWKS refresh section (Debian: apt-get install "
+            "openssl; --jwks-checks 0 to silence)")
+        return None, None
+    vectors = {k.get("kid"): k for k in json.loads(JWKS.read_text())["keys"]}
+    keys = [vectors[kid] for kid in IDP_KIDS]
+    # For the contrast row: the RS256 key with an `alg` member is, to the module, another key
+    # (it serves other algorithms), yet the same material, so every token still verifies.
+    changed = [dict(k, alg="RS256") if k["kid"] == "shared-rsa" else k for k in keys]
+    tmp = tempfile.mkdtemp(prefix="jwtdeny-bench-jwks-")
+    idp = srv = None
+    try:
+        ca, crt, key = make_certs(tmp)
+        idp = JwksServer(crt, key)
+        idp.set_keys(keys)
+        url = f"https://127.0.0.1:{idp.port}/jwks.json"
+        record("jwks", f"# bench/run.py serves {{\"keys\": [{', '.join(IDP_KIDS)}]}} "
+                       f"(from tests/vectors/jwks.json) at {url} (python3 http.server + ssl, "
+                       f"certificate {crt}); no keys file")
+        srv = Server(opts, ("jwks-uri", url, "jwks-ca-file", ca))
+        log(f"redis-server {srv.version} on 127.0.0.1:{srv.port}, keys from {url}")
+        r = srv.r
+        deadline = time.time() + 30
+        while jwtdeny_counters(r).get("jwtdeny_jwks_fetches_ok", 0) < 1:
+            if time.time() > deadline:
+                fail(f"jwks: the first fetch did not succeed "
+                     f"({r.info('jwtdeny').get('jwtdeny_jwks_last_fetch_result')}); log:\n"
+                     f"{srv.log_tail()}")
+            time.sleep(0.05)
+        if r("JWTDENY.KEYS", "RELOAD") != len(keys):
+            fail(f"jwks: expected {len(keys)} keys from {url}")
+        record("jwks", ["redis-cli", "-p", srv.port, "JWTDENY.KEYS", "RELOAD"])
+        cap = int(r("CONFIG", "GET", "jwtdeny.verify-cache-size")[1])
+        if cap < opts.jwks_sessions:
+            fail(f"jwks: --jwks-sessions {opts.jwks_sessions} > jwtdeny.verify-cache-size {cap}")
+
+        now = int(time.time())
+        D, N, iv = opts.jwks_sessions, opts.jwks_checks, opts.jwks_reload_interval
+        # RS256 (what identity providers sign with by default) signs deterministically, so
+        # every row's jwtbench mints the very same D tokens and finds them in the cache.
+        extra = ("--distinct", D, "--iat", now, "--exp", now + 30 * 86400)
+        ready = os.path.join(srv.dir, "loadgen.ready")
+
+        def phase(label, count, reload=False, swap=None):
+            if os.path.exists(ready):
+                os.unlink(ready)
+            reloader = None
+            if reload:
+                reloader = Reloader(srv.port, iv, ready, len(keys), before=swap)
+                step = ("# (the server now serves the other key set); " if swap else "")
+                record("jwks", f"while :; do sleep {iv}; {step}redis-cli -p {srv.port} "
+                               f"JWTDENY.KEYS RELOAD; done &  # from when jwtbench is ready "
+                               f"to send until it is done")
+                reloader.start()
+            c0, q0 = jwtdeny_counters(r), idp.count()
+            log(f"jwks: {label}: {count} CHECKs over {D} cached RS256 tokens")
+            try:
+                res = loadgen(opts, srv, "check:RS256", count, 1, ":1", "jwtdeny.check",
+                              tag="jwks-session-", extra=extra, flush=False, section="jwks")
+            finally:
+                if reloader:
+                    reloader.stop.set()
+                    reloader.join(60)
+            c1, q1 = jwtdeny_counters(r), idp.count()
+            if reloader and reloader.error:
+                fail(f"jwks: {label}: {reloader.error}")
+            d = {k: c1.get("jwtdeny_" + k, 0) - c0.get("jwtdeny_" + k, 0) for k in
+                 ("verify_cache_hits", "verify_cache_misses", "jwks_fetches_ok",
+                  "jwks_fetches_failed")}
+            if d["jwks_fetches_failed"]:
+                fail(f"jwks: {label}: {d['jwks_fetches_failed']} fetches failed "
+                     f"({r.info('jwtdeny').get('jwtdeny_jwks_last_fetch_result')})")
+            looked = d["verify_cache_hits"] + d["verify_cache_misses"]
+            if looked != count:
+                fail(f"jwks: {label}: {looked} cache lookups for {count} CHECKs")
+            return {"label": label, "reloads": reloader.sent if reloader else 0,
+                    "reload_secs": reloader.secs if reloader else [],
+                    "fetches": d["jwks_fetches_ok"], "requests": q1 - q0, "checks": count,
+                    "hits": d["verify_cache_hits"], "misses": d["verify_cache_misses"],
+                    "entries": (c0.get("jwtdeny_verify_cache_entries", 0),
+                                c1.get("jwtdeny_verify_cache_entries", 0)),
+                    "ops": res["ops"], "p99": res["p99"]}
+
+        rows = [phase("warm-up: each token's first CHECK", D)]
+        rows.append(phase("no refresh", N))
+        rows.append(phase(f"KEYS RELOAD every {iv:g} s, unchanged keys", N, reload=True))
+        rows.append(phase(f"KEYS RELOAD every {iv:g} s, a key changed each time (contrast)", N,
+                          reload=True,
+                          swap=lambda i: idp.set_keys(changed if i % 2 == 0 else keys)))
+    finally:
+        if srv:
+            srv.stop()
+        if idp:
+            idp.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    unchanged = rows[2]
+    holds = (unchanged["misses"] == 0 and unchanged["reloads"] > 0
+             and unchanged["fetches"] >= unchanged["reloads"]
+             and unchanged["entries"][0] == unchanged["entries"][1] == D)
+    body = []
+    for x in rows:
+        rate = x["hits"] / (x["hits"] + x["misses"]) if x["hits"] + x["misses"] else 0.0
+        body.append([x["label"], x["reloads"], x["fetches"], x["requests"], fmt_ops(x["checks"]),
+                     fmt_ops(x["hits"]), fmt_ops(x["misses"]), f"{rate * 100:.2f}%",
+                     f"{x['entries'][0]:,} → {x['entries'][1]:,}", fmt_ops(x["ops"]),
+                     f"{x['p99']:.3f}"])
+    reload_ms = [t * 1e3 for x in rows for t in x["reload_secs"]]
+    return srv.version, (
+        "## 7. JWKS refresh with unchanged keys (issue 10)\n\n"
+        f"A second redis-server gets its keys only from an HTTPS JWKS server on loopback "
+        f"(`jwtdeny.jwks-uri`, `jwtdeny.jwks-ca-file`; CA and certificate made for the run; keys "
+        f"{', '.join(IDP_KIDS)}). jwtbench sends {N:,} JWTDENY.CHECKs per row over "
+        f"{opts.clients} connections, unpipelined, cycling through the same {D:,} RS256 tokens "
+        f"(cached by the warm-up), while a second connection sends `JWTDENY.KEYS RELOAD` "
+        f"(which refetches the URL and replies once the keys are in force"
+        + (f", median {statistics.median(reload_ms):.1f} ms" if reload_ms else "")
+        + f") every {iv:g} s. `fetches` is the jwks_fetches_ok delta, `requests` the JWKS "
+        f"server's own count, hits and misses the verify_cache_* deltas (every CHECK is one "
+        f"or the other, and every CHECK answered 1). In the contrast row the provider serves, "
+        f"on every other refresh, the RS256 key with an `alg` member: the same material, so "
+        f"the tokens still verify, but a changed key to the module, which drops what it "
+        f"verified.\n\n"
+        + table(["refresh", "KEYS RELOAD sent", "fetches", "requests", "CHECKs", "cache hits",
+                 "cache misses", "hit rate", "cache entries before → after", "CHECK ops/s",
+                 "p99 ms"], body)
+        + f"\n\nAn unchanged refresh keeps the cache (no miss, entries kept): "
+        + ("holds" if holds else "**MISSED**"))
+
+
 def targets(rb, lg, overhead, mem, P):
     def status(ok):
         return "holds" if ok else "**MISSED**"
@@ -806,12 +1111,15 @@ def save(opts, version, body, elapsed):
             blocks.append((section, []))
         blocks[-1][1].append(line)
     cmds = [f"{section}:\n\n```sh\n" + "\n".join(lines) + "\n```" for section, lines in blocks]
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in
+           ("BENCH_SAVE", "BENCH_QUICK", "BENCH_ROUNDS", "BENCH_ONLY") if os.environ.get(k)]
+    invocation = " ".join(env + ["bench/run.sh"] + [shlex.quote(a) for a in sys.argv[1:]])
     text = (
         "# jwtdeny benchmark results\n\n"
         "Written by `bench/run.sh --save` (see bench/README.md for what each number means). "
         "These machines are noisy: compare ratios within one run, not figures across runs.\n\n"
         + table(["", ""], [[k, v] for k, v in info], ["---", "---"])
-        + f"\n\nInvocation: `bench/run.sh {' '.join(shlex.quote(a) for a in sys.argv[1:])}`"
+        + f"\n\nInvocation: `{invocation}`"
         f" — took {elapsed:.0f}s.\n\n"
         + body
         + "\n\n## Commands\n\nRun from the repository root, in this order (the port and the "

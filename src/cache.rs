@@ -313,6 +313,7 @@ mod tests {
             iat: 1,
             exp: 2,
             nbf: None,
+            sid: None,
         }
     }
 

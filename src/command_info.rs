@@ -121,6 +121,23 @@ const fn subject_key(spec: c_int) -> Arg {
     )
 }
 
+const SID: Arg = arg(
+    c"sid",
+    Kind::Text,
+    c"the OIDC session id: the tokens' sid claim",
+);
+const LOGOUT_TOKEN: Arg = arg(
+    c"logout_token",
+    Kind::Text,
+    c"an OpenID Connect Back-Channel Logout token, as the identity provider posted it",
+);
+
+/// The session key is the third key of KSCHECK and KSINSPECT, the second of KLOGOUT and
+/// KREVOKESESSION; its key spec is the command's only one.
+const fn session_key(notes: &'static CStr) -> Arg {
+    arg(c"session-key", Kind::Key(0), notes)
+}
+
 const VERIFIES: &CStr = c"O(N) where N is the token's length, plus one signature verification";
 // INSPECT always verifies; the others go through the verification cache.
 const VERIFIES_CACHED: &CStr = c"O(N) where N is the token's length, plus one signature \
@@ -131,6 +148,25 @@ const VERIFIES_CACHED: &CStr = c"O(N) where N is the token's length, plus one si
 const READ_BOTH: &[KeySpec] = &[KeySpec {
     notes: c"the token's entry key and its subject's cutoff key",
     flags: RO | ACCESS,
+    first: 1,
+    count: 2,
+}];
+
+/// KSCHECK and KSINSPECT: READ_BOTH and the session's cutoff key.
+const READ_THREE: &[KeySpec] = &[KeySpec {
+    notes: c"the token's entry key, its subject's cutoff key and its session's cutoff key",
+    flags: RO | ACCESS,
+    first: 1,
+    count: 3,
+}];
+
+/// KLOGOUT and KREVOKESESSION read the subject's cutoff (one that covers the logout already
+/// means `0`, nothing written) and move one of the two cutoffs forward: which one depends on the
+/// token and on max-lifetime, so both are RW, ACCESS and UPDATE, like KREVOKEALL's.
+const END_SESSION: &[KeySpec] = &[KeySpec {
+    notes: c"the subject's cutoff key and the session's cutoff key, read; one of them created or \
+        moved forward",
+    flags: RW | ACCESS | UPDATE,
     first: 1,
     count: 2,
 }];
@@ -246,6 +282,80 @@ const COMMANDS: &[Command] = &[
             count: 1,
         }],
         args: &[subject_key(0), SUB, AT],
+    },
+    Command {
+        name: c"jwtdeny.logout",
+        arity: 2,
+        summary: c"Ends the OIDC session (or every session of the subject) an OpenID Connect \
+            Back-Channel Logout token names",
+        complexity: VERIFIES,
+        keys: &[],
+        args: &[LOGOUT_TOKEN],
+    },
+    Command {
+        name: c"jwtdeny.revokesession",
+        arity: 3,
+        summary: c"Revokes every JWT of an OIDC session issued up to now",
+        complexity: c"O(1)",
+        keys: &[],
+        args: &[SUB, SID],
+    },
+    Command {
+        name: c"jwtdeny.kscheck",
+        arity: -5,
+        summary: c"JWTDENY.CHECK of a token with a sid, with its keys and its session's declared",
+        complexity: VERIFIES_CACHED,
+        keys: READ_THREE,
+        args: &[
+            ENTRY_KEY,
+            subject_key(0),
+            session_key(c"the session's cutoff key: <prefix>{<sub>}:sid:<sid>"),
+            TOKEN,
+            WITHCLAIMS,
+        ],
+    },
+    Command {
+        name: c"jwtdeny.ksinspect",
+        arity: 5,
+        summary: c"JWTDENY.INSPECT of a token with a sid, with its keys and its session's declared",
+        complexity: VERIFIES,
+        keys: READ_THREE,
+        args: &[
+            ENTRY_KEY,
+            subject_key(0),
+            session_key(c"the session's cutoff key: <prefix>{<sub>}:sid:<sid>"),
+            TOKEN,
+        ],
+    },
+    Command {
+        name: c"jwtdeny.klogout",
+        arity: 4,
+        summary: c"JWTDENY.LOGOUT with the subject's and the session's keys declared, for Redis \
+            Cluster and ACL key patterns",
+        complexity: VERIFIES,
+        keys: END_SESSION,
+        args: &[
+            subject_key(0),
+            session_key(
+                c"the session's cutoff key <prefix>{<sub>}:sid:<sid>; the subject key again for \
+                a logout token without sid",
+            ),
+            LOGOUT_TOKEN,
+        ],
+    },
+    Command {
+        name: c"jwtdeny.krevokesession",
+        arity: 5,
+        summary: c"JWTDENY.REVOKESESSION with the subject's and the session's keys declared, for \
+            Redis Cluster and ACL key patterns",
+        complexity: c"O(1)",
+        keys: END_SESSION,
+        args: &[
+            subject_key(0),
+            session_key(c"the session's cutoff key: <prefix>{<sub>}:sid:<sid>"),
+            SUB,
+            SID,
+        ],
     },
 ];
 
@@ -488,7 +598,7 @@ mod tests {
 
     #[test]
     fn every_command_has_docs() {
-        assert_eq!(COMMANDS.len(), 9);
+        assert_eq!(COMMANDS.len(), 15);
         for c in COMMANDS {
             assert!(!c.summary.is_empty() && !c.complexity.is_empty());
             assert!(c.name.to_bytes().starts_with(b"jwtdeny."));

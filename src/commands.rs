@@ -1,16 +1,18 @@
-//! Command handlers: argument parsing and replies. The logic lives in `token`, `keys`,
-//! `denylist` and `config`; errors become replies through `error::Error`.
+//! Command handlers: argument parsing and replies. The logic lives in `token`, `logout`,
+//! `keys`, `denylist` and `config`; errors become replies through `error::Error`.
 
+use crate::backchannel;
 use crate::cache;
+use crate::config::Settings;
 use crate::denylist::{self, RevokedBy};
 use crate::error::{quote, Error};
 use crate::fetch::Trigger;
 use crate::jwks;
 use crate::keys::alg_name;
-use crate::keyscheme::{subject_key, DenyKeys};
+use crate::keyscheme::{session_key, subject_key, DenyKeys};
 use crate::log;
 use crate::state::{self, Snapshot};
-use crate::stats;
+use crate::stats::{self, SessionEnd};
 use crate::token::{self, Claims};
 use crate::workers;
 use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
@@ -62,6 +64,8 @@ fn now_ms() -> i64 {
 struct Checked {
     claims: Claims,
     keys: DenyKeys,
+    /// Its session's cutoff key, built only for a token that has a `sid`.
+    session: Option<String>,
     leeway: i64,
 }
 
@@ -134,25 +138,66 @@ fn locate(
     route: Route,
     command: &str,
 ) -> Result<Checked, Error> {
+    let prefix = &snap.settings.prefix;
     let checked = Checked {
-        keys: DenyKeys::new(&snap.settings.prefix, &claims.sub, claims.iat),
+        keys: DenyKeys::new(prefix, &claims.sub, claims.iat),
+        session: claims
+            .sid
+            .as_deref()
+            .map(|sid| session_key(prefix, &claims.sub, sid)),
         leeway: snap.settings.leeway,
         claims,
     };
-    check_route(
-        ctx,
-        route,
-        &[checked.keys.entry(), checked.keys.subject()],
-        command,
-    )?;
+    let (entry, subject) = (checked.keys.entry(), checked.keys.subject());
+    match checked.session.as_deref() {
+        // Every token without sid: the two keys, exactly as before sessions existed.
+        None if !matches!(route, Route::Declared(d) if d.len() == 3) => {
+            check_route(ctx, route, &[entry, subject], command)?
+        }
+        session => check_token_route(ctx, route, &checked.keys, session, command)?,
+    }
     Ok(checked)
+}
+
+/// [`check_route`] for a token's keys. The three-key forms (`KSCHECK`, `KSINSPECT`) declare the
+/// session key too, so they need a token with a session. The two-key forms may leave it
+/// undeclared: it shares the subject's slot, and Redis runs a two-key command in a migrating
+/// slot only where both declared keys are, which holds the token's entry (a revoked token).
+/// A standalone CHECK or INSPECT in a cluster names the form that declares every key it reads.
+#[cold]
+fn check_token_route(
+    ctx: &Context,
+    route: Route,
+    keys: &DenyKeys,
+    session: Option<&str>,
+    command: &str,
+) -> Result<(), Error> {
+    let (entry, subject) = (keys.entry(), keys.subject());
+    let three_keys = matches!(route, Route::Declared(d) if d.len() == 3);
+    match session {
+        None if three_keys => Err(Error::Usage(format!(
+            "the token has no sid claim, hence no session key: use JWTDENY.K{command}"
+        ))),
+        None => check_route(ctx, route, &[entry, subject], command),
+        Some(s) if three_keys => check_route(ctx, route, &[entry, subject, s], command),
+        Some(s) if matches!(route, Route::Derived) && matches!(command, "CHECK" | "INSPECT") => {
+            check_route(ctx, route, &[entry, subject, s], &format!("S{command}"))
+        }
+        Some(_) => check_route(ctx, route, &[entry, subject], command),
+    }
 }
 
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
 fn status(ctx: &Context, c: &Checked) -> Result<Option<RevokedBy>, Error> {
-    let revoked = denylist::revoked_by(ctx, c.keys.entry(), c.keys.subject(), c.claims.iat)?;
+    let revoked = denylist::revoked_by(
+        ctx,
+        c.keys.entry(),
+        c.keys.subject(),
+        c.session.as_deref(),
+        c.claims.iat,
+    )?;
     c.claims.check_time(now_ms(), c.leeway)?;
     Ok(revoked)
 }
@@ -172,6 +217,24 @@ pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let (route, rest) = declared(&args, 2)?;
     check_with(ctx, rest, route)
+}
+
+pub fn kscheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (route, rest) = declared(&args, 3)?;
+    check_with(ctx, rest, route)
+}
+
+/// How many keys a keyed form of CHECK declares, by its name: 0 for the standalone form.
+fn declared_keys(args: &[RedisString]) -> usize {
+    let name = args
+        .first()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match name.as_str() {
+        "jwtdeny.kcheck" => 2,
+        "jwtdeny.kscheck" => 3,
+        _ => 0,
+    }
 }
 
 fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> {
@@ -233,9 +296,9 @@ fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
 /// provider's keys are fetched (one fetch shared by every such client, at most one per
 /// `jwtdeny.jwks-cooldown`), if a source is configured and the client may block. Returns
 /// whether it blocked; the command then answers from [`refetched_reply`].
-fn wait_for_keys(
+fn wait_for_keys<T>(
     ctx: &Context,
-    claims: &Result<Claims, Error>,
+    claims: &Result<T, Error>,
     token: &RedisString,
     snap: &Snapshot,
 ) -> bool {
@@ -260,8 +323,11 @@ unsafe extern "C" fn refetched_reply(
     let handler: Handler = match name.as_str() {
         "jwtdeny.check" => check,
         "jwtdeny.kcheck" => kcheck,
+        "jwtdeny.kscheck" => kscheck,
         "jwtdeny.revoke" => revoke,
         "jwtdeny.krevoke" => krevoke,
+        "jwtdeny.logout" => logout,
+        "jwtdeny.klogout" => klogout,
         _ => |_, _| Err(Error::Internal("no command to answer".into()).into()),
     };
     REFETCHED.set(true);
@@ -280,14 +346,9 @@ unsafe extern "C" fn check_reply(
     let context = Context::new(ctx);
     let args = redis_module::decode_args(ctx, argv, argc);
     let reply = guard(&context, args, |ctx, args| {
-        let keyed = args.first().is_some_and(|name| {
-            name.to_string_lossy()
-                .eq_ignore_ascii_case("jwtdeny.kcheck")
-        });
-        let (route, rest) = if keyed {
-            declared(&args, 2)?
-        } else {
-            (Route::Derived, args.as_slice())
+        let (route, rest) = match declared_keys(&args) {
+            0 => (Route::Derived, args.as_slice()),
+            n => declared(&args, n)?,
         };
         let (token, with_claims) = check_args(rest)?;
         let snap = state::current();
@@ -431,6 +492,11 @@ pub fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     inspect_with(ctx, rest, route)
 }
 
+pub fn ksinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (route, rest) = declared(&args, 3)?;
+    inspect_with(ctx, rest, route)
+}
+
 fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
@@ -441,11 +507,18 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
         .as_deref()
         .zip(seen.iat)
         .map(|(sub, iat)| DenyKeys::new(prefix, sub, iat));
+    let session = seen
+        .sub
+        .as_deref()
+        .zip(seen.sid.as_deref())
+        .map(|(sub, sid)| session_key(prefix, sub, sid));
     if let Some(k) = &keys {
-        check_route(ctx, route, &[k.entry(), k.subject()], "INSPECT")?;
+        check_token_route(ctx, route, k, session.as_deref(), "INSPECT")?;
     }
     let revoked = match (&keys, seen.iat) {
-        (Some(k), Some(iat)) => denylist::revoked_by(ctx, k.entry(), k.subject(), iat),
+        (Some(k), Some(iat)) => {
+            denylist::revoked_by(ctx, k.entry(), k.subject(), session.as_deref(), iat)
+        }
         _ => Ok(None),
     };
     let now = now_ms();
@@ -464,6 +537,9 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     let expires_at_ms = match (&keys, revoked_by) {
         (Some(k), Some(RevokedBy::Token)) => denylist::expire_time_ms(ctx, k.entry()),
         (Some(k), Some(RevokedBy::Subject)) => denylist::expire_time_ms(ctx, k.subject()),
+        (Some(_), Some(RevokedBy::Session)) => session
+            .as_deref()
+            .and_then(|key| denylist::expire_time_ms(ctx, key)),
         _ => None,
     };
     let text = |v: Option<String>| v.map_or(RedisValue::Null, RedisValue::BulkString);
@@ -489,6 +565,146 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
             .flat_map(|(name, value)| [RedisValue::SimpleStringStatic(name), value])
             .collect(),
     ))
+}
+
+pub fn logout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    logout_with(ctx, &args, Route::Derived)
+}
+
+/// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>`: for a logout token without
+/// `sid`, the session key is the subject key again.
+pub fn klogout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (route, rest) = declared(&args, 2)?;
+    logout_with(ctx, rest, route)
+}
+
+fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+    let token = single_token(args)?;
+    let snap = state::current();
+    let s = &snap.settings;
+    let verified = if s.logout_audience.is_empty() {
+        Err(Error::Usage(
+            "jwtdeny.logout-audience is not set: JWTDENY.LOGOUT needs the OIDC client id that \
+             logout tokens name in aud"
+                .into(),
+        ))
+    } else {
+        backchannel::authenticate(
+            token.as_slice(),
+            &snap.keys,
+            &s.policy(),
+            &s.logout_audience,
+        )
+    };
+    // A provider that rotated its keys signs logout tokens with the new one first.
+    if wait_for_keys(ctx, &verified, token, &snap) {
+        return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
+    }
+    let outcome = verified.and_then(|l| {
+        l.check_time(now_ms(), s.leeway)?;
+        let sid = l.sid.as_deref();
+        end_session(
+            ctx,
+            s,
+            route,
+            "LOGOUT",
+            &l.sub,
+            sid,
+            l.iat,
+            "jwtdeny.logout",
+        )
+    });
+    stats::count_logout(outcome.as_ref().copied());
+    Ok(RedisValue::Integer(i64::from(
+        outcome? != SessionEnd::Already,
+    )))
+}
+
+pub fn revokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    revokesession_with(ctx, &args, Route::Derived)
+}
+
+pub fn krevokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let (route, rest) = declared(&args, 2)?;
+    revokesession_with(ctx, rest, route)
+}
+
+fn revokesession_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+    let (sub, sid) = match args {
+        [_, sub, sid] => (sub, sid),
+        _ => return Err(RedisError::WrongArity),
+    };
+    let text = |arg: &'_ RedisString, name: &str| -> Result<String, Error> {
+        match arg.try_as_str() {
+            Ok(v) if !v.is_empty() => Ok(v.to_string()),
+            _ => Err(Error::Usage(format!(
+                "{name} must be a non-empty UTF-8 string"
+            ))),
+        }
+    };
+    let (sub, sid) = (text(sub, "sub")?, text(sid, "sid")?);
+    let snap = state::current();
+    let now = now_ms().div_euclid(1000);
+    let ended = end_session(
+        ctx,
+        &snap.settings,
+        route,
+        "REVOKESESSION",
+        &sub,
+        Some(&sid),
+        now,
+        "jwtdeny.revokesession",
+    )?;
+    stats::count_revokesession(ended);
+    Ok(RedisValue::Integer(i64::from(ended != SessionEnd::Already)))
+}
+
+/// Ends a session (or, for a logout without `sid`, every session of `sub`) up to `at`, in one
+/// atomic step: the logout token's `iat`, or now for REVOKESESSION.
+///
+/// A session's cutoff can expire only once no token it revokes can still be valid, which takes
+/// max-lifetime; without one the subject's cutoff is raised instead (over-revoking, never
+/// under-revoking). Nothing is written when the subject's cutoff covers `at` already, nor when
+/// the cutoff would be born expired (every token it covers has expired).
+#[allow(clippy::too_many_arguments)]
+fn end_session(
+    ctx: &Context,
+    s: &Settings,
+    route: Route,
+    command: &str,
+    sub: &str,
+    sid: Option<&str>,
+    at: i64,
+    event: &str,
+) -> Result<SessionEnd, Error> {
+    let subject = subject_key(&s.prefix, sub);
+    let session = sid.map(|sid| session_key(&s.prefix, sub, sid));
+    // The keyed forms declare both keys (the subject key twice without sid): which one is
+    // written depends on the token and on max-lifetime.
+    let second = session.as_deref().unwrap_or(&subject);
+    check_route(ctx, route, &[&subject, second], command)?;
+    let expires_at_ms = (s.max_lifetime > 0).then(|| {
+        at.saturating_add(s.max_lifetime)
+            .saturating_add(s.leeway)
+            .saturating_mul(1000)
+    });
+    if expires_at_ms.is_some_and(|ms| ms <= now_ms()) {
+        return Ok(SessionEnd::Already);
+    }
+    if denylist::cutoff(ctx, &subject)?.is_some_and(|c| c >= at) {
+        return Ok(SessionEnd::Already);
+    }
+    let (key, ended) = match (&session, expires_at_ms) {
+        (Some(key), Some(_)) => (key.as_str(), SessionEnd::Session),
+        (Some(_), None) => (subject.as_str(), SessionEnd::SessionAsSubject),
+        (None, _) => (subject.as_str(), SessionEnd::Subject),
+    };
+    Ok(
+        match denylist::advance_cutoff(ctx, key, at, expires_at_ms, event)? {
+            None => ended,
+            Some(_) => SessionEnd::Already,
+        },
+    )
 }
 
 /// `KEYS RELOAD`: re-reads the keys file, and refetches the provider's keys, replying (to this

@@ -17,12 +17,16 @@ pub struct Settings {
     pub algorithms: Option<AlgSet>,
     pub issuer: String,
     pub audience: String,
+    /// The application's OIDC client id, which a logout token's `aud` must contain; `""`:
+    /// JWTDENY.LOGOUT is refused.
+    pub logout_audience: String,
     pub leeway: i64,
     pub prefix: String,
     /// The database the denylist lives in, whatever database a client has selected.
     pub db: i64,
     pub max_token_bytes: i64,
-    /// 0: no limit on `exp - iat`, and subject cutoffs never expire.
+    /// 0: no limit on `exp - iat`, subject cutoffs never expire, and a session's end revokes its
+    /// whole subject (no bound would let a session cutoff expire).
     pub max_lifetime: i64,
     pub verify_cache_size: i64,
     pub workers: i64,
@@ -161,7 +165,7 @@ impl Spec {
 pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
 /// Every config, in the order `CONFIG GET jwtdeny.*` and the README list them.
-pub static SPECS: [Spec; 17] = [
+pub static SPECS: [Spec; 18] = [
     Spec {
         name: "keys-file",
         kind: Kind::Text {
@@ -217,6 +221,20 @@ pub static SPECS: [Spec; 17] = [
         },
         immutable: false,
         effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "logout-audience",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.logout_audience.clone(),
+            set: |s, v| {
+                s.logout_audience = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        // Logout tokens are judged afresh by every LOGOUT, never cached.
+        effect: Effect::None,
     },
     Spec {
         name: "leeway",
@@ -278,7 +296,9 @@ pub static SPECS: [Spec; 17] = [
         kind: Kind::Int {
             default: 0,
             min: 0,
-            max: 10 * 365 * 24 * 3600,
+            // A bound, not advice: 100 years admits long-lived test and service tokens (the
+            // shared logout vectors live 74 years) and keeps every expiry within range.
+            max: 100 * 365 * 24 * 3600,
             get: |s| s.max_lifetime,
             set: |s, n| s.max_lifetime = n,
         },

@@ -1,6 +1,7 @@
 //! The denylist's storage: how entries and cutoffs are read and written (their key names are
 //! `keyscheme`'s). An entry holds `1` and expires at the token's own expiry; a cutoff holds the
-//! unix second at or before which every token of its subject is revoked.
+//! unix second at or before which every token of its subject, or of its subject's OIDC session,
+//! is revoked.
 //!
 //! Key names are handed to Redis by pointer and length, never as C strings: a subject is any
 //! JSON string, NUL, CR and LF included, and every subject must be revocable.
@@ -93,6 +94,8 @@ pub enum RevokedBy {
     Token,
     /// Its subject's cutoff (`JWTDENY.REVOKEALL`) covers its `iat`.
     Subject,
+    /// Its session's cutoff (`JWTDENY.LOGOUT`, `JWTDENY.REVOKESESSION`) covers its `iat`.
+    Session,
 }
 
 impl RevokedBy {
@@ -100,27 +103,37 @@ impl RevokedBy {
         match self {
             RevokedBy::Token => "token",
             RevokedBy::Subject => "subject",
+            RevokedBy::Session => "session",
         }
     }
 }
 
-/// Looks a token up in both places it can be revoked.
+/// Looks a token up in every place it can be revoked: its entry, its subject's cutoff, and its
+/// session's cutoff when it belongs to one (a token without `sid` costs no third lookup).
 pub fn revoked_by(
     ctx: &Context,
     entry: &str,
     subject: &str,
+    session: Option<&str>,
     iat: i64,
 ) -> Result<Option<RevokedBy>, Error> {
     if contains(ctx, entry) {
         return Ok(Some(RevokedBy::Token));
     }
-    Ok(match cutoff(ctx, subject)? {
-        Some(c) if iat <= c => Some(RevokedBy::Subject),
-        _ => None,
+    if matches!(cutoff(ctx, subject)?, Some(c) if iat <= c) {
+        return Ok(Some(RevokedBy::Subject));
+    }
+    Ok(match session {
+        Some(key) => match cutoff(ctx, key)? {
+            Some(c) if iat <= c => Some(RevokedBy::Session),
+            _ => None,
+        },
+        None => None,
     })
 }
 
-/// A subject's cutoff: every token it issued at or before this second is revoked.
+/// A subject's (or a session's) cutoff: every token of it issued at or before this second is
+/// revoked.
 ///
 /// The value is read with `GET`, never through a key handle: `RM_StringDMA` decodes a value
 /// that is not a raw string in place even for reading, so every CHECK, INSPECT and replica read
@@ -158,9 +171,22 @@ pub fn raise_cutoff(
     at: i64,
     expires_at_ms: Option<i64>,
 ) -> Result<i64, Error> {
+    Ok(advance_cutoff(ctx, key, at, expires_at_ms, "jwtdeny.revokeall")?.unwrap_or(at))
+}
+
+/// Moves a cutoff (a subject's or a session's) forward to `at`, never back, expiring at
+/// `expires_at_ms` if given, and emits `event` on it when it moved. Returns the cutoff that was
+/// already in force and left as it was, or `None` when it moved.
+pub fn advance_cutoff(
+    ctx: &Context,
+    key: &str,
+    at: i64,
+    expires_at_ms: Option<i64>,
+    event: &str,
+) -> Result<Option<i64>, Error> {
     if let Some(current) = cutoff(ctx, key)? {
         if current >= at {
-            return Ok(current);
+            return Ok(Some(current));
         }
     }
     let value = at.to_string();
@@ -168,12 +194,8 @@ pub fn raise_cutoff(
         Some(ms) => set(ctx, key, &[&value, "PXAT", &ms.to_string()])?,
         None => set(ctx, key, &[&value])?,
     };
-    ctx.notify_keyspace_event(
-        NotifyEvent::MODULE,
-        "jwtdeny.revokeall",
-        &key_name(ctx, key),
-    );
-    Ok(at)
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, &key_name(ctx, key));
+    Ok(None)
 }
 
 /// The absolute expiry (ms) of a key, `None` when it has none or does not exist.

@@ -32,9 +32,29 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
     add("revokes_already", get(&s.revokes_already).into());
     add("revokes_errors", get(&s.revoke_errors).into());
     add("revokeall_calls", get(&s.revokeall_calls).into());
+    add("logouts_session", get(&s.logouts_session).into());
+    add("logouts_subject", get(&s.logouts_subject).into());
+    add(
+        "logouts_session_as_subject",
+        get(&s.logouts_session_as_subject).into(),
+    );
+    add("logouts_already", get(&s.logouts_already).into());
+    add("logouts_errors", get(&s.logout_errors).into());
+    add("revokesessions_new", get(&s.revokesessions_new).into());
+    add(
+        "revokesessions_already",
+        get(&s.revokesessions_already).into(),
+    );
     if !for_crash_report {
         // The snapshot is behind a lock that a crashing thread may hold.
         let snap = state::current();
+        // Without max-lifetime no session cutoff could ever expire: sessions end by subject.
+        let by = if snap.settings.max_lifetime > 0 {
+            "session"
+        } else {
+            "subject"
+        };
+        add("session_revocation", by.into());
         add("keys_loaded", (snap.keys.len() as u64).into());
         add("keys_file", snap.settings.keys_file.clone().into());
     }
@@ -110,7 +130,7 @@ mod tests {
             !names(&crash).contains(&"keys_file"),
             "no snapshot in a crash report"
         );
-        assert_eq!(normal.len(), crash.len() + 2);
+        assert_eq!(normal.len(), crash.len() + 3);
         assert!(names(&crash).contains(&"jwks_fetches_ok"));
     }
 }

@@ -182,8 +182,16 @@ pub fn configure(settings: &crate::config::Settings) -> bool {
     }
     inner.info.uri = config.as_ref().map(SourceConfig::shown).unwrap_or_default();
     inner.config = config;
+    // With no source left, no fetch will answer the clients waiting for one: answer them now
+    // (every blocked handle must be unblocked once, even one whose client timed out).
+    let orphans = if configured {
+        Vec::new()
+    } else {
+        std::mem::take(&mut inner.waiters)
+    };
     drop(inner);
     FETCHER.wake.notify_all();
+    finish(orphans, Some("no identity provider is configured any more"));
     configured
 }
 

@@ -17,6 +17,8 @@ mod workers;
 
 // The pure core (core/), under the names the module's code uses.
 use jwtdeny_core::{error, fetch, keys, keyscheme, token};
+// `logout` is the command; the logout-token validation is the core's `logout` module.
+use jwtdeny_core::logout as backchannel;
 
 use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
@@ -60,6 +62,22 @@ fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     commands::guard(ctx, args, commands::inspect)
 }
 
+/// `JWTDENY.LOGOUT <logout_token>` → `1` (ended now) or `0` (already ended, or nothing left to
+/// end): an OpenID Connect Back-Channel Logout token, validated as its section 2.6 requires,
+/// ends the session its `sid` names, or without `sid` every session of its `sub` up to its
+/// `iat`. With `jwtdeny.max-lifetime` 0 a session's end revokes its whole subject (a session
+/// cutoff could never expire): over-revoking, never under-revoking. `ERR` while
+/// `jwtdeny.logout-audience` is empty.
+fn logout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::logout)
+}
+
+/// `JWTDENY.REVOKESESSION <sub> <sid>` → `1` (ended now) or `0` (already ended): every token of
+/// `<sub>` carrying `sid` `<sid>` issued up to now is revoked (by subject without max-lifetime).
+fn revokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::revokesession)
+}
+
 // The keyed forms, for Redis Cluster: the same commands with the token's keys declared as
 // their first arguments (`<entry-key> <subject-key>`, or `<subject-key>` for REVOKEALL), so
 // Redis routes them, follows slot migrations and applies ACL key patterns. Any key other than
@@ -85,6 +103,28 @@ fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     commands::guard(ctx, args, commands::kinspect)
 }
 
+/// `JWTDENY.KSCHECK <entry-key> <subject-key> <session-key> <token> [WITHCLAIMS]` → as
+/// JWTDENY.CHECK, for a token with a `sid`, its session key declared too.
+fn kscheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::kscheck)
+}
+
+/// `JWTDENY.KSINSPECT <entry-key> <subject-key> <session-key> <token>` → as JWTDENY.INSPECT.
+fn ksinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::ksinspect)
+}
+
+/// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>` → as JWTDENY.LOGOUT; without
+/// `sid` in the token, the session key is the subject key again.
+fn klogout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::klogout)
+}
+
+/// `JWTDENY.KREVOKESESSION <subject-key> <session-key> <sub> <sid>` → as JWTDENY.REVOKESESSION.
+fn krevokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    commands::guard(ctx, args, commands::krevokesession)
+}
+
 /// `JWTDENY.KEYS RELOAD` → number of keys loaded (a bad file keeps the old keys and errors);
 /// `JWTDENY.KEYS LIST` → per key `[kid, <kid>, kty, <kty>, algorithms, [<alg>…]]`, never material.
 fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -94,15 +134,21 @@ fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// ACL categories per command, for servers that let modules set them (Redis 7.2+, Valkey):
 /// built-in ones, so `-@write` or `+@read` rules cover jwtdeny like any other command, plus the
 /// module's own `@jwtdeny` where modules may add categories (Redis 7.4+, Valkey).
-const ACL_CATEGORIES: [(&str, &str); 9] = [
+const ACL_CATEGORIES: [(&str, &str); 15] = [
     ("jwtdeny.check", "read fast"),
     ("jwtdeny.inspect", "read fast"),
     ("jwtdeny.kcheck", "read fast"),
     ("jwtdeny.kinspect", "read fast"),
+    ("jwtdeny.kscheck", "read fast"),
+    ("jwtdeny.ksinspect", "read fast"),
     ("jwtdeny.revoke", "write fast"),
     ("jwtdeny.revokeall", "write fast"),
+    ("jwtdeny.logout", "write fast"),
+    ("jwtdeny.revokesession", "write fast"),
     ("jwtdeny.krevoke", "write fast"),
     ("jwtdeny.krevokeall", "write fast"),
+    ("jwtdeny.klogout", "write fast"),
+    ("jwtdeny.krevokesession", "write fast"),
     ("jwtdeny.keys", "admin dangerous"),
 ];
 
@@ -229,6 +275,12 @@ mod registration {
             ["jwtdeny.kinspect", kinspect, "readonly fast", 1, 2, 1, ""],
             ["jwtdeny.krevoke", krevoke, "write deny-oom fast", 1, 2, 1, ""],
             ["jwtdeny.krevokeall", krevokeall, "write deny-oom fast", 1, 1, 1, ""],
+            ["jwtdeny.logout", logout, "write deny-oom fast", 0, 0, 0, ""],
+            ["jwtdeny.revokesession", revokesession, "write deny-oom fast", 0, 0, 0, ""],
+            ["jwtdeny.kscheck", kscheck, "readonly fast", 1, 3, 1, ""],
+            ["jwtdeny.ksinspect", ksinspect, "readonly fast", 1, 3, 1, ""],
+            ["jwtdeny.klogout", klogout, "write deny-oom fast", 1, 2, 1, ""],
+            ["jwtdeny.krevokesession", krevokesession, "write deny-oom fast", 1, 2, 1, ""],
         ],
         // No `configurations:` block: `state::register_configs` registers config::SPECS in `init`.
     }

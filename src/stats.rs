@@ -24,6 +24,16 @@ pub struct Stats {
     pub revokes_already: AtomicU64,
     pub revoke_errors: AtomicU64,
     pub revokeall_calls: AtomicU64,
+    /// LOGOUT replies 1 that ended one session.
+    pub logouts_session: AtomicU64,
+    /// LOGOUT replies 1 that ended every session of a subject up to the logout's `iat`.
+    pub logouts_subject: AtomicU64,
+    /// Of those, logouts naming a session, ended by subject because max-lifetime is 0.
+    pub logouts_session_as_subject: AtomicU64,
+    pub logouts_already: AtomicU64,
+    pub logout_errors: AtomicU64,
+    pub revokesessions_new: AtomicU64,
+    pub revokesessions_already: AtomicU64,
     /// Unix seconds of the last keys-file load attempt; 0 before any.
     pub last_reload_time: AtomicI64,
     /// 0: never tried, 1: ok, 2: failed (old keys kept).
@@ -42,6 +52,13 @@ pub static STATS: Stats = Stats {
     revokes_already: AtomicU64::new(0),
     revoke_errors: AtomicU64::new(0),
     revokeall_calls: AtomicU64::new(0),
+    logouts_session: AtomicU64::new(0),
+    logouts_subject: AtomicU64::new(0),
+    logouts_session_as_subject: AtomicU64::new(0),
+    logouts_already: AtomicU64::new(0),
+    logout_errors: AtomicU64::new(0),
+    revokesessions_new: AtomicU64::new(0),
+    revokesessions_already: AtomicU64::new(0),
     last_reload_time: AtomicI64::new(0),
     last_reload_result: AtomicU64::new(0),
     verifications_offloaded: AtomicU64::new(0),
@@ -116,6 +133,40 @@ pub fn count_verification(offloaded: bool) {
         &STATS.verifications_offloaded
     } else {
         &STATS.verifications_inline
+    });
+}
+
+/// What a LOGOUT or a REVOKESESSION did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Wrote the session's cutoff.
+    Session,
+    /// Wrote the subject's cutoff: the logout named no session.
+    Subject,
+    /// Wrote the subject's cutoff for a session: no max-lifetime bounds a session's cutoff.
+    SessionAsSubject,
+    /// Changed nothing: already revoked, or nothing left to revoke.
+    Already,
+}
+
+pub fn count_logout(outcome: Result<SessionEnd, &Error>) {
+    match outcome {
+        Ok(SessionEnd::Session) => bump(&STATS.logouts_session),
+        Ok(SessionEnd::Subject) => bump(&STATS.logouts_subject),
+        Ok(SessionEnd::SessionAsSubject) => {
+            bump(&STATS.logouts_subject);
+            bump(&STATS.logouts_session_as_subject);
+        }
+        Ok(SessionEnd::Already) => bump(&STATS.logouts_already),
+        Err(_) => bump(&STATS.logout_errors),
+    }
+}
+
+pub fn count_revokesession(ended: SessionEnd) {
+    bump(if ended == SessionEnd::Already {
+        &STATS.revokesessions_already
+    } else {
+        &STATS.revokesessions_new
     });
 }
 

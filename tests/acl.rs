@@ -408,10 +408,16 @@ fn the_module_category_where_the_server_has_module_categories() {
             "jwtdeny.kcheck",
             "jwtdeny.keys",
             "jwtdeny.kinspect",
+            "jwtdeny.klogout",
             "jwtdeny.krevoke",
             "jwtdeny.krevokeall",
+            "jwtdeny.krevokesession",
+            "jwtdeny.kscheck",
+            "jwtdeny.ksinspect",
+            "jwtdeny.logout",
             "jwtdeny.revoke",
             "jwtdeny.revokeall",
+            "jwtdeny.revokesession",
         ],
         "ACL CAT jwtdeny"
     );
@@ -486,7 +492,7 @@ fn the_module_loads_again_after_unload() {
         assert_int(&server.check(&t), 1, &format!("CHECK, round {round}"));
         if has_module_categories(&server) {
             let n = server.cmd(&["ACL", "CAT", "jwtdeny"]).array().len();
-            assert_eq!(n, 9, "ACL CAT jwtdeny after load {round}");
+            assert_eq!(n, 15, "ACL CAT jwtdeny after load {round}");
         }
         ok(
             server.cmd(&["MODULE", "UNLOAD", "jwtdeny"]),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 
 /// Every field the section must have, in the documented order.
-const FIELDS: [&str; 32] = [
+const FIELDS: [&str; 40] = [
     "checks_active",
     "checks_revoked",
     "checks_malformed",
@@ -26,6 +26,14 @@ const FIELDS: [&str; 32] = [
     "revokes_already",
     "revokes_errors",
     "revokeall_calls",
+    "logouts_session",
+    "logouts_subject",
+    "logouts_session_as_subject",
+    "logouts_already",
+    "logouts_errors",
+    "revokesessions_new",
+    "revokesessions_already",
+    "session_revocation",
     "keys_loaded",
     "keys_file",
     "last_reload_time",
@@ -47,7 +55,7 @@ const FIELDS: [&str; 32] = [
 ];
 
 /// The counters: the first fields of the section.
-const COUNTERS: &[&str] = FIELDS.split_at(14).0;
+const COUNTERS: &[&str] = FIELDS.split_at(21).0;
 
 fn counters(server: &Server) -> BTreeMap<String, i64> {
     let m = info(server);
@@ -403,7 +411,7 @@ fn info_never_shows_key_material() {
 }
 
 /// A crash report renders the section from lock-free counters only (the crash may come while
-/// a lock is held, on any thread): every field but the two read from the live snapshot.
+/// a lock is held, on any thread): every field but the three read from the live snapshot.
 #[test]
 fn a_crash_report_shows_the_counters_and_takes_no_lock() {
     let server = Server::with_vector_keys();
@@ -427,7 +435,7 @@ fn a_crash_report_shows_the_counters_and_takes_no_lock() {
     let want: Vec<&str> = FIELDS
         .iter()
         .copied()
-        .filter(|f| !["keys_loaded", "keys_file"].contains(f))
+        .filter(|f| !["session_revocation", "keys_loaded", "keys_file"].contains(f))
         .collect();
     assert_eq!(names, want, "the crash report's jwtdeny section:\n{log}");
     let value = |name: &str| section.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);

@@ -355,20 +355,25 @@ fn an_unchanged_refresh_keeps_the_cache_and_a_change_clears_it() {
     assert_err(&server.check(&t), "BADALG", "the kid now names a P-384 key");
 }
 
+/// A server finding its keys through the discovery document of `issuer` on the test provider.
+fn discovering(idp: &Idp, issuer: &str) -> Server {
+    ServerBuilder::new()
+        .conf(format!(
+            "jwtdeny.jwks-ca-file {}",
+            conf_quote(&idp.ca_file().to_string_lossy())
+        ))
+        .conf(format!("jwtdeny.issuer {}", conf_quote(issuer)))
+        .conf("jwtdeny.discovery yes")
+        .start()
+}
+
 #[test]
 fn discovery_reads_the_jwks_uri_of_the_issuer() {
     let idp = Idp::start();
     let issuer = idp.url("/realms/acme");
     idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
     idp.set_discovery(&issuer, &issuer, &idp.url(JWKS_PATH));
-    let server = ServerBuilder::new()
-        .conf(format!(
-            "jwtdeny.jwks-ca-file {}",
-            conf_quote(&idp.ca_file().to_string_lossy())
-        ))
-        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
-        .conf("jwtdeny.discovery yes")
-        .start();
+    let server = discovering(&idp, &issuer);
     wait_fetches(&server, "jwks_fetches_ok", 1);
     let t = mint(
         "ES256",
@@ -412,14 +417,7 @@ fn a_mismatched_issuer_at_start_up_fails_closed() {
     let issuer = idp.url("/realms/acme");
     idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
     idp.set_discovery(&issuer, &idp.url("/realms/other"), &idp.url(JWKS_PATH));
-    let server = ServerBuilder::new()
-        .conf(format!(
-            "jwtdeny.jwks-ca-file {}",
-            conf_quote(&idp.ca_file().to_string_lossy())
-        ))
-        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
-        .conf("jwtdeny.discovery yes")
-        .start();
+    let server = discovering(&idp, &issuer);
     wait_fetches(&server, "jwks_fetches_failed", 1);
     let t = mint(
         "ES256",
@@ -588,4 +586,30 @@ fn the_refresh_runs_by_itself_and_a_failure_retries_with_backoff() {
         next - now() <= 10,
         "backoff never waits longer than jwks-refresh"
     );
+}
+
+#[test]
+fn removing_the_source_answers_the_clients_waiting_for_it() {
+    let idp = Idp::start();
+    let server = started(&idp);
+    idp.set_path_delay(JWKS_PATH, 4000);
+    let mut waiting = server.conn();
+    waiting.send(&["JWTDENY.KEYS", "RELOAD"]).expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    ok(
+        server.config_set("jwtdeny.jwks-uri", ""),
+        "remove the source",
+    );
+    waiting.set_read_timeout(Duration::from_secs(2));
+    let r = waiting
+        .read()
+        .expect("an answer within 2 s, not after the fetch");
+    assert!(
+        r.error()
+            .is_some_and(|e| e.contains("no identity provider")),
+        "{r}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.cmd(&["PING"]), Reply::Status("PONG".into()));
 }

@@ -6,19 +6,29 @@
  * standalone `JWTDENY.CHECK <token>` has none (its key is derived from the token inside the
  * server), so in cluster mode jwtdeny answers it with an error and expects the keyed forms:
  *
- *   JWTDENY.KCHECK      <entry-key> <subject-key> <token> [WITHCLAIMS]
- *   JWTDENY.KREVOKE     <entry-key> <subject-key> <token>
- *   JWTDENY.KINSPECT    <entry-key> <subject-key> <token>
- *   JWTDENY.KREVOKEALL  <subject-key> <sub> [AT <unix-seconds>]
+ *   JWTDENY.KCHECK          <entry-key> <subject-key> <token> [WITHCLAIMS]
+ *   JWTDENY.KSCHECK         <entry-key> <subject-key> <session-key> <token> [WITHCLAIMS]
+ *   JWTDENY.KREVOKE         <entry-key> <subject-key> <token>
+ *   JWTDENY.KINSPECT        <entry-key> <subject-key> <token>
+ *   JWTDENY.KSINSPECT       <entry-key> <subject-key> <session-key> <token>
+ *   JWTDENY.KREVOKEALL      <subject-key> <sub> [AT <unix-seconds>]
+ *   JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <logout_token>
+ *   JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sub> <sid>
  *
  * This module derives those keys from a token exactly as the server does:
  *
  *   entry-key   = <prefix>{<enc(sub)>}:<iat>
  *   subject-key = <prefix>{<enc(sub)>}
+ *   session-key = <prefix>{<enc(sub)>}:sid:<sid>
  *
  * enc() percent-encodes only `%`, `{` and `}` (as %25, %7B, %7D), so the hash tag is
  * unambiguous for any sub; iat is the floor of the NumericDate (1767225600, 1767225600.0 and
- * 1.7672256e9 are all 1767225600).
+ * 1.7672256e9 are all 1767225600); sid follows the tag verbatim.
+ *
+ * A token with a `sid` claim (a non-empty string; any other value is no session) is also
+ * revoked when its OIDC session is ended: kcheck/kinspect then send the KS forms, which declare
+ * its session key too. A logout token without `sid` ends every session of its `sub`: KLOGOUT
+ * then takes the subject key twice.
  *
  * Nothing here verifies the token: the server verifies it, recomputes the keys from the
  * verified claims and refuses a command whose declared keys differ, so a forged token gains
@@ -49,15 +59,17 @@ function isWellFormed(s) {
   return typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s);
 }
 
-function checkSub(sub) {
-  if (typeof sub !== 'string' || sub.length === 0) {
-    throw new TypeError('sub must be a non-empty string');
+function checkText(value, name) {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new TypeError(`${name} must be a non-empty string`);
   }
-  if (!isWellFormed(sub)) {
+  if (!isWellFormed(value)) {
     // A lone surrogate ("\ud800"): the server refuses such a payload (MALFORMED).
-    throw new TypeError('sub is not valid Unicode');
+    throw new TypeError(`${name} is not valid Unicode`);
   }
 }
+
+const checkSub = (sub) => checkText(sub, 'sub');
 
 /**
  * The key of a subject's REVOKEALL cutoff: `<prefix>{<enc(sub)>}`; also the first argument of
@@ -66,6 +78,12 @@ function checkSub(sub) {
 function subjectKey(sub, { prefix = DEFAULT_PREFIX } = {}) {
   checkSub(sub);
   return `${prefix}{${encodeSubject(sub)}}`;
+}
+
+/** The key of an OIDC session's cutoff: `<prefix>{<enc(sub)>}:sid:<sid>`. */
+function sessionKey(sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
+  checkText(sid, 'sid');
+  return `${subjectKey(sub, { prefix })}:sid:${sid}`;
 }
 
 /** The key of one token's denylist entry: `<prefix>{<enc(sub)>}:<iat>` (iat whole seconds). */
@@ -84,11 +102,8 @@ function numericDate(value) {
   return secs;
 }
 
-/**
- * `{ sub, iat }` read from the token's payload, unverified. Throws when the token could not be
- * one the server accepts (the server would answer MALFORMED or BADCLAIMS).
- */
-function claimsOf(token) {
+/** The token's payload as a JSON object, unverified. */
+function payloadOf(token) {
   if (Buffer.isBuffer(token)) token = token.toString('latin1');
   if (typeof token !== 'string') throw new TypeError('token must be a string or a Buffer');
   const parts = token.split('.');
@@ -112,6 +127,15 @@ function claimsOf(token) {
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
     throw new TypeError('token payload is not a JSON object');
   }
+  return claims;
+}
+
+/**
+ * `{ sub, iat }` read from the token's payload, unverified. Throws when the token could not be
+ * one the server accepts (the server would answer MALFORMED or BADCLAIMS).
+ */
+function claimsOf(token) {
+  const claims = payloadOf(token);
   const { sub } = claims;
   if (typeof sub !== 'string' || sub.length === 0) {
     throw new TypeError('sub is missing or not a non-empty string');
@@ -130,14 +154,56 @@ function keysFor(token, { prefix = DEFAULT_PREFIX } = {}) {
   return { entry: entryKey(sub, iat, { prefix }), subject: subjectKey(sub, { prefix }) };
 }
 
+/**
+ * The access token's OIDC session id as the server reads it: its `sid` claim when that is a
+ * non-empty string, else null (a token of no session).
+ */
+function sidOf(token) {
+  const { sid } = payloadOf(token);
+  if (typeof sid !== 'string' || sid.length === 0) return null;
+  checkText(sid, 'sid');
+  return sid;
+}
+
+/** The session key an access token is also checked against, or null when it has no sid. */
+function sessionKeyFor(token, { prefix = DEFAULT_PREFIX } = {}) {
+  const { sub } = claimsOf(token);
+  const sid = sidOf(token);
+  return sid === null ? null : sessionKey(sub, sid, { prefix });
+}
+
+/**
+ * `{ subject, session }`: the keys JWTDENY.KLOGOUT declares, read from a logout token's payload
+ * (unverified); without sid, session is the subject key again. Throws for a token the server
+ * refuses to place: no sub (even with a sid), or a sub/sid that is not a non-empty string.
+ */
+function logoutKeysFor(logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
+  const claims = payloadOf(logoutToken);
+  for (const name of ['sub', 'sid']) {
+    if (name in claims) checkText(claims[name], name);
+  }
+  if (!('sub' in claims)) {
+    throw new TypeError('the logout token has no sub (the server refuses a sid without sub)');
+  }
+  const subject = subjectKey(claims.sub, { prefix });
+  if (!('sid' in claims)) return { subject, session: subject };
+  return { subject, session: sessionKey(claims.sub, claims.sid, { prefix }) };
+}
+
 // Thin wrappers: the exact calls for node-redis' createCluster (v4, v5 and v6 share this
 // signature: cluster.sendCommand(firstKey, isReadonly, args, options)). The first key routes
 // the command to the slot's node; node-redis follows MOVED and ASK.
 
-/** `JWTDENY.KCHECK`: 1 active, 0 revoked; token errors reject with the server's error. */
+/**
+ * `JWTDENY.KCHECK` (`KSCHECK` for a token with a session): 1 active, 0 revoked; token errors
+ * reject with the server's error.
+ */
 function kcheck(cluster, token, { prefix = DEFAULT_PREFIX, withClaims = false } = {}) {
   const { entry, subject } = keysFor(token, { prefix });
-  const args = ['JWTDENY.KCHECK', entry, subject, token];
+  const session = sessionKeyFor(token, { prefix });
+  const args = session === null
+    ? ['JWTDENY.KCHECK', entry, subject, token]
+    : ['JWTDENY.KSCHECK', entry, subject, session, token];
   if (withClaims) args.push('WITHCLAIMS');
   return cluster.sendCommand(entry, true, args);
 }
@@ -148,10 +214,14 @@ function krevoke(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
   return cluster.sendCommand(entry, false, ['JWTDENY.KREVOKE', entry, subject, token]);
 }
 
-/** `JWTDENY.KINSPECT`: the flat field/value array of JWTDENY.INSPECT. */
+/** `JWTDENY.KINSPECT` (`KSINSPECT` for a token with a session): INSPECT's field/value array. */
 function kinspect(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
   const { entry, subject } = keysFor(token, { prefix });
-  return cluster.sendCommand(entry, true, ['JWTDENY.KINSPECT', entry, subject, token]);
+  const session = sessionKeyFor(token, { prefix });
+  const args = session === null
+    ? ['JWTDENY.KINSPECT', entry, subject, token]
+    : ['JWTDENY.KSINSPECT', entry, subject, session, token];
+  return cluster.sendCommand(entry, true, args);
 }
 
 /** `JWTDENY.KREVOKEALL`: revokes every token of sub issued at or before `at` (default now). */
@@ -162,15 +232,37 @@ function krevokeall(cluster, sub, { at, prefix = DEFAULT_PREFIX } = {}) {
   return cluster.sendCommand(key, false, args);
 }
 
+/**
+ * `JWTDENY.KLOGOUT`: ends what an OIDC back-channel logout token names (its sid, or every
+ * session of its sub). 1 ended now, 0 already ended.
+ */
+function klogout(cluster, logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
+  const { subject, session } = logoutKeysFor(logoutToken, { prefix });
+  return cluster.sendCommand(subject, false, ['JWTDENY.KLOGOUT', subject, session, logoutToken]);
+}
+
+/** `JWTDENY.KREVOKESESSION`: ends one OIDC session of sub. 1 ended now, 0 already. */
+function krevokesession(cluster, sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
+  const subject = subjectKey(sub, { prefix });
+  const session = sessionKey(sub, sid, { prefix });
+  return cluster.sendCommand(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sub, sid]);
+}
+
 module.exports = {
   DEFAULT_PREFIX,
   encodeSubject,
   subjectKey,
   entryKey,
+  sessionKey,
   claimsOf,
+  sidOf,
   keysFor,
+  sessionKeyFor,
+  logoutKeysFor,
   kcheck,
   krevoke,
   kinspect,
   krevokeall,
+  klogout,
+  krevokesession,
 };

@@ -4,19 +4,29 @@ In Redis Cluster a command reaches the node that owns the slot of its *declared*
 standalone ``JWTDENY.CHECK <token>`` has none (its key is derived from the token inside the
 server), so in cluster mode jwtdeny answers it with an error and expects the keyed forms::
 
-    JWTDENY.KCHECK      <entry-key> <subject-key> <token> [WITHCLAIMS]
-    JWTDENY.KREVOKE     <entry-key> <subject-key> <token>
-    JWTDENY.KINSPECT    <entry-key> <subject-key> <token>
-    JWTDENY.KREVOKEALL  <subject-key> <sub> [AT <unix-seconds>]
+    JWTDENY.KCHECK          <entry-key> <subject-key> <token> [WITHCLAIMS]
+    JWTDENY.KSCHECK         <entry-key> <subject-key> <session-key> <token> [WITHCLAIMS]
+    JWTDENY.KREVOKE         <entry-key> <subject-key> <token>
+    JWTDENY.KINSPECT        <entry-key> <subject-key> <token>
+    JWTDENY.KSINSPECT       <entry-key> <subject-key> <session-key> <token>
+    JWTDENY.KREVOKEALL      <subject-key> <sub> [AT <unix-seconds>]
+    JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <logout_token>
+    JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sub> <sid>
 
 This module derives those keys from a token exactly as the server does::
 
     entry-key   = <prefix>{<enc(sub)>}:<iat>
     subject-key = <prefix>{<enc(sub)>}
+    session-key = <prefix>{<enc(sub)>}:sid:<sid>
 
 ``enc`` percent-encodes only ``%``, ``{`` and ``}`` (as ``%25``, ``%7B``, ``%7D``), so the hash
 tag is unambiguous for any ``sub``; ``iat`` is the floor of the NumericDate (``1767225600``,
-``1767225600.0`` and ``1.7672256e9`` are all ``1767225600``).
+``1767225600.0`` and ``1.7672256e9`` are all ``1767225600``); ``sid`` follows the tag verbatim.
+
+A token with a ``sid`` claim (a non-empty string; any other value is no session) is also
+revoked when its OIDC session is ended: ``kcheck``/``kinspect`` then send the ``KS`` forms,
+which declare its session key too. A logout token without ``sid`` ends every session of its
+``sub``: ``KLOGOUT`` then takes the subject key twice.
 
 Nothing here verifies the token: the server verifies it, recomputes the keys from the verified
 claims and refuses a command whose declared keys differ. A forged token therefore gains
@@ -44,12 +54,18 @@ __all__ = [
     "encode_subject",
     "entry_key",
     "subject_key",
+    "session_key",
     "keys_for",
     "claims_of",
+    "sid_of",
+    "session_key_for",
+    "logout_keys_for",
     "kcheck",
     "krevoke",
     "kinspect",
     "krevokeall",
+    "klogout",
+    "krevokesession",
 ]
 
 DEFAULT_PREFIX = "jwtdeny:"
@@ -78,6 +94,21 @@ def subject_key(sub: str, prefix: str = DEFAULT_PREFIX) -> str:
 def entry_key(sub: str, iat: int, prefix: str = DEFAULT_PREFIX) -> str:
     """The key of one token's denylist entry: ``<prefix>{<enc(sub)>}:<iat>``."""
     return f"{subject_key(sub, prefix)}:{int(iat)}"
+
+
+def session_key(sub: str, sid: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key of an OIDC session's cutoff: ``<prefix>{<enc(sub)>}:sid:<sid>``."""
+    if not isinstance(sid, str) or not sid:
+        raise ValueError("sid must be a non-empty string")
+    _check_unicode(sid, "sid")
+    return f"{subject_key(sub, prefix)}:sid:{sid}"
+
+
+def _check_unicode(text: str, name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate escape such as "\ud800"
+        raise ValueError(f"{name} is not valid Unicode") from e
 
 
 def _b64url_decode(segment: str) -> bytes:
@@ -120,9 +151,8 @@ def _numeric_date(value) -> int:
     return int(value)
 
 
-def claims_of(token) -> tuple[str, int]:
-    """``(sub, iat)`` read from the token's payload, unverified. Raises ValueError when the token
-    could not be one the server accepts (the server would answer MALFORMED or BADCLAIMS)."""
+def _payload(token) -> _Object:
+    """The token's payload as a JSON object, unverified."""
     if isinstance(token, (bytes, bytearray)):
         token = bytes(token).decode("ascii", errors="strict")
     if not isinstance(token, str):
@@ -139,15 +169,19 @@ def claims_of(token) -> tuple[str, int]:
         raise ValueError("token payload is not a JSON object")
     # The server refuses a payload naming a claim it reads twice (two parsers must never read
     # two different tokens); Python's json would silently keep the last one.
-    if claims.duplicates & {"sub", "iat"}:
-        raise ValueError("token payload has a duplicate sub or iat")
+    if claims.duplicates & {"sub", "iat", "sid"}:
+        raise ValueError("token payload has a duplicate sub, iat or sid")
+    return claims
+
+
+def claims_of(token) -> tuple[str, int]:
+    """``(sub, iat)`` read from the token's payload, unverified. Raises ValueError when the token
+    could not be one the server accepts (the server would answer MALFORMED or BADCLAIMS)."""
+    claims = _payload(token)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise ValueError("sub is missing or not a non-empty string")
-    try:
-        sub.encode("utf-8")
-    except UnicodeEncodeError as e:  # a lone surrogate escape such as "\ud800"
-        raise ValueError("sub is not valid Unicode") from e
+    _check_unicode(sub, "sub")
     if "iat" not in claims:
         raise ValueError("iat is missing")
     return sub, _numeric_date(claims["iat"])
@@ -162,14 +196,54 @@ def keys_for(token, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
     return entry_key(sub, iat, prefix), subject_key(sub, prefix)
 
 
+def sid_of(token) -> str | None:
+    """The access token's OIDC session id as the server reads it: its ``sid`` claim when that
+    is a non-empty string, else None (a token of no session)."""
+    sid = _payload(token).get("sid")
+    if not isinstance(sid, str) or not sid:
+        return None
+    _check_unicode(sid, "sid")
+    return sid
+
+
+def session_key_for(token, prefix: str = DEFAULT_PREFIX) -> str | None:
+    """The session key an access token is also checked against, or None when it has no ``sid``."""
+    sub, _ = claims_of(token)
+    sid = sid_of(token)
+    return None if sid is None else session_key(sub, sid, prefix)
+
+
+def logout_keys_for(logout_token, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
+    """``(subject_key, session_key)`` to declare for ``JWTDENY.KLOGOUT``, read from a logout
+    token's payload (unverified). Without ``sid`` the second is the subject key again. Raises
+    ValueError for a token the server refuses to place: no ``sub`` (even with a ``sid``), or a
+    ``sub``/``sid`` that is not a non-empty string."""
+    claims = _payload(logout_token)
+    for name in ("sub", "sid"):
+        value = claims.get(name, "")
+        if name in claims and (not isinstance(value, str) or not value):
+            raise ValueError(f"{name} is not a non-empty string")
+    if "sub" not in claims:
+        raise ValueError("the logout token has no sub (the server refuses a sid without sub)")
+    _check_unicode(claims["sub"], "sub")
+    subject = subject_key(claims["sub"], prefix)
+    if "sid" not in claims:
+        return subject, subject
+    return subject, session_key(claims["sub"], claims["sid"], prefix)
+
+
 # Thin wrappers: the exact calls for redis-py's RedisCluster (they work with a plain
 # redis.Redis too). redis-py routes by the first declared key and follows MOVED/ASK/TRYAGAIN.
 
 
 def kcheck(client, token, prefix: str = DEFAULT_PREFIX, withclaims: bool = False):
-    """``JWTDENY.KCHECK``: 1 active, 0 revoked; token errors raise redis.ResponseError."""
+    """``JWTDENY.KCHECK`` (``KSCHECK`` for a token with a session): 1 active, 0 revoked; token
+    errors raise redis.ResponseError."""
     entry, subject = keys_for(token, prefix)
+    session = session_key_for(token, prefix)
     extra = ("WITHCLAIMS",) if withclaims else ()
+    if session is not None:
+        return client.execute_command("JWTDENY.KSCHECK", entry, subject, session, token, *extra)
     return client.execute_command("JWTDENY.KCHECK", entry, subject, token, *extra)
 
 
@@ -180,8 +254,12 @@ def krevoke(client, token, prefix: str = DEFAULT_PREFIX):
 
 
 def kinspect(client, token, prefix: str = DEFAULT_PREFIX):
-    """``JWTDENY.KINSPECT``: the flat field/value array of JWTDENY.INSPECT."""
+    """``JWTDENY.KINSPECT`` (``KSINSPECT`` for a token with a session): the flat field/value
+    array of JWTDENY.INSPECT."""
     entry, subject = keys_for(token, prefix)
+    session = session_key_for(token, prefix)
+    if session is not None:
+        return client.execute_command("JWTDENY.KSINSPECT", entry, subject, session, token)
     return client.execute_command("JWTDENY.KINSPECT", entry, subject, token)
 
 
@@ -190,3 +268,17 @@ def krevokeall(client, sub: str, at: int | None = None, prefix: str = DEFAULT_PR
     (default: now). Returns the cutoff in force."""
     extra = ("AT", int(at)) if at is not None else ()
     return client.execute_command("JWTDENY.KREVOKEALL", subject_key(sub, prefix), sub, *extra)
+
+
+def klogout(client, logout_token, prefix: str = DEFAULT_PREFIX):
+    """``JWTDENY.KLOGOUT``: ends what an OIDC back-channel logout token names (its ``sid``, or
+    every session of its ``sub``). 1 ended now, 0 already ended."""
+    subject, session = logout_keys_for(logout_token, prefix)
+    return client.execute_command("JWTDENY.KLOGOUT", subject, session, logout_token)
+
+
+def krevokesession(client, sub: str, sid: str, prefix: str = DEFAULT_PREFIX):
+    """``JWTDENY.KREVOKESESSION``: ends one OIDC session of ``sub``. 1 ended now, 0 already."""
+    return client.execute_command(
+        "JWTDENY.KREVOKESESSION", subject_key(sub, prefix), session_key(sub, sid, prefix), sub, sid
+    )

@@ -10,7 +10,10 @@ import jwtdeny_keys as jk
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests/vectors/vectors.json").read_text())["vectors"]
-CASES = json.loads((ROOT / "clients/testdata/key-cases.json").read_text(encoding="utf-8"))["cases"]
+KEY_CASES = json.loads((ROOT / "clients/testdata/key-cases.json").read_text(encoding="utf-8"))
+CASES = KEY_CASES["cases"]
+LOGOUT_CASES = KEY_CASES["logout_cases"]
+LOGOUT_VECTORS = json.loads((ROOT / "tests/vectors/logout.json").read_text())
 
 
 def b64(data: bytes) -> str:
@@ -54,6 +57,41 @@ def test_shared_key_cases(case):
             pass
     else:
         assert jk.keys_for(token) == (case["entry"], case["subject"])
+        assert jk.session_key_for(token) == case.get("session")
+
+
+@pytest.mark.parametrize("case", LOGOUT_CASES, ids=[c.get("note") or c["payload"] for c in LOGOUT_CASES])
+def test_shared_logout_cases(case):
+    token = token_with(case["payload"])
+    if case.get("error"):
+        with pytest.raises(ValueError):
+            jk.logout_keys_for(token)
+    else:
+        assert jk.logout_keys_for(token) == (case["subject"], case["session"])
+
+
+def test_logout_vectors_give_the_keys_of_what_they_end():
+    for v in LOGOUT_VECTORS["logout"]:
+        if v["expect"] != "ok":
+            continue
+        sub, sid = v["revokes"]["sub"], v["revokes"]["sid"]
+        subject = f"jwtdeny:{{{sub}}}"
+        session = subject if sid is None else f"{subject}:sid:{sid}"
+        assert jk.logout_keys_for(v["token"]) == (subject, session), v["name"]
+    by_name = {v["name"]: v for v in LOGOUT_VECTORS["access"]}
+    assert jk.session_key_for(by_name["alice-sess-1"]["token"]) == "jwtdeny:{alice}:sid:sess-1"
+    assert jk.session_key_for(by_name["alice-no-sid"]["token"]) is None
+
+
+def test_session_helpers_refuse_what_the_server_refuses():
+    with pytest.raises(ValueError):
+        jk.session_key_for(token_with('{"sub":"a","iat":5,"sid":"\\udc00"}'))
+    with pytest.raises(ValueError):
+        jk.session_key_for(token_with('{"sub":"a","iat":5,"sid":"x","sid":"y"}'))
+    for bad in ["", None, 5]:
+        with pytest.raises(ValueError):
+            jk.session_key("a", bad)
+    assert jk.session_key("a{b", "s", prefix="p:") == "p:{a%7Bb}:sid:s"
 
 
 def test_prefix():
@@ -117,4 +155,28 @@ def test_wrappers_send_the_documented_commands():
         ("JWTDENY.KINSPECT", e, s, t),
         ("JWTDENY.KREVOKEALL", s, v["sub"]),
         ("JWTDENY.KREVOKEALL", s, v["sub"], "AT", 1767225600),
+    ]
+
+
+def test_wrappers_declare_the_session_of_a_token_that_has_one():
+    t = token_with('{"sub":"alice","iat":5,"sid":"s-1"}')
+    e, s, ss = "jwtdeny:{alice}:5", "jwtdeny:{alice}", "jwtdeny:{alice}:sid:s-1"
+    lo_sid = token_with('{"sub":"alice","sid":"s-1","iat":5}')
+    lo_sub = token_with('{"sub":"alice","iat":5}')
+    r = Recorder()
+    jk.kcheck(r, t)
+    jk.kcheck(r, t, withclaims=True)
+    jk.kinspect(r, t)
+    jk.krevoke(r, t)
+    jk.klogout(r, lo_sid)
+    jk.klogout(r, lo_sub)
+    jk.krevokesession(r, "alice", "s-1")
+    assert r.calls == [
+        ("JWTDENY.KSCHECK", e, s, ss, t),
+        ("JWTDENY.KSCHECK", e, s, ss, t, "WITHCLAIMS"),
+        ("JWTDENY.KSINSPECT", e, s, ss, t),
+        ("JWTDENY.KREVOKE", e, s, t),
+        ("JWTDENY.KLOGOUT", s, ss, lo_sid),
+        ("JWTDENY.KLOGOUT", s, s, lo_sub),
+        ("JWTDENY.KREVOKESESSION", s, ss, "alice", "s-1"),
     ]

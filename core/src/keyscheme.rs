@@ -1,9 +1,15 @@
-//! The denylist's key scheme: where a token's revocation and its subject's cutoff are stored.
+//! The denylist's key scheme: where a token's revocation, its subject's cutoff and its
+//! session's cutoff are stored.
 //!
-//! An entry is the string key `<prefix>{<sub>}:<iat>`; a subject's cutoff is `<prefix>{<sub>}`.
-//! Keys come from verified claims only, never from the token's bytes, so every re-encoding of
-//! one token (a different signature, another NumericDate spelling) finds the same entry. The
-//! subject is the hash tag, so all of a subject's keys share one Redis Cluster slot.
+//! An entry is the string key `<prefix>{<sub>}:<iat>`; a subject's cutoff is `<prefix>{<sub>}`;
+//! a session's cutoff is `<prefix>{<sub>}:sid:<sid>`. Keys come from verified claims only, never
+//! from the token's bytes, so every re-encoding of one token (a different signature, another
+//! NumericDate spelling) finds the same entry. The subject is the hash tag, so all of a
+//! subject's keys share one Redis Cluster slot.
+//!
+//! The three shapes never meet: the prefix has no braces and the encoded subject none either,
+//! so the first `}` ends the tag; after it a cutoff has nothing, an entry `:` and an integer
+//! (a digit or `-`), a session `:sid:`.
 
 /// Percent-encodes the characters that would make the hash tag ambiguous: `{` and `}` delimit
 /// it, and `%` is the escape itself. Ordinary subjects are left exactly as they are.
@@ -67,6 +73,22 @@ pub fn subject_key(prefix: &str, sub: &str) -> String {
     format!("{prefix}{{{}}}", encode_subject(sub))
 }
 
+/// The key of a session's cutoff (`JWTDENY.LOGOUT`, `JWTDENY.REVOKESESSION`): every token of
+/// `sub` carrying this `sid` and issued at or before the cutoff is revoked. The session id comes
+/// last, after the hash tag, so it is kept verbatim: any bytes in it (braces, `:`, NUL) can
+/// neither move the tag nor make two sessions share a key, and clients derive it by plain
+/// concatenation.
+pub fn session_key(prefix: &str, sub: &str, sid: &str) -> String {
+    let sub = encode_subject(sub);
+    let mut key = String::with_capacity(prefix.len() + sub.len() + sid.len() + 7);
+    key.push_str(prefix);
+    key.push('{');
+    key.push_str(&sub);
+    key.push_str("}:sid:");
+    key.push_str(sid);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +128,73 @@ mod tests {
             let open = key.find('{').unwrap();
             let close = open + 1 + key[open + 1..].find('}').unwrap();
             assert_eq!(&key[open + 1..close], encode_subject(sub), "{sub}");
+        }
+    }
+
+    /// Splits a key into (encoded subject, what follows the tag), as Redis Cluster finds the tag.
+    fn tag_and_rest<'k>(key: &'k str, prefix: &str) -> (&'k str, &'k str) {
+        let rest = key.strip_prefix(prefix).unwrap().strip_prefix('{').unwrap();
+        rest.split_once('}').unwrap()
+    }
+
+    #[test]
+    fn a_session_key_is_in_its_subject_slot_and_kept_verbatim() {
+        assert_eq!(
+            session_key("jwtdeny:", "alice", "sess-1"),
+            "jwtdeny:{alice}:sid:sess-1"
+        );
+        assert_eq!(
+            session_key("jwtdeny:", "a{b}", "}{:1\0"),
+            "jwtdeny:{a%7Bb%7D}:sid:}{:1\0"
+        );
+        for (sub, sid) in [
+            ("a", "x"),
+            ("{", "}"),
+            ("a}b", "{c}"),
+            ("%", "\0"),
+            ("u", ""),
+        ] {
+            let key = session_key("p:", sub, sid);
+            let (tag, rest) = tag_and_rest(&key, "p:");
+            assert_eq!(tag, encode_subject(sub), "{sub:?}");
+            assert_eq!(rest, format!(":sid:{sid}"));
+            assert!(key.starts_with(&subject_key("p:", sub)));
+        }
+    }
+
+    #[test]
+    fn sessions_never_meet_entries_or_cutoffs() {
+        let subs = ["a", "a}", "a}:sid:x", "a:sid:x", "{a", "%7D", "-", "1", ""];
+        let sids = ["x", "1", "-1", ":1", "", "sid:1", "}"];
+        let mut all = std::collections::HashMap::new();
+        let mut add = |key: String, what: String| {
+            if let Some(other) = all.insert(key.clone(), what.clone()) {
+                panic!("{key:?} is both {other} and {what}");
+            }
+        };
+        for sub in subs {
+            add(subject_key("p:", sub), format!("cutoff {sub:?}"));
+            for iat in [-1, 0, 1, 1767225600] {
+                add(entry_key("p:", sub, iat), format!("entry {sub:?} {iat}"));
+            }
+            for sid in sids {
+                add(
+                    session_key("p:", sub, sid),
+                    format!("session {sub:?} {sid:?}"),
+                );
+            }
+        }
+        // What follows the tag tells the three apart, whatever the subject.
+        for sub in subs {
+            for iat in [-5, 7] {
+                let entry = entry_key("p:", sub, iat);
+                let (_, rest) = tag_and_rest(&entry, "p:");
+                assert!(
+                    rest.starts_with(":-") || rest[1..].starts_with(|c: char| c.is_ascii_digit())
+                );
+            }
+            let session = session_key("p:", sub, "9");
+            assert!(tag_and_rest(&session, "p:").1.starts_with(":sid:"));
         }
     }
 }

@@ -6,4 +6,5 @@ pub mod error;
 pub mod fetch;
 pub mod keys;
 pub mod keyscheme;
+pub mod logout;
 pub mod token;

@@ -8,8 +8,10 @@ use crate::keys::{alg_name, parse_alg, AlgSet, KeySet};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
+use std::fmt;
 use std::sync::Arc;
 
 /// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Keeps every `× 1000` in range.
@@ -34,6 +36,9 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub nbf: Option<i64>,
+    /// The OIDC session the token belongs to (`sid`), when it names one: a non-empty string.
+    /// Any other value is no session at all, as it was before jwtdeny read `sid`.
+    pub sid: Option<Arc<str>>,
 }
 
 impl Claims {
@@ -62,27 +67,92 @@ impl Claims {
     }
 }
 
+/// The header members every token is judged by. Each kind of token reads its own header
+/// struct (a logout token also reads `typ`), so that what one kind reads never changes how
+/// another kind's header parses.
+pub(crate) trait JoseHeader {
+    fn alg(&self) -> Option<&Value>;
+    fn kid(&self) -> Option<&Value>;
+    fn has_crit(&self) -> bool;
+}
+
 #[derive(Deserialize)]
-struct RawHeader {
+pub(crate) struct RawHeader {
     alg: Option<Value>,
     kid: Option<Value>,
     crit: Option<Value>,
 }
 
+impl JoseHeader for RawHeader {
+    fn alg(&self) -> Option<&Value> {
+        self.alg.as_ref()
+    }
+    fn kid(&self) -> Option<&Value> {
+        self.kid.as_ref()
+    }
+    fn has_crit(&self) -> bool {
+        self.crit.is_some()
+    }
+}
+
 #[derive(Deserialize)]
-struct RawClaims {
+pub(crate) struct RawClaims {
     sub: Option<Value>,
     iat: Option<Value>,
     exp: Option<Value>,
     nbf: Option<Value>,
     iss: Option<Value>,
     aud: Option<Value>,
+    sid: Option<SessionId>,
+}
+
+/// An access token's `sid` as the claims need it: a non-empty string goes straight into an
+/// `Arc<str>` (no intermediate `Value`), anything else is skipped without being built.
+struct SessionId(Option<Arc<str>>);
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SessionId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SessionId, E> {
+                Ok(SessionId((!s.is_empty()).then(|| Arc::from(s))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SessionId, E> {
+                Ok(SessionId(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SessionId, E> {
+                Ok(SessionId(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SessionId, E> {
+                Ok(SessionId(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SessionId, E> {
+                Ok(SessionId(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<SessionId, E> {
+                Ok(SessionId(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SessionId, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(SessionId(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SessionId, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(SessionId(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A token split and decoded, not yet trusted.
-struct Unverified<'t> {
-    header: RawHeader,
-    claims: RawClaims,
+pub(crate) struct Unverified<'t, H = RawHeader, C = RawClaims> {
+    pub(crate) header: H,
+    pub(crate) claims: C,
     /// `base64(header) "." base64(payload)`, the bytes the signature covers.
     signing_input: &'t [u8],
     signature: Vec<u8>,
@@ -91,7 +161,7 @@ struct Unverified<'t> {
 /// Verifies `token` against `keys` and `policy`. Does not look at the clock: call
 /// [`Claims::check_time`] for that, after any lookup whose result must agree with it.
 pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
-    let t = split(token, policy.max_token_bytes)?;
+    let t: Unverified = split(token, policy.max_token_bytes)?;
     check_signature(&t, keys, policy)?;
     claims(&t.claims, policy)
 }
@@ -117,6 +187,8 @@ pub struct Inspection {
     pub sub: Option<String>,
     pub iat: Option<i64>,
     pub exp: Option<i64>,
+    /// The session the token belongs to, as [`Claims::sid`] reads it.
+    pub sid: Option<String>,
 }
 
 /// Like [`authenticate`], and also returns whatever could be shown of the token.
@@ -126,7 +198,7 @@ pub fn inspect(
     policy: &Policy,
 ) -> (Inspection, Result<Claims, Error>) {
     let mut seen = Inspection::default();
-    let t = match split(token, policy.max_token_bytes) {
+    let t: Unverified = match split(token, policy.max_token_bytes) {
         Ok(t) => t,
         Err(e) => return (seen, Err(e)),
     };
@@ -153,6 +225,12 @@ pub fn inspect(
         .map(str::to_string);
     seen.iat = numeric_date(t.claims.iat.as_ref(), "iat").ok().flatten();
     seen.exp = numeric_date(t.claims.exp.as_ref(), "exp").ok().flatten();
+    seen.sid = t
+        .claims
+        .sid
+        .as_ref()
+        .and_then(|s| s.0.as_deref())
+        .map(str::to_string);
     (seen, claims(&t.claims, policy))
 }
 
@@ -163,9 +241,7 @@ pub fn header_kid(token: &[u8]) -> Option<String> {
     struct KidOnly {
         kid: Option<Value>,
     }
-    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
-    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
-    match serde_json::from_slice::<KidOnly>(&json).ok()?.kid {
+    match peek_header::<KidOnly>(token)?.kid {
         Some(Value::String(kid)) => Some(kid),
         _ => None,
     }
@@ -178,18 +254,25 @@ pub fn is_hmac(token: &[u8]) -> bool {
     struct AlgOnly {
         alg: Option<String>,
     }
-    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
-    URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<AlgOnly>(&json).ok())
+    peek_header::<AlgOnly>(token)
         .and_then(|h| h.alg)
         .is_some_and(|alg| alg.starts_with("HS"))
 }
 
+/// The members `T` reads of a token's header, without any check: for routing decisions only.
+fn peek_header<T: for<'de> Deserialize<'de>>(token: &[u8]) -> Option<T> {
+    let header = token.split(|b| *b == b'.').next().unwrap_or_default();
+    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
 /// Steps two to four: algorithm, key, signature.
-fn check_signature(t: &Unverified, keys: &KeySet, policy: &Policy) -> Result<(), Error> {
-    let alg = match &t.header.alg {
+pub(crate) fn check_signature<H: JoseHeader, C>(
+    t: &Unverified<H, C>,
+    keys: &KeySet,
+    policy: &Policy,
+) -> Result<(), Error> {
+    let alg = match t.header.alg() {
         None => return Err(Error::BadAlg("header has no alg".into())),
         Some(Value::String(name)) if name.eq_ignore_ascii_case("none") => {
             return Err(Error::BadAlg(
@@ -206,7 +289,7 @@ fn check_signature(t: &Unverified, keys: &KeySet, policy: &Policy) -> Result<(),
             alg_name(alg)
         )));
     }
-    let kid = match &t.header.kid {
+    let kid = match t.header.kid() {
         Some(Value::String(kid)) => Some(kid.as_str()),
         _ => None, // split() refused any other type
     };
@@ -224,7 +307,11 @@ fn check_signature(t: &Unverified, keys: &KeySet, policy: &Policy) -> Result<(),
 }
 
 /// Step one: size, three segments, strict base64url, JSON objects. Nothing here is trusted.
-fn split(token: &[u8], max_bytes: usize) -> Result<Unverified<'_>, Error> {
+pub(crate) fn split<H, C>(token: &[u8], max_bytes: usize) -> Result<Unverified<'_, H, C>, Error>
+where
+    H: JoseHeader + for<'de> Deserialize<'de>,
+    C: for<'de> Deserialize<'de>,
+{
     if token.len() > max_bytes {
         return Err(Error::Malformed(format!(
             "token is {} bytes, over jwtdeny.max-token-bytes ({max_bytes})",
@@ -259,17 +346,17 @@ fn split(token: &[u8], max_bytes: usize) -> Result<Unverified<'_>, Error> {
     let payload_json = decode(p64, "payload")?;
     let signature = decode(s64, "signature")?;
 
-    let header: RawHeader = json_object(&header_json, "header")?;
-    if !matches!(header.kid, None | Some(Value::String(_))) {
+    let header: H = json_object(&header_json, "header")?;
+    if !matches!(header.kid(), None | Some(Value::String(_))) {
         return Err(Error::Malformed("header kid is not a string".into()));
     }
-    if header.crit.is_some() {
+    if header.has_crit() {
         // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
         return Err(Error::Malformed(
             "header has crit extensions, which jwtdeny does not support".into(),
         ));
     }
-    let claims: RawClaims = json_object(&payload_json, "payload")?;
+    let claims: C = json_object(&payload_json, "payload")?;
     Ok(Unverified {
         header,
         claims,
@@ -352,7 +439,14 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
             }));
         }
     }
-    Ok(Claims { sub, iat, exp, nbf })
+    let sid = raw.sid.as_ref().and_then(|s| s.0.clone());
+    Ok(Claims {
+        sub,
+        iat,
+        exp,
+        nbf,
+        sid,
+    })
 }
 
 /// A NumericDate (RFC 7519 §2) as whole seconds: `1767225600`, `1767225600.0` and `1.7672256e9`
@@ -500,6 +594,7 @@ mod tests {
             iat: 0,
             exp: 100,
             nbf: Some(50),
+            sid: None,
         };
         assert!(c.check_time(99_999, 0).is_ok());
         assert_eq!(c.check_time(100_000, 0).err().unwrap().code(), "EXPIRED");
@@ -690,5 +785,45 @@ mod tests {
         let mut only_rs = policy();
         only_rs.algorithms = AlgSet::of(&[jsonwebtoken::Algorithm::RS256]);
         assert_eq!(ok(base(json!({})), &only_rs), Err("BADALG"));
+    }
+
+    #[test]
+    fn sid_is_read_only_when_it_is_a_non_empty_string() {
+        let sid_of = |sid: Value| {
+            let t = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64,"sid":sid}));
+            authenticate(t.as_bytes(), &keys(), &policy()).map(|c| c.sid)
+        };
+        assert_eq!(sid_of(json!("sess-1")).unwrap().as_deref(), Some("sess-1"));
+        assert_eq!(
+            sid_of(json!("a\u{0}{}")).unwrap().as_deref(),
+            Some("a\u{0}{}")
+        );
+        for other in [
+            json!(""),
+            json!(null),
+            json!(42),
+            json!(-1.5),
+            json!(true),
+            json!(["sess-1"]),
+            json!({"id": "sess-1", "deep": [[{}]]}),
+        ] {
+            assert_eq!(sid_of(other.clone()).unwrap(), None, "{other}");
+        }
+        let t = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64}));
+        assert_eq!(
+            authenticate(t.as_bytes(), &keys(), &policy()).unwrap().sid,
+            None
+        );
+        let (seen, _) = inspect(
+            hs256(json!({"sub":"a","iat":1,"exp":4102444800u64,"sid":"s-9"})).as_bytes(),
+            &keys(),
+            &policy(),
+        );
+        assert_eq!(seen.sid.as_deref(), Some("s-9"));
+        // A claim jwtdeny reads may not appear twice, sid included now.
+        let (head, _) = t.split_once('.').unwrap();
+        let sig = t.rsplit('.').next().unwrap();
+        let twice = b64(r#"{"sub":"a","iat":1,"exp":4102444800,"sid":"x","sid":"y"}"#);
+        assert_eq!(code(&format!("{head}.{twice}.{sig}")), "MALFORMED");
     }
 }

@@ -8,6 +8,12 @@
 //   JWTDENY.CHECK <token> WITHCLAIMS   -> [1, "<claims JSON>"] | [0, nil] | error reply
 //   JWTDENY.REVOKE <token>             -> 1 (revoked now) | 0 (already revoked)
 //   JWTDENY.REVOKEALL <sub>            -> cutoff: tokens of <sub> issued at or before it are refused
+//   JWTDENY.LOGOUT <logout_token>      -> 1 (ended now) | 0 (already ended) | error reply
+//
+// POST /backchannel-logout is the OpenID Connect Back-Channel Logout endpoint: the identity
+// provider posts a signed logout token there when a user signs out at the provider (or an
+// admin ends the session), and jwtdeny validates it and ends that session (`sid`) or every
+// session of the user (`sub` only).
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -55,6 +61,12 @@ function bearerToken(req) {
   return m ? m[1] : null;
 }
 
+// Back-Channel Logout 1.0 section 2.8: neither answer may be cached.
+function logoutResponse(res, status, body) {
+  res.set('Cache-Control', 'no-store');
+  return res.status(status).json(body);
+}
+
 function passwordMatches(expected, given) {
   // Compare digests so that timingSafeEqual gets equal lengths.
   const a = crypto.createHash('sha256').update(String(expected)).digest();
@@ -70,6 +82,9 @@ function passwordMatches(expected, given) {
 //   options.key: a { kid, secret } signing key, instead of reading jwksFile.
 //   options.users: { username: password } for /login (default: the demo users).
 //   options.ttlSeconds: lifetime of minted tokens (default 900).
+// jwtdeny.logout-audience must be set on the server (the OIDC client id the provider puts in
+// the logout token's aud) for /backchannel-logout to accept anything, and jwtdeny.max-lifetime
+// for it to end one session rather than all of the user's.
 function createApp(client, options = {}) {
   const key = options.key || loadSigningKey(options.jwksFile, options.kid);
   const users = options.users || DEMO_USERS;
@@ -121,7 +136,10 @@ function createApp(client, options = {}) {
       return res.status(401).json({ error: 'bad credentials' });
     }
     const iat = Math.floor(Date.now() / 1000);
-    const token = mintToken(key, { sub: username, iat, exp: iat + ttlSeconds });
+    // Like an identity provider, each login is a session with its own id: a back-channel
+    // logout naming it ends this login's tokens and no other.
+    const sid = crypto.randomUUID();
+    const token = mintToken(key, { sub: username, sid, iat, exp: iat + ttlSeconds });
     return res.json({ token, token_type: 'Bearer', expires_in: ttlSeconds });
   });
 
@@ -148,6 +166,42 @@ function createApp(client, options = {}) {
     } catch (err) {
       return replyError(res, err);
     }
+  });
+
+  // OpenID Connect Back-Channel Logout: the provider posts `logout_token` as a form field.
+  // 200 once jwtdeny has ended what it names (or had already: a replayed token is harmless);
+  // 400 with an OAuth-style error body otherwise, which tells the provider the logout failed.
+  app.post('/backchannel-logout', express.urlencoded({ extended: false, limit: '64kb' }),
+    async (req, res) => {
+      // Only the form the spec defines: the app-wide JSON parser must not let a JSON body in.
+      const form = req.is('application/x-www-form-urlencoded');
+      const token = form && req.body ? req.body.logout_token : undefined;
+      if (typeof token !== 'string' || token === '') {
+        return logoutResponse(res, 400, {
+          error: 'invalid_request', error_description: 'logout_token is missing',
+        });
+      }
+      let ended;
+      try {
+        ended = await client.sendCommand(['JWTDENY.LOGOUT', token]);
+      } catch (err) {
+        const code = err instanceof ErrorReply ? err.message.split(' ', 1)[0] : null;
+        if (TOKEN_ERRORS.has(code)) {
+          return logoutResponse(res, 400, { error: 'invalid_request', error_description: err.message });
+        }
+        // Not the provider's fault (Redis down, logout-audience not configured, ...): still a
+        // failed logout, which section 2.8 answers 400; the details go to the log only.
+        console.error(`jwtdeny example: back-channel logout failed: ${err.message}`);
+        return logoutResponse(res, 400, {
+          error: 'temporarily_unavailable', error_description: 'the logout could not be recorded',
+        });
+      }
+      return logoutResponse(res, 200, { ended: ended === 1 });
+    });
+  // A body the form parser refuses (too large, bad encoding) is a failed logout too.
+  app.use('/backchannel-logout', (err, req, res, next) => {
+    if (res.headersSent) return next(err);
+    return logoutResponse(res, 400, { error: 'invalid_request', error_description: err.message });
   });
 
   return app;

@@ -7,6 +7,12 @@ in one round trip. Framework-free: call these from a Flask/Django/FastAPI view o
     claims = authenticate(r, token)   # JWTDENY.CHECK <token> WITHCLAIMS
     logout(r, token)                  # JWTDENY.REVOKE <token>
     logout_all(r, claims["sub"])      # JWTDENY.REVOKEALL <sub>
+    backchannel_logout(r, logout_token)   # JWTDENY.LOGOUT <logout_token>
+
+`backchannel_logout_app(r)` is a WSGI app (standard library only) serving the OpenID Connect
+Back-Channel Logout endpoint `POST /backchannel-logout`: the identity provider posts a signed
+logout token there when a user signs out at the provider, and jwtdeny validates it and ends
+that session (`sid`) or every session of the user (`sub` only).
 
 authenticate/logout raise Unauthorized (answer 401, `err.code` says why) or Unavailable
 (answer 503). `login` mints an HS256 token with the key redis-server loads, so the example is
@@ -21,7 +27,9 @@ import hmac
 import json
 import os
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import redis
 
@@ -83,7 +91,10 @@ def login(secret: bytes, username: str, password: str, ttl: int = 900,
     if expected is None or not hmac.compare_digest(expected.encode(), str(password).encode()):
         raise Unauthorized("bad credentials")
     iat = int(time.time())
-    return mint_token(secret, {"sub": username, "iat": iat, "exp": iat + ttl})
+    # Like an identity provider, each login is a session with its own id: a back-channel
+    # logout naming it ends this login's tokens and no other.
+    sid = str(uuid.uuid4())
+    return mint_token(secret, {"sub": username, "sid": sid, "iat": iat, "exp": iat + ttl})
 
 
 def _call(r: redis.Redis, *args):
@@ -115,6 +126,80 @@ def logout(r: redis.Redis, token: str) -> bool:
 def logout_all(r: redis.Redis, sub: str) -> int:
     """Revokes every token of `sub` issued up to now; returns the cutoff (a NumericDate)."""
     return int(_call(r, "JWTDENY.REVOKEALL", sub))
+
+
+def backchannel_logout(r: redis.Redis, logout_token: str) -> bool:
+    """Ends what a provider's logout token names: True if ended now, False if it already was (a
+    replayed token is harmless). Raises Unauthorized when jwtdeny refuses the token (`code` is
+    the reason: BADSIG, BADCLAIMS, EXPIRED, ...) and Unavailable when Redis cannot record it.
+
+    The server needs jwtdeny.logout-audience (the OIDC client id in the token's aud), and
+    jwtdeny.max-lifetime to end one session rather than all of the user's."""
+    return _call(r, "JWTDENY.LOGOUT", logout_token) == 1
+
+
+# Form bodies larger than this are refused before parsing; a logout token is a few hundred bytes.
+MAX_LOGOUT_BODY = 64 * 1024
+
+
+def backchannel_logout_response(r: redis.Redis, content_type: str, body: bytes):
+    """``(status, headers, json_body)`` for a Back-Channel Logout request (section 2.8): 200 when
+    the logout is recorded, 400 with an OAuth-style error body when it is not. Neither answer
+    may be cached."""
+    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+
+    def answer(status: str, payload: dict):
+        return status, headers, json.dumps(payload).encode()
+
+    token = None
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode("ascii"), strict_parsing=False)
+        except UnicodeDecodeError:
+            fields = {}
+        values = fields.get("logout_token", [])
+        token = values[0] if len(values) == 1 else None
+    if not token:
+        return answer("400 Bad Request", {"error": "invalid_request",
+                                          "error_description": "logout_token is missing"})
+    try:
+        ended = backchannel_logout(r, token)
+    except Unauthorized as err:
+        return answer("400 Bad Request", {"error": "invalid_request",
+                                          "error_description": str(err)})
+    except Unavailable as err:
+        # Not the provider's fault, but still a failed logout, which section 2.8 answers 400;
+        # the details go to the log only.
+        print(f"jwtdeny example: back-channel logout failed: {err}")
+        return answer("400 Bad Request", {"error": "temporarily_unavailable",
+                                          "error_description": "the logout could not be recorded"})
+    return answer("200 OK", {"ended": ended})
+
+
+def backchannel_logout_app(r: redis.Redis):
+    """A WSGI app serving ``POST /backchannel-logout`` (form field ``logout_token``)."""
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != "/backchannel-logout":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        if environ.get("REQUEST_METHOD") != "POST":
+            start_response("405 Method Not Allowed", [("Allow", "POST")])
+            return [b""]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_LOGOUT_BODY:
+            body, content_type = b"", ""
+        else:
+            body = environ["wsgi.input"].read(length)
+            content_type = environ.get("CONTENT_TYPE", "")
+        status, headers, payload = backchannel_logout_response(r, content_type, body)
+        start_response(status, headers)
+        return [payload]
+
+    return app
 
 
 def main() -> None:

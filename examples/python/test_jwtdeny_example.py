@@ -5,6 +5,8 @@ REDIS_SERVER: redis-server binary (default: redis-server on PATH).
 """
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -12,8 +14,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import redis
@@ -25,6 +33,9 @@ from jwtdeny_example import (
     Unauthorized,
     Unavailable,
     authenticate,
+    backchannel_logout,
+    backchannel_logout_app,
+    backchannel_logout_response,
     load_signing_key,
     login,
     logout,
@@ -37,6 +48,9 @@ MODULE = (EXAMPLE_DIR / os.environ.get(
     "JWTDENY_MODULE", "../../target/release/libjwtdeny.so")).resolve()
 SHARED_JWKS = EXAMPLE_DIR.parent / "jwks.json"
 PASSWORDS = {"alice": "wonderland", "bob": "builder"}
+# The OIDC client id the provider names in its logout tokens' aud (jwtdeny.logout-audience).
+CLIENT_ID = "jwtdeny-example"
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 def free_port() -> int:
@@ -77,7 +91,10 @@ def server():
              "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp),
              "--save", "", "--appendonly", "no",
              # Module arguments are name/value pairs after the .so path.
-             "--loadmodule", str(MODULE), "keys-file", str(jwks)],
+             "--loadmodule", str(MODULE), "keys-file", str(jwks),
+             # A session's revocation needs a bound on token lifetimes to expire by; without
+             # one jwtdeny ends every session of the user instead.
+             "logout-audience", CLIENT_ID, "max-lifetime", "3600"],
             stdout=log, stderr=subprocess.STDOUT)
     try:
         probe = redis.Redis(port=port, socket_connect_timeout=1)
@@ -200,3 +217,133 @@ def test_unavailable_when_redis_is_unreachable(secret):
         authenticate(down, token)
     with pytest.raises(Unavailable):
         logout_all(down, "alice")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def logout_token(secret: bytes, typ: str | None = "logout+jwt", **claims) -> str:
+    """A logout token as a provider signs it; ``claims`` override a valid set (None removes)."""
+    now = int(time.time())
+    body = {"iss": "https://idp.example", "aud": CLIENT_ID, "iat": now, "exp": now + 120,
+            "jti": str(uuid.uuid4()), "events": {LOGOUT_EVENT: {}}}
+    for name, value in claims.items():
+        if value is None:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    header = {"alg": "HS256", "kid": DEFAULT_KID}
+    if typ is not None:
+        header["typ"] = typ
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}"
+    sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(sig)}"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endpoint(r):
+    """The WSGI app on a free loopback port: yields a function posting a form to it."""
+    httpd = make_server("127.0.0.1", 0, backchannel_logout_app(r), handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_port}/backchannel-logout"
+
+    def post(form=None, body=None, content_type="application/x-www-form-urlencoded"):
+        data = body if body is not None else urllib.parse.urlencode(form or {}).encode()
+        req = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as res:
+                status, headers, raw = res.status, res.headers, res.read()
+        except urllib.error.HTTPError as err:
+            status, headers, raw = err.code, err.headers, err.read()
+        return status, headers.get("Cache-Control"), json.loads(raw)
+
+    yield post
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=10)
+
+
+def test_backchannel_logout_of_one_session_leaves_the_others_active(r, secret, endpoint):
+    first = login(secret, "alice", PASSWORDS["alice"])
+    second = login(secret, "alice", PASSWORDS["alice"])
+    sid = claims_of(first)["sid"]
+    assert sid != claims_of(second)["sid"], "each login is its own session"
+
+    token = logout_token(secret, sub="alice", sid=sid)
+    assert endpoint({"logout_token": token}) == (200, "no-store", {"ended": True})
+    with pytest.raises(Unauthorized) as refused:
+        authenticate(r, first)
+    assert refused.value.code == "revoked"
+    assert authenticate(r, second)["sid"] == claims_of(second)["sid"]
+    # Providers retry: the same token again is harmless.
+    assert endpoint({"logout_token": token}) == (200, "no-store", {"ended": False})
+    assert backchannel_logout(r, token) is False
+    fields = r.execute_command("JWTDENY.INSPECT", first)
+    inspected = dict(zip(fields[::2], fields[1::2]))
+    assert inspected[b"revoked_by"] == b"session"
+
+
+def test_backchannel_logout_without_sid_ends_every_session(r, secret, endpoint):
+    first = login(secret, "bob", PASSWORDS["bob"])
+    second = login(secret, "bob", PASSWORDS["bob"])
+    alice = login(secret, "alice", PASSWORDS["alice"])
+    token = logout_token(secret, sub="bob", iat=claims_of(second)["iat"])
+    assert endpoint({"logout_token": token}) == (200, "no-store", {"ended": True})
+    for t in (first, second):
+        with pytest.raises(Unauthorized):
+            authenticate(r, t)
+    assert authenticate(r, alice)["sub"] == "alice"
+    assert endpoint({"logout_token": token})[2] == {"ended": False}
+
+
+REFUSED_LOGOUTS = {
+    "missing events": ({"sub": "alice", "sid": "s", "events": None}, "logout+jwt", "BADCLAIMS"),
+    "wrong event": ({"sub": "alice", "events": {"urn:other": {}}}, "logout+jwt", "BADCLAIMS"),
+    "nonce": ({"sub": "alice", "sid": "s", "nonce": "n"}, "logout+jwt", "BADCLAIMS"),
+    "typ at+jwt": ({"sub": "alice", "sid": "s"}, "at+jwt", "BADCLAIMS"),
+    "wrong aud": ({"sub": "alice", "aud": "someone-else"}, "logout+jwt", "BADCLAIMS"),
+    "expired": ({"sub": "alice", "iat": 1000, "exp": 2000}, "logout+jwt", "EXPIRED"),
+    "neither sub nor sid": ({}, "logout+jwt", "BADCLAIMS"),
+    "sid without sub": ({"sid": "s"}, None, "BADCLAIMS"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_LOGOUTS))
+def test_refused_logout_tokens_answer_400(secret, endpoint, name):
+    claims, typ, code = REFUSED_LOGOUTS[name]
+    status, cache_control, body = endpoint({"logout_token": logout_token(secret, typ, **claims)})
+    assert (status, cache_control, body["error"]) == (400, "no-store", "invalid_request")
+    assert body["error_description"].startswith(f"{code} "), body
+
+
+def test_malformed_logout_requests_answer_400(secret, endpoint):
+    missing = {"error": "invalid_request", "error_description": "logout_token is missing"}
+    assert endpoint({}) == (400, "no-store", missing)
+    token = logout_token(secret, sub="alice")
+    assert endpoint(body=json.dumps({"logout_token": token}).encode(),
+                    content_type="application/json") == (400, "no-store", missing)
+    # Two logout_token fields: which one would the provider mean?
+    assert endpoint(body=f"logout_token={token}&logout_token={token}".encode())[0] == 400
+    wrong_key = logout_token(secrets.token_bytes(32), sub="alice")
+    status, _, body = endpoint({"logout_token": wrong_key})
+    assert status == 400 and body["error_description"].startswith("BADSIG ")
+
+
+def test_backchannel_logout_unavailable_is_400(secret):
+    down = redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(Unavailable):
+        backchannel_logout(down, logout_token(secret, sub="alice"))
+    status, headers, body = backchannel_logout_response(
+        down, "application/x-www-form-urlencoded",
+        urllib.parse.urlencode({"logout_token": logout_token(secret, sub="alice")}).encode())
+    assert status.startswith("400")
+    assert ("Cache-Control", "no-store") in headers
+    assert json.loads(body)["error"] == "temporarily_unavailable"

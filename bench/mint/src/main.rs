@@ -32,7 +32,8 @@ usage:
                   [--wait-go 1 (then wait for a line on stdin before sending)]
     workloads: exists:KEY  get:KEY          the same key every request
                check:ALG   revoke:ALG       JWTDENY.CHECK/REVOKE, a distinct fresh token each
-                                            (subject <tag><i>, iat, exp; minted before timing)
+                                            (subject <tag><i>, iat, exp; minted before timing;
+                                            --distinct N: N tokens sent in turn instead)
                setpxat                      SET <the key revoke:ALG would write> 1 PXAT <exp*1000>
 ALG is one of HS256 RS256 ES256 EdDSA; keys come from --key-dir (default tests/vectors/private).";
 
@@ -338,7 +339,12 @@ fn build_commands(args: &Args, workload: &str, count: usize) -> Commands {
                 "JWTDENY.REVOKE"
             };
             let m = Minter::new(arg, &key_dir(args));
-            for t in mint_many(&m, &tag, iat, exp, count) {
+            // --distinct N: N tokens sent in turn (a pool of live sessions, each checked again
+            // and again) instead of a fresh token every request.
+            let distinct: usize = args.num("distinct", Some(&count.to_string()));
+            let tokens = mint_many(&m, &tag, iat, exp, distinct.clamp(1, count.max(1)));
+            for i in 0..count {
+                let t = &tokens[i % tokens.len()];
                 c.push(&[name.as_bytes(), t.as_bytes()]);
             }
         }

@@ -8,9 +8,11 @@ const jk = require('../jwtdeny-keys');
 
 const ROOT = path.resolve(__dirname, '../../..');
 const VECTORS = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/vectors/vectors.json'))).vectors;
-const CASES = JSON.parse(
+const KEY_CASES = JSON.parse(
   fs.readFileSync(path.join(ROOT, 'clients/testdata/key-cases.json'), 'utf8'),
-).cases;
+);
+const CASES = KEY_CASES.cases;
+const LOGOUT_VECTORS = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/vectors/logout.json')));
 
 const b64 = (s) => Buffer.from(s, 'utf8').toString('base64url');
 // An (unsigned) token with this exact payload text: the helpers never verify.
@@ -50,9 +52,39 @@ for (const c of CASES) {
       }
     } else {
       assert.deepEqual(jk.keysFor(token), { entry: c.entry, subject: c.subject });
+      assert.equal(jk.sessionKeyFor(token), c.session ?? null);
     }
   });
 }
+
+for (const c of KEY_CASES.logout_cases) {
+  test(`shared logout case: ${c.note || c.payload}`, () => {
+    const token = tokenWith(c.payload);
+    if (c.error) {
+      assert.throws(() => jk.logoutKeysFor(token));
+    } else {
+      assert.deepEqual(jk.logoutKeysFor(token), { subject: c.subject, session: c.session });
+    }
+  });
+}
+
+test('logout vectors give the keys of what they end', () => {
+  for (const v of LOGOUT_VECTORS.logout.filter((x) => x.expect === 'ok')) {
+    const { sub, sid } = v.revokes;
+    const subject = `jwtdeny:{${sub}}`;
+    const session = sid === null ? subject : `${subject}:sid:${sid}`;
+    assert.deepEqual(jk.logoutKeysFor(v.token), { subject, session }, v.name);
+  }
+  const access = Object.fromEntries(LOGOUT_VECTORS.access.map((v) => [v.name, v.token]));
+  assert.equal(jk.sessionKeyFor(access['alice-sess-1']), 'jwtdeny:{alice}:sid:sess-1');
+  assert.equal(jk.sessionKeyFor(access['alice-no-sid']), null);
+});
+
+test('session helpers refuse what the server refuses', () => {
+  assert.throws(() => jk.sessionKeyFor(tokenWith('{"sub":"a","iat":5,"sid":"\\udc00"}')));
+  for (const bad of ['', null, 5]) assert.throws(() => jk.sessionKey('a', bad));
+  assert.equal(jk.sessionKey('a{b', 's', { prefix: 'p:' }), 'p:{a%7Bb}:sid:s');
+});
 
 test('prefix option', () => {
   const token = tokenWith('{"sub":"a{b","iat":7}');
@@ -100,5 +132,30 @@ test('wrappers send the documented cluster.sendCommand calls', async () => {
     [e, true, ['JWTDENY.KINSPECT', e, s, t]],
     [s, false, ['JWTDENY.KREVOKEALL', s, v.sub]],
     [s, false, ['JWTDENY.KREVOKEALL', s, v.sub, 'AT', '1767225600']],
+  ]);
+});
+
+test('wrappers declare the session of a token that has one', async () => {
+  const t = tokenWith('{"sub":"alice","iat":5,"sid":"s-1"}');
+  const [e, s, ss] = ['jwtdeny:{alice}:5', 'jwtdeny:{alice}', 'jwtdeny:{alice}:sid:s-1'];
+  const loSid = tokenWith('{"sub":"alice","sid":"s-1","iat":5}');
+  const loSub = tokenWith('{"sub":"alice","iat":5}');
+  const calls = [];
+  const cluster = { sendCommand: async (...a) => (calls.push(a), 1) };
+  await jk.kcheck(cluster, t);
+  await jk.kcheck(cluster, t, { withClaims: true });
+  await jk.kinspect(cluster, t);
+  await jk.krevoke(cluster, t);
+  await jk.klogout(cluster, loSid);
+  await jk.klogout(cluster, loSub);
+  await jk.krevokesession(cluster, 'alice', 's-1');
+  assert.deepEqual(calls, [
+    [e, true, ['JWTDENY.KSCHECK', e, s, ss, t]],
+    [e, true, ['JWTDENY.KSCHECK', e, s, ss, t, 'WITHCLAIMS']],
+    [e, true, ['JWTDENY.KSINSPECT', e, s, ss, t]],
+    [e, false, ['JWTDENY.KREVOKE', e, s, t]],
+    [s, false, ['JWTDENY.KLOGOUT', s, ss, loSid]],
+    [s, false, ['JWTDENY.KLOGOUT', s, s, loSub]],
+    [s, false, ['JWTDENY.KREVOKESESSION', s, ss, 'alice', 's-1']],
   ]);
 });

@@ -13,6 +13,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const jwt = require('jsonwebtoken');
 const { createClient } = require('redis');
 const { createApp, loadSigningKey, mintToken } = require('../app');
 
@@ -21,6 +22,9 @@ const MODULE = path.resolve(EXAMPLE_DIR,
   process.env.JWTDENY_MODULE || path.join('..', '..', 'target', 'release', 'libjwtdeny.so'));
 const SHARED_JWKS = path.resolve(EXAMPLE_DIR, '..', 'jwks.json');
 const KID = 'demo-hs256';
+// The OIDC client id the provider names in its logout tokens' aud (jwtdeny.logout-audience).
+const CLIENT_ID = 'jwtdeny-example';
+const LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -55,6 +59,9 @@ function startRedis(port, jwksFile) {
     '--save', '', '--appendonly', 'no',
     // Module arguments are name/value pairs after the .so path.
     '--loadmodule', MODULE, 'keys-file', jwksFile,
+    // A session's revocation needs a bound on token lifetimes to expire by; without one
+    // jwtdeny ends every session of the user instead.
+    'logout-audience', CLIENT_ID, 'max-lifetime', '3600',
   ];
   const child = spawn(process.env.REDIS_SERVER || 'redis-server', args,
     { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -97,6 +104,33 @@ async function call(method, urlPath, { token, body } = {}) {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: await res.json() };
+}
+
+// A logout token as a provider signs it, minted by jsonwebtoken (not by the app's own minter).
+// `claims` is merged over a valid claim set; a null value removes that claim.
+function logoutToken(claims = {}, { typ = 'logout+jwt', secret = key.secret } = {}) {
+  const now = nowSeconds();
+  const body = {
+    iss: 'https://idp.example', aud: CLIENT_ID, iat: now, exp: now + 120,
+    jti: crypto.randomUUID(), events: { [LOGOUT_EVENT]: {} },
+  };
+  for (const [name, value] of Object.entries(claims)) {
+    if (value === null) delete body[name];
+    else body[name] = value;
+  }
+  const header = { alg: 'HS256', kid: KID };
+  if (typ !== null) header.typ = typ;
+  return jwt.sign(body, secret, { algorithm: 'HS256', header, noTimestamp: !('iat' in body) });
+}
+
+// POSTs a form as the provider does; returns status, Cache-Control and the JSON body.
+async function backchannel(form) {
+  const res = await fetch(`${base}/backchannel-logout`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form).toString(),
+  });
+  return { status: res.status, cacheControl: res.headers.get('cache-control'), body: await res.json() };
 }
 
 async function login(username, password = { alice: 'wonderland', bob: 'builder' }[username]) {
@@ -225,6 +259,84 @@ test('refused tokens answer 401 with the jwtdeny error code', async () => {
   assert.deepEqual(badLogin, { status: 401, body: { error: 'bad credentials' } });
 });
 
+test('back-channel logout of one session leaves the other sessions of the user active', async () => {
+  const first = await login('alice');
+  const second = await login('alice');
+  const { sid } = claimsOf(first);
+  assert.notEqual(sid, claimsOf(second).sid, 'each login is its own session');
+
+  const token = logoutToken({ sub: 'alice', sid });
+  assert.deepEqual(await backchannel({ logout_token: token }),
+    { status: 200, cacheControl: 'no-store', body: { ended: true } });
+  assert.deepEqual(await call('GET', '/me', { token: first }), { status: 401, body: { error: 'revoked' } });
+  const me = await call('GET', '/me', { token: second });
+  assert.equal(me.status, 200, 'the other session stays active');
+  // Providers retry: the same logout token again is harmless.
+  assert.deepEqual(await backchannel({ logout_token: token }),
+    { status: 200, cacheControl: 'no-store', body: { ended: false } });
+  // INSPECT says why.
+  const fields = await client.sendCommand(['JWTDENY.INSPECT', first]);
+  const inspected = Object.fromEntries(
+    fields.reduce((pairs, v, i) => (i % 2 ? pairs[pairs.length - 1].push(v) : pairs.push([v]), pairs), []));
+  assert.equal(inspected.revoked_by, 'session');
+});
+
+test('every rule of a logout token is checked: 400 with the reason, never cached', async () => {
+  const now = nowSeconds();
+  const cases = [
+    ['missing events', logoutToken({ sub: 'alice', sid: 's', events: null }), 'BADCLAIMS'],
+    ['wrong event member', logoutToken({ sub: 'alice', sid: 's', events: { 'urn:other': {} } }), 'BADCLAIMS'],
+    ['event not an object', logoutToken({ sub: 'alice', events: { [LOGOUT_EVENT]: true } }), 'BADCLAIMS'],
+    ['nonce present', logoutToken({ sub: 'alice', sid: 's', nonce: 'n-1' }), 'BADCLAIMS'],
+    ['typ at+jwt', logoutToken({ sub: 'alice', sid: 's' }, { typ: 'at+jwt' }), 'BADCLAIMS'],
+    ['wrong aud', logoutToken({ sub: 'alice', sid: 's', aud: 'someone-else' }), 'BADCLAIMS'],
+    ['no aud', logoutToken({ sub: 'alice', sid: 's', aud: null }), 'BADCLAIMS'],
+    ['expired', logoutToken({ sub: 'alice', sid: 's', iat: now - 600, exp: now - 300 }), 'EXPIRED'],
+    ['no exp', logoutToken({ sub: 'alice', sid: 's', exp: null }), 'BADCLAIMS'],
+    ['no iat', logoutToken({ sub: 'alice', sid: 's', iat: null }), 'BADCLAIMS'],
+    ['neither sub nor sid', logoutToken({}), 'BADCLAIMS'],
+    ['sid without sub', logoutToken({ sid: 's' }), 'BADCLAIMS'],
+    ['sid not a string', logoutToken({ sub: 'alice', sid: 7 }), 'BADCLAIMS'],
+    ['wrong key', logoutToken({ sub: 'alice' }, { secret: crypto.randomBytes(32) }), 'BADSIG'],
+    ['not a JWT', 'not-a-jwt', 'MALFORMED'],
+  ];
+  for (const [name, token, code] of cases) {
+    const res = await backchannel({ logout_token: token });
+    assert.equal(res.status, 400, name);
+    assert.equal(res.cacheControl, 'no-store', name);
+    assert.equal(res.body.error, 'invalid_request', name);
+    assert.ok(res.body.error_description.startsWith(`${code} `), `${name}: ${res.body.error_description}`);
+  }
+  const sidWithoutSub = await backchannel({ logout_token: logoutToken({ sid: 's' }) });
+  assert.match(sidWithoutSub.body.error_description, /sid without sub/);
+  assert.deepEqual(await backchannel({}), {
+    status: 400, cacheControl: 'no-store',
+    body: { error: 'invalid_request', error_description: 'logout_token is missing' },
+  });
+  // A logout token posted as JSON is not the form the spec defines.
+  const asJson = await fetch(`${base}/backchannel-logout`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ logout_token: logoutToken({ sub: 'alice' }) }),
+  });
+  assert.equal(asJson.status, 400);
+  // None of them revoked anything.
+  assert.equal((await call('GET', '/me', { token: await login('alice') })).status, 200);
+});
+
+test('a back-channel logout without sid ends every session of the user', async () => {
+  const first = await login('bob');
+  const second = await login('bob');
+  const alice = await login('alice');
+  const token = logoutToken({ sub: 'bob', iat: claimsOf(second).iat });
+  assert.deepEqual(await backchannel({ logout_token: token }),
+    { status: 200, cacheControl: 'no-store', body: { ended: true } });
+  for (const t of [first, second]) {
+    assert.deepEqual(await call('GET', '/me', { token: t }), { status: 401, body: { error: 'revoked' } });
+  }
+  assert.equal((await call('GET', '/me', { token: alice })).status, 200, 'alice is not logged out');
+  assert.equal((await backchannel({ logout_token: token })).body.ended, false, 'replayed');
+});
+
 // Last: it stops redis-server.
 test('503 when Redis is unreachable', async () => {
   const token = await login('alice');
@@ -234,4 +346,9 @@ test('503 when Redis is unreachable', async () => {
 
   const res = await call('GET', '/me', { token });
   assert.deepEqual(res, { status: 503, body: { error: 'unavailable' } });
+  // A logout that cannot be recorded is a failed logout for the provider: 400, not 200.
+  const logout = await backchannel({ logout_token: logoutToken({ sub: 'alice' }) });
+  assert.equal(logout.status, 400);
+  assert.equal(logout.cacheControl, 'no-store');
+  assert.equal(logout.body.error, 'temporarily_unavailable');
 });
