@@ -97,6 +97,10 @@ export interface Jwtdeny {
   revokeAll(sub: string, options?: { at?: number }): Promise<number>;
   /** JWTDENY.INSPECT: read-only diagnostics. */
   inspect(token: Token): Promise<Inspection>;
+  /** JWTDENY.LOGOUT: ends what an OIDC back-channel logout token names; true ended now, false already ended. */
+  logout(logoutToken: Token): Promise<boolean>;
+  /** JWTDENY.REVOKESESSION: every token of `sub` carrying `sid`, issued until now; true ended now, false already ended. */
+  revokeSession(sub: string, sid: string): Promise<boolean>;
   /** Express / Connect middleware: req.auth = claims, 401 for a refused token, 503 when Redis is down. */
   express<Req extends IncomingLike = any, Res extends ResponseLike = any>(
     options?: ExpressGuardOptions<Req, Res>,
@@ -116,7 +120,13 @@ export declare function bearerToken(req: IncomingLike): string | null;
 export declare function keysFor(token: Token, options?: { prefix?: string }): { entry: string; subject: string };
 export declare function subjectKey(sub: string, options?: { prefix?: string }): string;
 export declare function entryKey(sub: string, iat: number, options?: { prefix?: string }): string;
+export declare function sessionKey(sub: string, sid: string, options?: { prefix?: string }): string;
+/** `<prefix>{<sub>}:sid:<sid>` of a token with a session, null for a token without `sid`. */
+export declare function sessionKeyFor(token: Token, options?: { prefix?: string }): string | null;
+/** The keys JWTDENY.KLOGOUT declares for a logout token (session is the subject key without `sid`). */
+export declare function logoutKeysFor(logoutToken: Token, options?: { prefix?: string }): { subject: string; session: string };
 export declare function claimsOf(token: Token): { sub: string; iat: number };
+export declare function sidOf(token: Token): string | null;
 export declare function encodeSubject(sub: string): string;
 
 declare const jwtdeny: {
@@ -128,6 +138,10 @@ declare const jwtdeny: {
   subjectKey: typeof subjectKey;
   entryKey: typeof entryKey;
   claimsOf: typeof claimsOf;
+  sessionKey: typeof sessionKey;
+  sessionKeyFor: typeof sessionKeyFor;
+  logoutKeysFor: typeof logoutKeysFor;
+  sidOf: typeof sidOf;
   encodeSubject: typeof encodeSubject;
   DEFAULT_PREFIX: string;
 };

@@ -34,13 +34,13 @@ function tokenError(err) {
   return TOKEN_ERRORS.has(code) ? new JwtdenyError(code, message, { cause: err }) : null;
 }
 
-// claimsOf throws when the token cannot be one the server accepts; in cluster mode that happens
-// before anything is sent, and the server would have refused it the same way.
-function keysOrRefuse(token, prefix) {
+// The key helpers throw when the token cannot be one the server accepts; in cluster mode that
+// happens before anything is sent, and the server would have refused it the same way.
+function orRefuse(derive) {
   try {
-    return keys.keysFor(token, { prefix });
+    return derive();
   } catch (err) {
-    const code = /\b(sub|iat)\b/.test(err.message) ? 'BADCLAIMS' : 'MALFORMED';
+    const code = /\b(sub|sid|iat)\b/.test(err.message) ? 'BADCLAIMS' : 'MALFORMED';
     throw new JwtdenyError(code, `${code} ${err.message}`, { cause: err });
   }
 }
@@ -104,7 +104,8 @@ const text = (v) => (Buffer.isBuffer(v) ? v.toString('utf8') : v);
 const int = (v) => (typeof v === 'number' ? v : Number(text(v)));
 
 /**
- * createJwtdeny(client, { prefix, cluster }) -> { check, revoke, revokeAll, inspect, express, fastify }
+ * createJwtdeny(client, { prefix, cluster })
+ *   -> { check, revoke, revokeAll, inspect, logout, revokeSession, express, fastify }
  *   client   node-redis createClient()/createCluster() or ioredis Redis/Cluster, connected.
  *   prefix   the server's jwtdeny.prefix (default 'jwtdeny:'); used for the cluster keys.
  *   cluster  force the keyed forms (true) or the standalone ones (false); default: by client.
@@ -122,12 +123,16 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     }
   }
 
-  // [firstKey, readonly, args] of a token command, standalone or keyed.
+  // [firstKey, readonly, args] of a token command, standalone or keyed. A token with a session
+  // (sid) gets KSCHECK / KSINSPECT, which declare its session key too (so ACL key patterns
+  // cover every key the command reads).
   function tokenCommand(name, token, readonly, extra = []) {
     token = asToken(token);
     if (!keyed) return [undefined, readonly, [`JWTDENY.${name}`, token, ...extra]];
-    const { entry, subject } = keysOrRefuse(token, prefix);
-    return [entry, readonly, [`JWTDENY.K${name}`, entry, subject, token, ...extra]];
+    const { entry, subject } = orRefuse(() => keys.keysFor(token, { prefix }));
+    const session = name === 'REVOKE' ? null : orRefuse(() => keys.sessionKeyFor(token, { prefix }));
+    if (session === null) return [entry, readonly, [`JWTDENY.K${name}`, entry, subject, token, ...extra]];
+    return [entry, readonly, [`JWTDENY.KS${name}`, entry, subject, session, token, ...extra]];
   }
 
   async function check(token, { withClaims = false } = {}) {
@@ -155,7 +160,22 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     return out;
   }
 
-  const jwtdeny = { check, revoke, revokeAll, inspect, cluster: keyed };
+  // An OpenID Connect back-channel logout token, as the identity provider POSTed it.
+  async function logout(logoutToken) {
+    logoutToken = asToken(logoutToken);
+    if (!keyed) return int(await run(undefined, false, ['JWTDENY.LOGOUT', logoutToken])) === 1;
+    const { subject, session } = orRefuse(() => keys.logoutKeysFor(logoutToken, { prefix }));
+    return int(await run(subject, false, ['JWTDENY.KLOGOUT', subject, session, logoutToken])) === 1;
+  }
+
+  async function revokeSession(sub, sid) {
+    if (!keyed) return int(await run(undefined, false, ['JWTDENY.REVOKESESSION', sub, sid])) === 1;
+    const subject = keys.subjectKey(sub, { prefix });
+    const session = keys.sessionKey(sub, sid, { prefix });
+    return int(await run(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sub, sid])) === 1;
+  }
+
+  const jwtdeny = { check, revoke, revokeAll, inspect, logout, revokeSession, cluster: keyed };
   jwtdeny.express = (options) => expressGuard(jwtdeny, options);
   jwtdeny.fastify = (options) => fastifyGuard(jwtdeny, options);
   return jwtdeny;
@@ -265,7 +285,11 @@ module.exports = {
   keysFor: (token, options) => keys.keysFor(asToken(token), options),
   subjectKey: keys.subjectKey,
   entryKey: keys.entryKey,
+  sessionKey: keys.sessionKey,
+  sessionKeyFor: (token, options) => keys.sessionKeyFor(asToken(token), options),
+  logoutKeysFor: (token, options) => keys.logoutKeysFor(asToken(token), options),
   claimsOf: (token) => keys.claimsOf(asToken(token)),
+  sidOf: (token) => keys.sidOf(asToken(token)),
   encodeSubject: keys.encodeSubject,
   DEFAULT_PREFIX: keys.DEFAULT_PREFIX,
 };

@@ -10,7 +10,11 @@ export const {
   keysFor,
   subjectKey,
   entryKey,
+  sessionKey,
+  sessionKeyFor,
+  logoutKeysFor,
   claimsOf,
+  sidOf,
   encodeSubject,
   DEFAULT_PREFIX,
 } = jwtdeny;

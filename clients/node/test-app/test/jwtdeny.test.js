@@ -38,10 +38,19 @@ const MODE = CLUSTER ? 'cluster' : 'standalone';
 
 const b64 = (s) => Buffer.from(s).toString('base64url');
 const now = () => Math.floor(Date.now() / 1000);
-function mint(claims, secret = SECRET) {
-  const input = `${b64(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: KID }))}.${b64(JSON.stringify(claims))}`;
+function mint(claims, secret = SECRET, typ = 'JWT') {
+  const input = `${b64(JSON.stringify({ alg: 'HS256', typ, kid: KID }))}.${b64(JSON.stringify(claims))}`;
   return `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
+// The server's jwtdeny.logout-audience (this file's standalone server and test_packages.py set
+// it). Only the standalone server has a jwtdeny.max-lifetime, which a session's logout needs to
+// revoke that session alone; without one (the cluster) it revokes by subject.
+const LOGOUT_AUDIENCE = 'jwtdeny-package-tests';
+const LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+const logoutToken = (claims) => mint({
+  aud: LOGOUT_AUDIENCE, iat: now(), exp: now() + 120, jti: crypto.randomUUID(),
+  events: { [LOGOUT_EVENT]: {} }, ...claims,
+}, SECRET, 'logout+jwt');
 let serial = 0;
 // A fresh subject per token, so the tests never see each other's revocations.
 const fresh = (extra = {}) => {
@@ -70,6 +79,7 @@ async function startRedis() {
     '--port', String(port), '--bind', '127.0.0.1', '--dir', tmpDir, '--save', '',
     '--appendonly', 'no', '--loadmodule', env('JWTDENY_MODULE'),
     'keys-file', env('JWTDENY_TEST_KEYS_FILE'),
+    'logout-audience', LOGOUT_AUDIENCE, 'max-lifetime', '86400',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   process.on('exit', () => child.kill('SIGKILL'));
   await new Promise((resolve, reject) => {
@@ -181,7 +191,72 @@ for (const name of CLUSTER
       assert.equal((await jd.inspect(token)).revoked_by, 'token');
     });
 
+    test('logout (OIDC back-channel) and revokeSession end one session', async () => {
+      const { sub } = fresh();
+      const t = now();
+      const s1 = mint({ sub, sid: 's-1', iat: t - 60, exp: t + 3600 });
+      const s2 = mint({ sub, sid: 's-2', iat: t - 60, exp: t + 3600 });
+      const plain = mint({ sub, iat: t - 60, exp: t + 3600 });
+      assert.equal(jwtdeny.sessionKeyFor(s1), `${jwtdeny.subjectKey(sub)}:sid:s-1`);
+      assert.equal(jwtdeny.sessionKeyFor(plain), null);
+      for (const tok of [s1, s2, plain]) assert.equal((await jd.check(tok)).active, true);
+
+      const lo = logoutToken({ sub, sid: 's-1' });
+      assert.equal(await jd.logout(lo), true);
+      assert.equal(await jd.logout(lo), false, 'replayed');
+      assert.equal((await jd.check(s1)).active, false);
+      assert.deepEqual(await jd.check(s1, { withClaims: true }), { active: false });
+      assert.equal((await jd.inspect(s1)).status, 'revoked');
+      if (CLUSTER) {
+        // No max-lifetime: the logout revoked every token of sub up to its iat.
+        assert.equal((await jd.check(s2)).active, false);
+        assert.equal((await jd.check(plain)).active, false);
+        const other = fresh().sub;
+        const o = mint({ sub: other, sid: 'x', iat: t - 60, exp: t + 3600 });
+        assert.equal(await jd.revokeSession(other, 'x'), true);
+        assert.equal((await jd.check(o)).active, false);
+      } else {
+        assert.equal((await jd.check(s2)).active, true);
+        assert.equal((await jd.check(plain)).active, true);
+
+        assert.equal(await jd.revokeSession(sub, 's-2'), true);
+        assert.equal(await jd.revokeSession(sub, 's-2'), false);
+        assert.equal((await jd.check(s2)).active, false);
+        assert.equal((await jd.check(plain)).active, true);
+
+        // A logout token without sid ends every session of its sub.
+        assert.equal(await jd.logout(logoutToken({ sub })), true);
+        assert.equal((await jd.check(plain)).active, false);
+      }
+
+      // Not a logout token: no back-channel event.
+      await assert.rejects(jd.logout(mint({ sub, aud: LOGOUT_AUDIENCE, iat: t, exp: t + 60 }, SECRET, 'logout+jwt')),
+        (err) => err instanceof JwtdenyError && err.code === 'BADCLAIMS');
+    });
+
     if (CLUSTER) {
+      test('a token with a session is checked with KSCHECK / KSINSPECT', async () => {
+        const count = async (cmd) => {
+          let n = 0;
+          for (const { host, port } of CLUSTER) {
+            const direct = new IORedis({ host, port, lazyConnect: true });
+            try {
+              const m = new RegExp(`cmdstat_jwtdeny\\.${cmd}:calls=(\\d+)`).exec(await direct.info('commandstats'));
+              if (m) n += Number(m[1]);
+            } finally {
+              direct.disconnect();
+            }
+          }
+          return n;
+        };
+        const { sub } = fresh();
+        const tok = mint({ sub, sid: 'ks', iat: now() - 60, exp: now() + 3600 });
+        const [c0, i0] = [await count('kscheck'), await count('ksinspect')];
+        assert.equal((await jd.check(tok, { withClaims: true })).claims.sid, 'ks');
+        assert.equal((await jd.inspect(tok)).status, 'active');
+        assert.deepEqual([await count('kscheck') - c0, await count('ksinspect') - i0], [1, 1]);
+      });
+
       test('each keyed command goes straight to the node that owns its keys (no MOVED)', async () => {
         const stats = async () => {
           let calls = 0;

@@ -15,6 +15,9 @@ export async function usage(token: string): Promise<void> {
   const revoked: boolean = await jd.revoke(Buffer.from(token));
   const cutoff: number = await jd.revokeAll('alice', { at: 1767225600 });
   const fields = await jd.inspect(token);
+  const ended: boolean = await jd.logout(token);
+  const sessionEnded: boolean = await jd.revokeSession('alice', 'sid-1');
+  console.log(ended, sessionEnded);
   console.log(active, sub, revoked, cutoff, fields.status);
 
   createJwtdeny(createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:7000' }] }));
