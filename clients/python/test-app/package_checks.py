@@ -56,17 +56,28 @@ KID = env("JWTDENY_TEST_KID")
 NODES = [(h, int(p)) for h, p in (hp.rsplit(":", 1) for hp in os.environ.get("JWTDENY_CLUSTER_NODES", "").split(",") if hp)]
 MODE = "cluster" if NODES else "standalone"
 _serial = itertools.count()
+# The server's jwtdeny.logout-audience (the standalone server below and test_packages.py set it).
+# Only the standalone server has a jwtdeny.max-lifetime, which a session's logout needs to revoke
+# that session alone; without one (the cluster) it revokes by subject.
+LOGOUT_AUDIENCE = "jwtdeny-package-tests"
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def mint(claims: dict[str, Any], secret: bytes = SECRET) -> str:
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": KID}).encode())
+def mint(claims: dict[str, Any], secret: bytes = SECRET, typ: str = "JWT") -> str:
+    head = b64(json.dumps({"alg": "HS256", "typ": typ, "kid": KID}).encode())
     body = b64(json.dumps(claims).encode())
     sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64(sig)}"
+
+
+def logout_token(**claims: Any) -> str:
+    now = int(time.time())
+    return mint({"aud": LOGOUT_AUDIENCE, "iat": now, "exp": now + 120, "jti": f"j-{next(_serial)}-{os.getpid()}",
+                 "events": {LOGOUT_EVENT: {}}, **claims}, SECRET, "logout+jwt")
 
 
 def fresh(**extra: Any) -> tuple[str, str]:
@@ -92,7 +103,8 @@ def server() -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
          "--appendonly", "no", "--loadmodule", env("JWTDENY_MODULE"),
-         "keys-file", env("JWTDENY_TEST_KEYS_FILE")],
+         "keys-file", env("JWTDENY_TEST_KEYS_FILE"),
+         "logout-audience", LOGOUT_AUDIENCE, "max-lifetime", "86400"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     try:
@@ -211,6 +223,47 @@ def test_revoke_all_and_inspect(server: tuple[str, int], flavour: str) -> None:
         assert (await jd.inspect(older))["revoked_by"] == "subject"
         assert await jd.revoke_all(sub) >= now
         assert (await jd.check(newer)).active is False
+
+    run_with(server, flavour, body)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_logout_and_revoke_session(server: tuple[str, int], flavour: str) -> None:
+    async def body(jd: Any) -> None:
+        sub, _ = fresh()
+        now = int(time.time())
+        s1 = mint({"sub": sub, "sid": "s-1", "iat": now - 60, "exp": now + 3600})
+        s2 = mint({"sub": sub, "sid": "s-2", "iat": now - 60, "exp": now + 3600})
+        plain = mint({"sub": sub, "iat": now - 60, "exp": now + 3600})
+        assert jwtdeny.session_key_for(s1) == jwtdeny.subject_key(sub) + ":sid:s-1"
+        assert jwtdeny.session_key_for(plain) is None
+        for t in (s1, s2, plain):
+            assert (await jd.check(t)).active
+
+        lo = logout_token(sub=sub, sid="s-1")
+        assert await jd.logout(lo) is True
+        assert await jd.logout(lo.encode()) is False  # replayed
+        assert (await jd.check(s1)).active is False
+        assert (await jd.check(s1, with_claims=True)) == jwtdeny.CheckResult(active=False)
+        assert (await jd.inspect(s1))["status"] == "revoked"
+        if NODES:
+            # No max-lifetime: the logout revoked every token of sub up to its iat.
+            assert not (await jd.check(s2)).active and not (await jd.check(plain)).active
+            other, _ = fresh()
+            o = mint({"sub": other, "sid": "x", "iat": now - 60, "exp": now + 3600})
+            assert await jd.revoke_session(other, "x") is True
+            assert not (await jd.check(o)).active
+        else:
+            assert (await jd.check(s2)).active and (await jd.check(plain)).active
+            assert await jd.revoke_session(sub, "s-2") is True
+            assert await jd.revoke_session(sub, "s-2") is False
+            assert not (await jd.check(s2)).active and (await jd.check(plain)).active
+            assert await jd.logout(logout_token(sub=sub)) is True  # no sid: every session of sub
+            assert not (await jd.check(plain)).active
+
+        with pytest.raises(JwtdenyError) as e:  # no back-channel event: not a logout token
+            await jd.logout(mint({"sub": sub, "aud": LOGOUT_AUDIENCE, "iat": now, "exp": now + 60}, SECRET, "logout+jwt"))
+        assert e.value.code == "BADCLAIMS"
 
     run_with(server, flavour, body)
 
@@ -406,6 +459,31 @@ def _kcheck_stats() -> tuple[int, int, int]:
             rejected += int(stat.get("rejected_calls", 0))
         getkeys += int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0))
     return calls, rejected, getkeys
+
+
+def _calls(cmd: str) -> int:
+    total = 0
+    for host, port in NODES:
+        with redis.Redis(host=host, port=port) as direct:
+            total += int(direct.info("commandstats").get(f"cmdstat_jwtdeny.{cmd}", {}).get("calls", 0))
+    return total
+
+
+@pytest.mark.skipif(not NODES, reason="cluster only")
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_token_with_a_session_goes_through_kscheck(server: tuple[str, int], flavour: str) -> None:
+    sub, _ = fresh()
+    now = int(time.time())
+    token = mint({"sub": sub, "sid": "ks", "iat": now - 60, "exp": now + 3600})
+
+    async def body(jd: Any) -> None:
+        before = (_calls("kscheck"), _calls("ksinspect"))
+        r = await jd.check(token, with_claims=True)
+        assert r.claims is not None and r.claims["sid"] == "ks"
+        assert (await jd.inspect(token))["status"] == "active"
+        assert (_calls("kscheck") - before[0], _calls("ksinspect") - before[1]) == (1, 1)
+
+    run_with(server, flavour, body)
 
 
 @pytest.mark.skipif(not NODES, reason="cluster only")

@@ -26,6 +26,8 @@ def sync_use(token: str) -> None:
     now: bool = jd.revoke(token.encode())
     cutoff: int = jd.revoke_all("alice", at=1767225600)
     fields: dict[str, Any] = jd.inspect(token)
+    ended: bool = jd.logout(token) and jd.revoke_session("alice", "sid-1")
+    print(ended)
     print(sub, now, cutoff, fields)
     try:
         jd.check(token)

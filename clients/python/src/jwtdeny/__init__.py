@@ -9,12 +9,24 @@
     jd.check(token, with_claims=True)   # CheckResult(active=True, claims={...})
     jd.revoke(token)                    # True: revoked now
     jd.revoke_all("alice")              # the cutoff: every older token of alice is refused
+    jd.logout(logout_token)             # an OIDC back-channel logout: True ended now
 """
 
 from ._client import AsyncJwtdeny, Jwtdeny
 from ._core import TOKEN_ERROR_CODES, CheckResult, JwtdenyError, Token
 from ._http import bearer_token
-from ._keys import DEFAULT_PREFIX, claims_of, encode_subject, entry_key, keys_for, subject_key
+from ._keys import (
+    DEFAULT_PREFIX,
+    claims_of,
+    encode_subject,
+    entry_key,
+    keys_for,
+    logout_keys_for,
+    session_key,
+    session_key_for,
+    sid_of,
+    subject_key,
+)
 
 __version__ = "0.1.0"
 
@@ -31,5 +43,9 @@ __all__ = [
     "encode_subject",
     "entry_key",
     "keys_for",
+    "logout_keys_for",
+    "session_key",
+    "session_key_for",
+    "sid_of",
     "subject_key",
 ]

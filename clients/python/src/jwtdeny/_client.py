@@ -57,6 +57,15 @@ class Jwtdeny:
         """JWTDENY.INSPECT: status, reason, alg, kid, sub, iat, exp, key, revoked_by, expires_at_ms."""
         return _core.read_inspect(self._run(self._cmd.token("INSPECT", token)))
 
+    def logout(self, logout_token: Token) -> bool:
+        """JWTDENY.LOGOUT: ends what an OIDC back-channel logout token names (its ``sid``, or
+        every session of its ``sub``). True ended now, False already ended."""
+        return int(self._run(self._cmd.logout(logout_token))) == 1
+
+    def revoke_session(self, sub: str, sid: str) -> bool:
+        """JWTDENY.REVOKESESSION: every token of ``sub`` carrying ``sid``, issued until now."""
+        return int(self._run(self._cmd.revoke_session(sub, sid))) == 1
+
     def require(self, **options: Any) -> "Dependency":
         """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
         from .fastapi import require
@@ -113,6 +122,12 @@ class AsyncJwtdeny:
 
     async def inspect(self, token: Token) -> dict[str, Any]:
         return _core.read_inspect(await self._run(self._cmd.token("INSPECT", token)))
+
+    async def logout(self, logout_token: Token) -> bool:
+        return int(await self._run(self._cmd.logout(logout_token))) == 1
+
+    async def revoke_session(self, sub: str, sid: str) -> bool:
+        return int(await self._run(self._cmd.revoke_session(sub, sid))) == 1
 
     def require(self, **options: Any) -> "AsyncDependency":
         """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""

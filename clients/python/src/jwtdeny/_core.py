@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar, Union
 
 import redis
 
@@ -44,14 +44,17 @@ def token_error(err: BaseException) -> Optional[JwtdenyError]:
     return JwtdenyError(code, message) if code in _TOKEN_ERRORS else None
 
 
-def _keys_or_refuse(token: Token, prefix: str) -> Tuple[str, str]:
+T = TypeVar("T")
+
+
+def _or_refuse(derive: Callable[[], T]) -> T:
     try:
-        return _keys.keys_for(token, prefix)
+        return derive()
     except (ValueError, TypeError) as e:
         # The server would refuse this token the same way; in cluster mode the keys are needed
         # before anything can be sent.
         msg = str(e)
-        code = "BADCLAIMS" if ("sub" in msg or "iat" in msg) else "MALFORMED"
+        code = "BADCLAIMS" if any(c in msg for c in ("sub", "sid", "iat")) else "MALFORMED"
         raise JwtdenyError(code, f"{code} {msg}") from e
 
 
@@ -68,8 +71,25 @@ class Commands:
     def token(self, name: str, token: Token, *extra: str) -> Command:
         if not self.keyed:
             return (f"JWTDENY.{name}", token, *extra)
-        entry, subject = _keys_or_refuse(token, self.prefix)
-        return (f"JWTDENY.K{name}", entry, subject, token, *extra)
+        entry, subject = _or_refuse(lambda: _keys.keys_for(token, self.prefix))
+        # A token with a session (sid) gets KSCHECK / KSINSPECT, which declare its session key
+        # too (so ACL key patterns cover every key the command reads); KREVOKE has no such form.
+        session = None if name == "REVOKE" else _or_refuse(lambda: _keys.session_key_for(token, self.prefix))
+        if session is None:
+            return (f"JWTDENY.K{name}", entry, subject, token, *extra)
+        return (f"JWTDENY.KS{name}", entry, subject, session, token, *extra)
+
+    def logout(self, logout_token: Token) -> Command:
+        if not self.keyed:
+            return ("JWTDENY.LOGOUT", logout_token)
+        subject, session = _or_refuse(lambda: _keys.logout_keys_for(logout_token, self.prefix))
+        return ("JWTDENY.KLOGOUT", subject, session, logout_token)
+
+    def revoke_session(self, sub: str, sid: str) -> Command:
+        if not self.keyed:
+            return ("JWTDENY.REVOKESESSION", sub, sid)
+        subject, session = _keys.subject_key(sub, self.prefix), _keys.session_key(sub, sid, self.prefix)
+        return ("JWTDENY.KREVOKESESSION", subject, session, sub, sid)
 
     def check(self, token: Token, with_claims: bool) -> Command:
         return self.token("CHECK", token, *(("WITHCLAIMS",) if with_claims else ()))
