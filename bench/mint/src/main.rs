@@ -34,6 +34,8 @@ usage:
                check:ALG   revoke:ALG       JWTDENY.CHECK/REVOKE, a distinct fresh token each
                                             (subject <tag><i>, iat, exp; minted before timing)
                setpxat                      SET <the key revoke:ALG would write> 1 PXAT <exp*1000>
+               lines:PATH                   one command a line of PATH, words split on spaces
+                                            (the first --count lines; bench/mix.py)
   jwtbench verify-file --alg ALG --file PATH [--mode verify|decode] [--key-dir DIR]
                   (verifies every token of PATH, one a line, once, in `counted_verify` /
                   `counted_decode`: for callgrind --toggle-collect, bench/instructions.py)
@@ -408,6 +410,20 @@ fn build_commands(args: &Args, workload: &str, count: usize) -> Commands {
             for i in 0..count {
                 let key = format!("{prefix}{{{tag}{i}}}:{iat}");
                 c.push(&[b"SET", key.as_bytes(), b"1", b"PXAT", pxat.as_bytes()]);
+            }
+        }
+        "lines" => {
+            let text = String::from_utf8(read(Path::new(arg)))
+                .unwrap_or_else(|_| die(&format!("{arg}: not UTF-8")));
+            for line in text.lines().filter(|l| !l.trim().is_empty()).take(count) {
+                let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+                c.push(&words);
+            }
+            if c.ends.len() != count {
+                die(&format!(
+                    "{arg}: {} commands, --count is {count}",
+                    c.ends.len()
+                ));
             }
         }
         _ => die(&format!("unknown workload {workload:?}\n{USAGE}")),
