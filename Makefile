@@ -73,9 +73,9 @@ test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopb
 
 bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); BENCH_SAVE=1 writes bench/results.md
 	bench/run.sh $(BENCH_ARGS)
-	python3 bench/mix.py --no-build
 	@if command -v valgrind >/dev/null; then python3 bench/instructions.py --no-build; \
 	else echo "bench: valgrind not found, no instruction counts (Debian: apt-get install valgrind)"; fi
+	python3 bench/mix.py --no-build
 
 bench-instructions: deps ## Instruction counts per request under callgrind, against the targets (issue 12); BENCH_SAVE=1 writes them into bench/results.md
 	python3 bench/instructions.py

@@ -142,18 +142,23 @@ def free_port():
 # callgrind dumps
 
 def parse_dump(path):
-    """(total Ir, allocator calls made inside processCommand) of one callgrind dump.
+    """(total Ir, allocator calls made inside processCommand, {(object, function): self Ir})
+    of one callgrind dump.
 
     Fails when an allocator call's chain of callers is cut off before it says whether it ran
     inside processCommand (raise CALLERS then)."""
     names = {}  # "(id)" -> name; callgrind compresses names per file
+    objects = {}  # the same for ob= / cob= (their own ids)
+    ob = ""
     total = None
     alloc_calls = 0
     unknown = 0
     fn = ""
     cfn = ""
+    self_ir = {}
+    after_calls = False
 
-    def name_of(spec):
+    def name_of(spec, names=names):
         spec = spec.strip()
         m = re.match(r"^(\(\d+\))\s*(.*)$", spec)
         if not m:
@@ -164,11 +169,29 @@ def parse_dump(path):
 
     with open(path, errors="replace") as f:
         for line in f:
-            if line.startswith("fn="):
+            if line[:1].isdigit() or line[:1] in "+-*":
+                # A cost line: "<position> <Ir>"; the one right after calls= is the call's
+                # inclusive cost, not the function's own.
+                if not after_calls:
+                    parts = line.split()
+                    if len(parts) == 2:
+                        # Debian's redis-server is a link to the redis-check-rdb binary.
+                        obj = os.path.basename(ob).replace("redis-check-rdb", "redis-server")
+                        key = (obj, fn.split("'")[0])
+                        self_ir[key] = self_ir.get(key, 0) + int(parts[1])
+                after_calls = False
+                continue
+            after_calls = False
+            if line.startswith("ob="):
+                ob = name_of(line[3:], objects)
+            elif line.startswith("cob="):
+                name_of(line[4:], objects)
+            elif line.startswith("fn="):
                 fn = name_of(line[3:])
             elif line.startswith("cfn="):
                 cfn = name_of(line[4:])
             elif line.startswith("calls="):
+                after_calls = True
                 chain = cfn.split("'")
                 if not ALLOC_RE.match(chain[0]) or ALLOC_RE.match(fn.split("'")[0]):
                     continue
@@ -186,7 +209,7 @@ def parse_dump(path):
     if unknown:
         fail(f"{path}: {unknown} allocator calls with more than {CALLERS} callers: "
              "raise CALLERS in bench/instructions.py")
-    return total, alloc_calls
+    return total, alloc_calls, self_ir
 
 
 class Callgrind:
@@ -259,8 +282,9 @@ def per_request(srv, n, send):
         srv.zero()
         send(count, rnd)
         got.append(srv.dump())
-    (i1, a1), (i4, a4) = got
-    return (i4 - i1) / (3 * n), (a4 - a1) / (3 * n)
+    (i1, a1, s1), (i4, a4, s4) = got
+    self_ir = {f: (s4.get(f, 0) - s1.get(f, 0)) / (3 * n) for f in set(s1) | set(s4)}
+    return (i4 - i1) / (3 * n), (a4 - a1) / (3 * n), self_ir
 
 
 def redis_benchmark(srv, opts, argv):
@@ -291,7 +315,7 @@ def raw_verify(alg, files, n, mode):
                  f"--callgrind-out-file={out}", "--dump-instr=no", JWTBENCH, "verify-file",
                  "--alg", alg, "--file", path, "--mode", mode, "--key-dir", KEY_DIR])
             got.append(parse_dump(out))
-    (i1, _), (i4, _) = got
+    (i1, _, _), (i4, _, _) = got
     return (i4 - i1) / (3 * n)
 
 
@@ -306,6 +330,8 @@ def parse_args():
     ap.add_argument("--n-fresh", type=int, default=int(env("BENCH_INSTR_N_FRESH", "100")),
                     help="N for first-sight CHECK and REVOKE (distinct tokens; 100)")
     ap.add_argument("--clients", type=int, default=50, help="redis-benchmark -c (50)")
+    ap.add_argument("--top", type=int, default=15,
+                    help="functions listed in the cached-CHECK breakdown (15)")
     ap.add_argument("--pipeline", type=int, default=16, help="-P for every case (16)")
     ap.add_argument("--no-build", action="store_true", help="use the existing builds")
     ap.add_argument("--redis-server", default=env("REDIS_SERVER", "redis-server"))
@@ -424,7 +450,7 @@ def report(opts, rows, raw, version):
     ex_own = rows["EXISTS (this sender)"][0]
 
     def line(case, note=""):
-        ir, al = rows[case]
+        ir, al, _ = rows[case]
         base = ex_own if ("first sight" in case or "fresh" in case) else ex
         return [case, f"{ir:,.0f}", f"{ir / base:.2f}", f"{al:.2f}", note]
 
@@ -473,6 +499,22 @@ def report(opts, rows, raw, version):
                st(rev <= 2 * setp + v)])
     tgt = table(["target (issue 12 §2)", "bound", "measured", ""], tg,
                 ["---", "---", "---", "---"])
+    case = "CHECK HS256 cached, active"
+    prof, base = rows[case][2], rows["EXISTS"][2]
+    by_obj = {}
+    for (obj, _), v in prof.items():
+        by_obj[obj] = by_obj.get(obj, 0) + v
+    ex_obj = {}
+    for (obj, _), v in base.items():
+        ex_obj[obj] = ex_obj.get(obj, 0) + v
+    objs = table(["object", "Ir / request", "EXISTS"],
+                 [[o, f"{v:,.0f}", f"{ex_obj.get(o, 0):,.0f}"]
+                  for o, v in sorted(by_obj.items(), key=lambda kv: -kv[1]) if abs(v) >= 5],
+                 ["---", "---:", "---:"])
+    top = sorted(prof.items(), key=lambda kv: -kv[1])[:opts.top]
+    funcs = table(["function (self)", "object", "Ir / request", "EXISTS"],
+                  [[f"`{short(f)}`", o, f"{v:,.0f}", f"{base.get((o, f), 0):,.0f}"]
+                   for (o, f), v in top], ["---", "---", "---:", "---:"])
     commit = git_commit()
     return (
         "## Instruction counts (callgrind; issue 12 §1)\n\n"
@@ -488,7 +530,16 @@ def report(opts, rows, raw, version):
         "callgrind, N then 4N): `crypto::verify` (what the module calls) and `decode` (the "
         "whole library pipeline). First-sight targets compare the CHECK's instructions above "
         "EXISTS (what any command costs anyway) with `crypto::verify`.\n\n"
-        + tab + "\n\n" + tgt)
+        + tab + "\n\n" + tgt
+        + f"\n\nWhere a {case} goes (the same dumps; self instructions per request, by "
+        "object, then the top functions; `EXISTS` is the same figure for EXISTS):\n\n"
+        + objs + "\n\n" + funcs)
+
+
+def short(name, width=90):
+    # Rust names carry their generics; the path is what tells where the time goes.
+    name = re.sub(r"::h[0-9a-f]{16}$", "", name)
+    return name if len(name) <= width else name[:width - 1] + "…"
 
 
 def table(head, rows, align):
