@@ -407,15 +407,18 @@ def main():
             for alg in ALGS:
                 if r("JWTDENY.REVOKE", toks[alg][1]) != 1:
                     fail(f"JWTDENY.REVOKE of the {alg} token did not answer 1")
+        def rb(case, *argv):
+            log(f"{case}: {N} then {4 * N} requests")
+            rows[case] = per_request(srv, N, redis_benchmark(srv, opts, list(argv)))
+
+        # The issue's own baseline: EXISTS with no key with a TTL in the db.
+        r("SET", "bench:exists", "1")
+        rb("EXISTS, no TTL keys in the db", "EXISTS", "bench:exists")
         keyspace()
         for alg in ALGS:
             for tok, want in zip(toks[alg], (1, 0)):  # checked once: cached from here on
                 if r("JWTDENY.CHECK", tok) != want:
                     fail(f"JWTDENY.CHECK {alg} did not answer {want}")
-
-        def rb(case, *argv):
-            log(f"{case}: {N} then {4 * N} requests")
-            rows[case] = per_request(srv, N, redis_benchmark(srv, opts, list(argv)))
 
         rb("EXISTS", "EXISTS", "bench:exists")
         rb("GET", "GET", "bench:exists")
@@ -487,7 +490,9 @@ def report(opts, rows, raw, version, seeded):
         base = ex_own if ("first sight" in case or "fresh" in case) else ex
         return [case, f"{ir:,.0f}", f"{ir / base:.2f}", f"{al:.2f}", note]
 
-    out = [line("EXISTS", "redis-benchmark"), line("GET")]
+    out = [line("EXISTS, no TTL keys in the db", "the db holds only the EXISTS key"),
+           line("EXISTS", "the baseline: the keyspace every case below runs against"),
+           line("GET")]
     for alg in ALGS:
         out.append(line(f"CHECK {alg} cached, active"))
         out.append(line(f"CHECK {alg} cached, revoked"))
@@ -507,8 +512,10 @@ def report(opts, rows, raw, version, seeded):
     tg = []
     worst = max((rows[f"CHECK {a} cached, {s}"][0], f"{a} {s}") for a in ALGS
                 for s in ("active", "revoked"))
+    ex0 = rows["EXISTS, no TTL keys in the db"][0]
     tg.append(["cached CHECK, any algorithm", "≤ 2.5 × EXISTS",
-               f"{worst[0] / ex:.2f} × (worst: {worst[1]}, {worst[0]:,.0f} vs {ex:,.0f})",
+               f"{worst[0] / ex:.2f} × (worst: {worst[1]}, {worst[0]:,.0f} vs {ex:,.0f}; "
+               f"{worst[0] / ex0:.2f} × EXISTS with no TTL keys, {ex0:,.0f})",
                st(worst[0] <= 2.5 * ex)])
     worst = max((rows[f"CHECK {a} cached, {s}"][1], f"{a} {s}") for a in ALGS
                 for s in ("active", "revoked"))
