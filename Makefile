@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-cluster bench fuzz soak memcheck lint fmt fmt-check clean
+.PHONY: help deps build run test test-cluster bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -73,6 +73,17 @@ test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopb
 
 bench: deps ## Benchmark against plain Redis in the same run (bench/README.md); BENCH_SAVE=1 writes bench/results.md, BENCH_ONLY=jwks runs one section
 	bench/run.sh $(BENCH_ARGS)
+	@# Sections 8 and 9 (instruction counts, the realistic mix) unless BENCH_ONLY picks others.
+	@if [ -n "$${BENCH_ONLY:-}" ]; then exit 0; fi; \
+	if command -v valgrind >/dev/null; then python3 bench/instructions.py --no-build; \
+	else echo "bench: valgrind not found, no instruction counts (Debian: apt-get install valgrind)"; fi
+	@if [ -z "$${BENCH_ONLY:-}" ]; then python3 bench/mix.py --no-build; fi
+
+bench-instructions: deps ## Instruction counts per request under callgrind, against the targets (issue 12); BENCH_SAVE=1 writes them into bench/results.md
+	python3 bench/instructions.py
+
+bench-mix: deps ## A realistic mix: 100k tokens, Zipf requests, never-seen and revoked ones, vs EXISTS (issue 12 §3); BENCH_SAVE=1 writes it into bench/results.md
+	python3 bench/mix.py
 
 FUZZ_SECONDS ?= 60
 fuzz: deps ## Fuzz the token path and the JWKS loader for FUZZ_SECONDS each (installs cargo-fuzz if missing)

@@ -35,6 +35,11 @@ usage:
                                             (subject <tag><i>, iat, exp; minted before timing;
                                             --distinct N: N tokens sent in turn instead)
                setpxat                      SET <the key revoke:ALG would write> 1 PXAT <exp*1000>
+               lines:PATH                   one command a line of PATH, words split on spaces
+                                            (the first --count lines; bench/mix.py)
+  jwtbench verify-file --alg ALG --file PATH [--mode verify|decode] [--key-dir DIR]
+                  (verifies every token of PATH, one a line, once, in `counted_verify` /
+                  `counted_decode`: for callgrind --toggle-collect, bench/instructions.py)
 ALG is one of HS256 RS256 ES256 EdDSA; keys come from --key-dir (default tests/vectors/private).";
 
 fn die(msg: &str) -> ! {
@@ -286,6 +291,62 @@ fn time_loop(seconds: f64, mut f: impl FnMut(usize)) -> Timing {
     }
 }
 
+/// The tokens of `--file`, each verified once inside one function that does nothing else, so
+/// `valgrind --tool=callgrind --toggle-collect='*counted_verify*'` counts exactly
+/// jsonwebtoken's work on them (bench/instructions.py runs it with N and 4N tokens and takes the
+/// difference, like the server's counts). Reading the file and making the key are outside it.
+fn cmd_verify_file(args: &Args) {
+    let name = args.str("alg", None);
+    let a = alg_info(&name);
+    let dk = decoding_key(&a, &key_dir(args));
+    let path = args.str("file", None);
+    let text = String::from_utf8(read(Path::new(&path)))
+        .unwrap_or_else(|_| die(&format!("{path}: not UTF-8")));
+    let tokens: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let ok = match args.str("mode", Some("verify")).as_str() {
+        "verify" => {
+            let parts: Vec<(&str, &str)> = tokens
+                .iter()
+                .map(|t| {
+                    t.rsplit_once('.')
+                        .unwrap_or_else(|| die(&format!("{path}: not a JWT: {t:?}")))
+                })
+                .collect();
+            counted_verify(&parts, &dk, a.alg)
+        }
+        "decode" => {
+            let mut validation = Validation::new(a.alg);
+            validation.validate_aud = false;
+            counted_decode(&tokens, &dk, &validation)
+        }
+        other => die(&format!("--mode {other:?}: verify or decode")),
+    };
+    if ok != tokens.len() {
+        die(&format!("{name}: {ok} of {} tokens verified", tokens.len()));
+    }
+    println!("{}", json!({"alg": name, "tokens": tokens.len()}));
+}
+
+/// `jsonwebtoken::crypto::verify` on each (message, signature): what the module calls.
+#[inline(never)]
+fn counted_verify(parts: &[(&str, &str)], dk: &DecodingKey, alg: Algorithm) -> usize {
+    parts
+        .iter()
+        .filter(|(msg, sig)| {
+            jsonwebtoken::crypto::verify(sig, msg.as_bytes(), dk, alg).unwrap_or(false)
+        })
+        .count()
+}
+
+/// `jsonwebtoken::decode` on each token: the whole library pipeline (header and claims JSON too).
+#[inline(never)]
+fn counted_decode(tokens: &[&str], dk: &DecodingKey, validation: &Validation) -> usize {
+    tokens
+        .iter()
+        .filter(|t| jsonwebtoken::decode::<Value>(t, dk, validation).is_ok())
+        .count()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Load generator
 
@@ -355,6 +416,20 @@ fn build_commands(args: &Args, workload: &str, count: usize) -> Commands {
             for i in 0..count {
                 let key = format!("{prefix}{{{tag}{i}}}:{iat}");
                 c.push(&[b"SET", key.as_bytes(), b"1", b"PXAT", pxat.as_bytes()]);
+            }
+        }
+        "lines" => {
+            let text = String::from_utf8(read(Path::new(arg)))
+                .unwrap_or_else(|_| die(&format!("{arg}: not UTF-8")));
+            for line in text.lines().filter(|l| !l.trim().is_empty()).take(count) {
+                let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+                c.push(&words);
+            }
+            if c.ends.len() != count {
+                die(&format!(
+                    "{arg}: {} commands, --count is {count}",
+                    c.ends.len()
+                ));
             }
         }
         _ => die(&format!("unknown workload {workload:?}\n{USAGE}")),
@@ -597,6 +672,7 @@ fn main() {
     match argv.get(1).map(String::as_str) {
         Some("mint") => cmd_mint(&args),
         Some("verify") => cmd_verify(&args),
+        Some("verify-file") => cmd_verify_file(&args),
         Some("load") => cmd_load(&args),
         _ => {
             eprintln!("{USAGE}");
