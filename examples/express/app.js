@@ -1,14 +1,10 @@
 'use strict';
 
-// The classic "JWT + Redis denylist" Express pattern, rebuilt on the jwtdeny module:
-// the app does not verify tokens itself nor build `userId + iat` keys. It sends the
-// bearer token to Redis and jwtdeny verifies the signature and claims, consults the
-// denylist and answers with the claims, in one round trip:
-//
-//   JWTDENY.CHECK <token> WITHCLAIMS   -> [1, "<claims JSON>"] | [0, nil] | error reply
-//   JWTDENY.REVOKE <token>             -> 1 (revoked now) | 0 (already revoked)
-//   JWTDENY.REVOKEALL <sub>            -> cutoff: tokens of <sub> issued at or before it are refused
-//   JWTDENY.LOGOUT <logout_token>      -> 1 (ended now) | 0 (already ended) | error reply
+// The classic "JWT + Redis denylist" Express pattern, rebuilt on the jwtdeny module and its
+// package (clients/node): the app does not verify tokens itself nor build `userId + iat` keys.
+// `jwtdeny.express()` sends the bearer token to Redis (JWTDENY.CHECK <token> WITHCLAIMS), where
+// jwtdeny verifies the signature and claims and consults the denylist in one round trip; the
+// routes then revoke with jwtdeny.revoke / revokeAll / logout.
 //
 // POST /backchannel-logout is the OpenID Connect Back-Channel Logout endpoint: the identity
 // provider posts a signed logout token there when a user signs out at the provider (or an
@@ -19,17 +15,10 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const express = require('express');
-const { ErrorReply } = require('redis');
+const { createJwtdeny, JwtdenyError } = require('jwtdeny');
 
 const DEFAULT_JWKS_FILE = path.resolve(__dirname, '..', 'jwks.json');
 const DEFAULT_KID = 'demo-hs256';
-
-// Error codes jwtdeny answers for a token it refuses: the first word of the error reply.
-// Anything else (ERR unknown command, LOADING, READONLY, NOPERM, ...) is a server-side
-// problem, not the client's fault, so it is answered 503 rather than 401.
-const TOKEN_ERRORS = new Set([
-  'MALFORMED', 'BADALG', 'NOKEY', 'BADSIG', 'BADCLAIMS', 'EXPIRED', 'NOTYET',
-]);
 
 // Demo users for /login. A real app checks a password hash from its user store.
 const DEMO_USERS = { alice: 'wonderland', bob: 'builder' };
@@ -56,11 +45,6 @@ function mintToken(key, claims) {
   return `${input}.${b64url(sig)}`;
 }
 
-function bearerToken(req) {
-  const m = /^Bearer +(\S+) *$/i.exec(req.get('authorization') || '');
-  return m ? m[1] : null;
-}
-
 // Back-Channel Logout 1.0 section 2.8: neither answer may be cached.
 function logoutResponse(res, status, body) {
   res.set('Cache-Control', 'no-store');
@@ -75,13 +59,14 @@ function passwordMatches(expected, given) {
 }
 
 // createApp(client, options) -> Express app.
-//   client: a connected node-redis (v4/v5) client. Create it with `disableOfflineQueue: true`
-//           so requests fail fast (503) while Redis is unreachable instead of waiting in
-//           the offline queue.
+//   client: a connected node-redis (v4/v5) client or cluster, or ioredis. Create node-redis
+//           clients with `disableOfflineQueue: true` so requests fail fast (503) while Redis
+//           is unreachable instead of waiting in the offline queue.
 //   options.jwksFile / options.kid: the signing key for /login (default ../jwks.json, demo-hs256).
 //   options.key: a { kid, secret } signing key, instead of reading jwksFile.
 //   options.users: { username: password } for /login (default: the demo users).
 //   options.ttlSeconds: lifetime of minted tokens (default 900).
+//   options.prefix: the server's jwtdeny.prefix (for the keyed commands on a cluster).
 // jwtdeny.logout-audience must be set on the server (the OIDC client id the provider puts in
 // the logout token's aud) for /backchannel-logout to accept anything, and jwtdeny.max-lifetime
 // for it to end one session rather than all of the user's.
@@ -89,42 +74,16 @@ function createApp(client, options = {}) {
   const key = options.key || loadSigningKey(options.jwksFile, options.kid);
   const users = options.users || DEMO_USERS;
   const ttlSeconds = options.ttlSeconds || 900;
+  const jwtdeny = createJwtdeny(client, { prefix: options.prefix });
+  // 401 (RFC 6750 WWW-Authenticate) for a missing, refused or revoked token, 503 when Redis
+  // cannot answer; otherwise req.auth is the verified claims and req.token the token.
+  const authenticate = jwtdeny.express();
 
-  // Answers a failed Redis call: 401 with the code for a refused token, 503 otherwise.
-  function replyError(res, err) {
-    if (err instanceof ErrorReply) {
-      const code = err.message.split(' ', 1)[0];
-      if (TOKEN_ERRORS.has(code)) {
-        res.set('WWW-Authenticate', 'Bearer error="invalid_token"');
-        return res.status(401).json({ error: code });
-      }
-    }
+  // A route's own call failed after the middleware passed it: Redis went away in between.
+  const unavailable = (res, err) => {
     console.error(`jwtdeny example: redis call failed: ${err.message}`);
     return res.status(503).json({ error: 'unavailable' });
-  }
-
-  // The middleware: one JWTDENY.CHECK ... WITHCLAIMS per request.
-  async function authenticate(req, res, next) {
-    const token = bearerToken(req);
-    if (!token) {
-      res.set('WWW-Authenticate', 'Bearer');
-      return res.status(401).json({ error: 'missing bearer token' });
-    }
-    let reply;
-    try {
-      reply = await client.sendCommand(['JWTDENY.CHECK', token, 'WITHCLAIMS']);
-    } catch (err) {
-      return replyError(res, err);
-    }
-    const [active, claims] = reply;
-    if (active !== 1) {
-      res.set('WWW-Authenticate', 'Bearer error="invalid_token"');
-      return res.status(401).json({ error: 'revoked' });
-    }
-    req.user = JSON.parse(claims);
-    req.token = token;
-    return next();
-  }
+  };
 
   const app = express();
   app.use(express.json());
@@ -143,28 +102,26 @@ function createApp(client, options = {}) {
     return res.json({ token, token_type: 'Bearer', expires_in: ttlSeconds });
   });
 
-  app.get('/me', authenticate, (req, res) => res.json(req.user));
+  app.get('/me', authenticate, (req, res) => res.json(req.auth));
 
   // Revokes this token only (jwtdeny keys the entry by sub and iat, and expires it with the token).
   app.post('/logout', authenticate, async (req, res) => {
     try {
-      const revoked = await client.sendCommand(['JWTDENY.REVOKE', req.token]);
-      return res.json({ revoked: revoked === 1 });
+      return res.json({ revoked: await jwtdeny.revoke(req.token) });
     } catch (err) {
-      return replyError(res, err);
+      return unavailable(res, err);
     }
   });
 
   // Revokes every token of this subject issued up to now (its iat <= the cutoff).
   app.post('/logout-all', authenticate, async (req, res) => {
-    if (typeof req.user.sub !== 'string' || req.user.sub === '') {
+    if (typeof req.auth.sub !== 'string' || req.auth.sub === '') {
       return res.status(400).json({ error: 'token has no sub' });
     }
     try {
-      const cutoff = await client.sendCommand(['JWTDENY.REVOKEALL', req.user.sub]);
-      return res.json({ cutoff: Number(cutoff) });
+      return res.json({ cutoff: await jwtdeny.revokeAll(req.auth.sub) });
     } catch (err) {
-      return replyError(res, err);
+      return unavailable(res, err);
     }
   });
 
@@ -181,12 +138,10 @@ function createApp(client, options = {}) {
           error: 'invalid_request', error_description: 'logout_token is missing',
         });
       }
-      let ended;
       try {
-        ended = await client.sendCommand(['JWTDENY.LOGOUT', token]);
+        return logoutResponse(res, 200, { ended: await jwtdeny.logout(token) });
       } catch (err) {
-        const code = err instanceof ErrorReply ? err.message.split(' ', 1)[0] : null;
-        if (TOKEN_ERRORS.has(code)) {
+        if (err instanceof JwtdenyError) {
           return logoutResponse(res, 400, { error: 'invalid_request', error_description: err.message });
         }
         // Not the provider's fault (Redis down, logout-audience not configured, ...): still a
@@ -196,7 +151,6 @@ function createApp(client, options = {}) {
           error: 'temporarily_unavailable', error_description: 'the logout could not be recorded',
         });
       }
-      return logoutResponse(res, 200, { ended: ended === 1 });
     });
   // A body the form parser refuses (too large, bad encoding) is a failed logout too.
   app.use('/backchannel-logout', (err, req, res, next) => {
@@ -208,4 +162,4 @@ function createApp(client, options = {}) {
 }
 
 module.exports = createApp;
-Object.assign(module.exports, { createApp, loadSigningKey, mintToken, TOKEN_ERRORS });
+Object.assign(module.exports, { createApp, loadSigningKey, mintToken });

@@ -1,13 +1,14 @@
-"""The "JWT + Redis denylist" pattern on the jwtdeny module, with redis-py.
+"""The "JWT + Redis denylist" pattern on the jwtdeny module, with its Python package.
 
-The application does not verify tokens nor build `user_id + iat` keys itself: it hands the
-bearer token to Redis, and jwtdeny verifies it, consults the denylist and returns the claims
-in one round trip. Framework-free: call these from a Flask/Django/FastAPI view or middleware.
+The application does not verify tokens nor build `user_id + iat` keys itself: the jwtdeny
+package (clients/python) hands the bearer token to Redis, and jwtdeny verifies it, consults the
+denylist and returns the claims in one round trip. Framework-free; for FastAPI, ASGI and Flask
+the package has ready guards (`Depends(jd.require())`, `jwtdeny.asgi`, `@jd.flask`).
 
-    claims = authenticate(r, token)   # JWTDENY.CHECK <token> WITHCLAIMS
-    logout(r, token)                  # JWTDENY.REVOKE <token>
-    logout_all(r, claims["sub"])      # JWTDENY.REVOKEALL <sub>
-    backchannel_logout(r, logout_token)   # JWTDENY.LOGOUT <logout_token>
+    claims = authenticate(r, token)       # Jwtdeny(r).check(token, with_claims=True)
+    logout(r, token)                      # Jwtdeny(r).revoke(token)
+    logout_all(r, claims["sub"])          # Jwtdeny(r).revoke_all(sub)
+    backchannel_logout(r, logout_token)   # Jwtdeny(r).logout(logout_token)
 
 `backchannel_logout_app(r)` is a WSGI app (standard library only) serving the OpenID Connect
 Back-Channel Logout endpoint `POST /backchannel-logout`: the identity provider posts a signed
@@ -32,15 +33,10 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import redis
+from jwtdeny import Jwtdeny, JwtdenyError
 
 DEFAULT_JWKS = Path(__file__).resolve().parent.parent / "jwks.json"
 DEFAULT_KID = "demo-hs256"
-
-# First word of the error replies jwtdeny gives for a token it refuses. Any other error
-# (unknown command, READONLY, NOPERM, LOADING, connection errors) is the server's problem.
-TOKEN_ERRORS = frozenset(
-    {"MALFORMED", "BADALG", "NOKEY", "BADSIG", "BADCLAIMS", "EXPIRED", "NOTYET"}
-)
 
 # Demo users for login(). A real app checks a password hash from its user store.
 DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
@@ -97,35 +93,33 @@ def login(secret: bytes, username: str, password: str, ttl: int = 900,
     return mint_token(secret, {"sub": username, "sid": sid, "iat": iat, "exp": iat + ttl})
 
 
-def _call(r: redis.Redis, *args):
-    """Runs a jwtdeny command, turning its error replies into Unauthorized/Unavailable."""
+def _call(command):
+    """Runs a jwtdeny package call, turning its JwtdenyError (a refused token) into Unauthorized
+    and any other Redis error (connection, READONLY, unknown command, ...) into Unavailable."""
     try:
-        return r.execute_command(*args)
-    except redis.exceptions.ResponseError as err:
-        code = str(err).split(" ", 1)[0]
-        if code in TOKEN_ERRORS:
-            raise Unauthorized(code, str(err)) from err
-        raise Unavailable(str(err)) from err
-    except redis.exceptions.RedisError as err:  # ConnectionError, TimeoutError, BusyLoadingError
+        return command()
+    except JwtdenyError as err:
+        raise Unauthorized(err.code, str(err)) from err
+    except redis.exceptions.RedisError as err:
         raise Unavailable(str(err)) from err
 
 
 def authenticate(r: redis.Redis, token: str) -> dict:
     """The claims of an authentic, valid, unrevoked token; raises Unauthorized otherwise."""
-    active, claims = _call(r, "JWTDENY.CHECK", token, "WITHCLAIMS")
-    if active != 1:
+    result = _call(lambda: Jwtdeny(r).check(token, with_claims=True))
+    if not result.active:
         raise Unauthorized("revoked")
-    return json.loads(claims)
+    return result.claims
 
 
 def logout(r: redis.Redis, token: str) -> bool:
     """Revokes this token: True if revoked now, False if it already was."""
-    return _call(r, "JWTDENY.REVOKE", token) == 1
+    return _call(lambda: Jwtdeny(r).revoke(token))
 
 
 def logout_all(r: redis.Redis, sub: str) -> int:
     """Revokes every token of `sub` issued up to now; returns the cutoff (a NumericDate)."""
-    return int(_call(r, "JWTDENY.REVOKEALL", sub))
+    return _call(lambda: Jwtdeny(r).revoke_all(sub))
 
 
 def backchannel_logout(r: redis.Redis, logout_token: str) -> bool:
@@ -135,7 +129,7 @@ def backchannel_logout(r: redis.Redis, logout_token: str) -> bool:
 
     The server needs jwtdeny.logout-audience (the OIDC client id in the token's aud), and
     jwtdeny.max-lifetime to end one session rather than all of the user's."""
-    return _call(r, "JWTDENY.LOGOUT", logout_token) == 1
+    return _call(lambda: Jwtdeny(r).logout(logout_token))
 
 
 # Form bodies larger than this are refused before parsing; a logout token is a few hundred bytes.
