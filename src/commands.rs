@@ -26,7 +26,7 @@ type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
 /// that a bug in it becomes an error reply and a log line. A panic that crossed into
 /// redis-server would abort it, and every client's data with it.
 pub fn guard(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
-    let _db = denylist::InDb::select(ctx, state::current().settings.db)?;
+    let _db = denylist::InDb::select(ctx, state::db())?;
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(reply) => reply,
         Err(_) => Err(Error::Internal("unexpected failure, see the server log".into()).into()),

@@ -21,7 +21,7 @@ use redis_module::configuration::{
 };
 use redis_module::{raw, Context, RedisError, RedisString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
 
 /// What a command is judged by: the settings and keys in force when it started.
@@ -62,6 +62,14 @@ fn writer() -> MutexGuard<'static, ()> {
 /// refused.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// `jwtdeny.db` of the snapshot in force, readable without the snapshot's lock: every command
+/// selects it first (in `commands::guard`), before the handler takes its own snapshot.
+static DB: AtomicI64 = AtomicI64::new(0);
+
+pub fn db() -> i64 {
+    DB.load(Ordering::Acquire)
+}
+
 /// The snapshot in force. A snapshot is replaced whole, never changed in place, so a lock
 /// poisoned by a panic elsewhere still guards sound data.
 pub fn current() -> Arc<Snapshot> {
@@ -95,6 +103,7 @@ fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> 
         Arc::new(KeySet::union(&file_keys, &uri_keys)?)
     };
     let kept = Arc::ptr_eq(&keys, &old.keys) || old.keys.kept_by(&keys);
+    DB.store(settings.db, Ordering::Release);
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
         settings,
         keys,
@@ -261,6 +270,7 @@ pub fn stop() {
     // No thread of ours may outlive the unloaded code.
     workers::stop();
     jwks::stop();
+    DB.store(0, Ordering::Release);
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot::initial());
 }
 

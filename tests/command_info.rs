@@ -55,23 +55,14 @@ fn key_spec(spec: &Reply) -> KeySpec {
 }
 
 fn command_info(server: &Server, name: &str) -> Info {
-    let r = server.cmd(&["COMMAND", "INFO", name]);
-    let entry = r
-        .array()
-        .first()
-        .unwrap_or_else(|| panic!("COMMAND INFO {name}: {r}"));
-    let fields = match entry {
-        Reply::Array(Some(f)) => f,
-        other => panic!("COMMAND INFO {name}: no such command ({other})"),
-    };
-    assert_eq!(fields[0].text(), name, "COMMAND INFO {name}: {r}");
+    let c = support::command_info(server, name);
     Info {
-        arity: fields[1].int(),
-        flags: fields[2].array().iter().map(Reply::text).collect(),
-        first: fields[3].int(),
-        last: fields[4].int(),
-        step: fields[5].int(),
-        key_specs: fields[8].array().iter().map(key_spec).collect(),
+        arity: c.arity,
+        flags: c.flags,
+        first: c.first,
+        last: c.last,
+        step: c.step,
+        key_specs: c.key_specs.iter().map(key_spec).collect(),
     }
 }
 

@@ -97,10 +97,13 @@ pub fn is_valkey(server: &Server) -> bool {
 
 /// What `COMMAND INFO <name>` says of a command's flags and key positions.
 pub struct CommandInfo {
+    pub arity: i64,
     pub flags: Vec<String>,
     pub first: i64,
     pub last: i64,
     pub step: i64,
+    /// The key specs as the server lists them (empty on servers without them).
+    pub key_specs: Vec<Reply>,
 }
 
 /// `COMMAND INFO <name>`; panics if the server does not know the command.
@@ -117,10 +120,12 @@ pub fn command_info(server: &Server, name: &str) -> CommandInfo {
     };
     assert_eq!(fields[0].text(), name, "COMMAND INFO {name}: {r}");
     CommandInfo {
+        arity: fields[1].int(),
         flags: fields[2].array().iter().map(Reply::text).collect(),
         first: fields[3].int(),
         last: fields[4].int(),
         step: fields[5].int(),
+        key_specs: fields.get(8).map_or_else(Vec::new, |k| k.array().to_vec()),
     }
 }
 
