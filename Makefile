@@ -63,7 +63,7 @@ TESTED_MODULE := $(CURDIR)/$(MODULE)
 
 test: deps ## Build, then run unit and integration tests (these start their own redis-servers)
 	cargo build --release
-	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --workspace --no-fail-fast
+	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --profile release-tests --workspace --no-fail-fast
 	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/cluster/run.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/valkey.sh
@@ -90,7 +90,7 @@ fuzz: deps ## Fuzz the token path and the JWKS loader for FUZZ_SECONDS each (ins
 	fuzz/run.sh $(FUZZ_SECONDS)
 
 soak: build ## Long load test: 2M mixed commands from 50 clients, memory must return to its start (SOAK_OPS, SOAK_CLIENTS)
-	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --release --test soak -- --ignored --nocapture
+	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --profile release-tests --test soak -- --ignored --nocapture
 
 memcheck: build ## The module under valgrind memcheck: a representative workload, fails on invalid access or a leak in its frames
 	bash tests/memcheck.sh

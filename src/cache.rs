@@ -1,59 +1,81 @@
-//! A bounded cache of verified tokens, so that a session's token pays for its signature once.
+//! A bounded cache of verified tokens, so that a session's token pays for its signature once,
+//! and for building the names of its denylist keys once.
 //!
 //! Only the signature work is skipped: a hit still has its times checked against the clock and
-//! is still looked up in the denylist, on every command. Entries are keyed by SipHash-2-4-128 of
-//! the whole token under a 128-bit key drawn at load: a keyed PRF, so an attacker who does not
-//! know the key can neither predict nor collide a cache slot, and two tokens differing in any
-//! byte never share one. Eviction is CLOCK (second chance): one reference bit per slot, no list
-//! to maintain on a hit.
+//! is still looked up in the denylist, on every command.
+//!
+//! An entry is identified by a 128-bit digest of the whole token: POLYVAL, a universal hash,
+//! of the token and its length under a secret key drawn at load. Two distinct tokens of up to
+//! L bytes share a digest with probability at most (L / 16 + 1) / 2^128 over that key, so
+//! an attacker who does not know it can neither predict nor collide one: a token is served the
+//! claims verified for another only with that probability. The digest is never replied or
+//! logged, and the index finds it through std's `RandomState` (SipHash-1-3 under a key of its
+//! own), so not even the table's timing depends on it but through a PRF. With carry-less
+//! multiplication POLYVAL costs under an instruction a byte; SipHash-2-4 over the whole token,
+//! as before, cost about six. Eviction is CLOCK (second chance): one reference bit per slot,
+//! no list to maintain on a hit.
+//!
+//! An entry's value holds Redis strings (its key names), which are freed on the main thread
+//! only (see `denylist::KeyName`): entries the cache lets go of are retired, and dropped by the
+//! next main-thread call, so a key rotation published by the fetch thread frees none itself.
 
+use crate::denylist::Place;
 use crate::stats::{self, CacheStats};
 use crate::token::Claims;
-use siphasher::sip128::{Hasher128, SipHasher24};
+use polyval::universal_hash::UniversalHash;
+use polyval::Polyval;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 pub type Digest = [u8; 16];
 
-/// The digest is already uniformly random, so its first 8 bytes are the hash: no SipHash pass.
-#[derive(Default)]
-struct DigestHasher(u64);
+/// A verified token as a command uses it: its claims and where its revocation would be.
+pub struct Verified {
+    pub claims: Claims,
+    pub place: Place,
+}
 
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// What a cached value holds on the heap besides its own block, as the allocator counts it.
+pub trait Weigh {
+    fn heap_bytes(&self) -> usize;
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        for (w, b) in word.iter_mut().zip(bytes) {
-            *w = *b;
-        }
-        self.0 ^= u64::from_le_bytes(word);
+impl Weigh for Claims {
+    fn heap_bytes(&self) -> usize {
+        arc_str_bytes(self.sub.len()) + self.sid.as_ref().map_or(0, |s| arc_str_bytes(s.len()))
     }
 }
 
-struct Slot {
+impl Weigh for Verified {
+    fn heap_bytes(&self) -> usize {
+        self.claims.heap_bytes() + self.place.heap_bytes(size_class)
+    }
+}
+
+struct Slot<V> {
     digest: Digest,
-    claims: Claims,
+    value: Arc<V>,
     referenced: bool,
 }
 
-pub struct Cache {
-    key: [u8; 16],
-    /// False when no random key could be drawn: such a cache stays off whatever size it is
+pub struct Cache<V> {
+    /// `None` when no random key could be drawn: such a cache stays off whatever size it is
     /// given, rather than run on a guessable key.
-    keyed: bool,
+    /// POLYVAL under its secret key, its powers computed once: a digest starts from a clone.
+    keyed: Option<Polyval>,
     capacity: usize,
-    slots: Vec<Slot>,
-    index: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>>,
+    slots: Vec<Slot<V>>,
+    index: HashMap<Digest, usize, RandomState>,
     hand: usize,
     generation: u64,
-    /// What the subjects' own allocations take, kept as entries come and go so that the memory
-    /// figure costs no walk over the slots.
-    subject_bytes: usize,
+    /// What the values hold on the heap, kept as entries come and go so that the memory figure
+    /// costs no walk over the slots.
+    value_bytes: usize,
+    /// Entries let go of off the main thread, dropped by the next [`Cache::release_retired`].
+    retired: Vec<Arc<V>>,
+    retired_bytes: usize,
     /// Where INFO reads this cache's state without taking its lock.
     stats: &'static CacheStats,
 }
@@ -88,51 +110,66 @@ fn table_bytes(capacity: usize, entry: usize) -> usize {
 
 /// The allocation of an `Arc<str>` of `len` bytes: two counters, then the text, rounded up to
 /// their alignment.
-fn subject_bytes(len: usize) -> usize {
+fn arc_str_bytes(len: usize) -> usize {
     size_class((2 * std::mem::size_of::<usize>() + len).next_multiple_of(8))
 }
 
-impl Cache {
-    pub fn new(capacity: usize) -> Cache {
+/// What one cached value takes: its `Arc` block (two counters and the value) and its heap.
+fn entry_bytes<V: Weigh>(value: &V) -> usize {
+    size_class(2 * std::mem::size_of::<usize>() + std::mem::size_of::<V>()) + value.heap_bytes()
+}
+
+impl<V: Weigh> Cache<V> {
+    pub fn new(capacity: usize, stats: &'static CacheStats) -> Cache<V> {
         let mut secret = [0u8; 16];
         let keyed = aws_lc_rs::rand::fill(&mut secret).is_ok();
-        Cache::with_key(keyed.then_some(secret), capacity, &stats::CACHE)
+        Cache::with_key(keyed.then_some(secret), capacity, stats)
     }
 
-    fn with_key(key: Option<[u8; 16]>, capacity: usize, stats: &'static CacheStats) -> Cache {
+    fn with_key(key: Option<[u8; 16]>, capacity: usize, stats: &'static CacheStats) -> Cache<V> {
+        let keyed = key.map(|k| Polyval::new(&k.into()));
         let cache = Cache {
-            key: key.unwrap_or_default(),
-            keyed: key.is_some(),
-            capacity: if key.is_some() { capacity } else { 0 },
+            capacity: if keyed.is_some() { capacity } else { 0 },
+            keyed,
             slots: Vec::new(),
             index: HashMap::default(),
             hand: 0,
             generation: 0,
-            subject_bytes: 0,
+            value_bytes: 0,
+            retired: Vec::new(),
+            retired_bytes: 0,
             stats,
         };
         cache.publish();
         cache
     }
 
+    /// The token's digest; all zeros for a cache without a key, which stores nothing.
     pub fn digest(&self, token: &[u8]) -> Digest {
-        let mut h = SipHasher24::new_with_key(&self.key);
-        h.write(token);
-        h.finish128().as_bytes()
+        let Some(keyed) = &self.keyed else {
+            return Digest::default();
+        };
+        let mut poly = keyed.clone();
+        poly.update_padded(token);
+        // The length, so that neither zero padding nor leading zero blocks make two tokens one.
+        let mut length = polyval::Block::default();
+        length[..8].copy_from_slice(&(token.len() as u64).to_le_bytes());
+        poly.update(&[length]);
+        poly.finalize().into()
     }
 
     pub fn enabled(&self) -> bool {
-        self.keyed && self.capacity > 0
+        self.keyed.is_some() && self.capacity > 0
     }
 
-    pub fn get(&mut self, digest: &Digest) -> Option<Claims> {
+    pub fn get(&mut self, digest: &Digest) -> Option<Arc<V>> {
         let found = self
             .index
             .get(digest)
             .and_then(|&i| self.slots.get_mut(i))
             .map(|slot| {
                 slot.referenced = true;
-                slot.claims.clone()
+                Arc::clone(&slot.value)
             });
         stats::bump(match found {
             Some(_) => &self.stats.hits,
@@ -141,24 +178,24 @@ impl Cache {
         found
     }
 
-    pub fn insert(&mut self, digest: Digest, claims: Claims) {
+    pub fn insert(&mut self, digest: Digest, value: Arc<V>) {
         if !self.enabled() || self.index.contains_key(&digest) {
             return;
         }
-        self.place(digest, claims);
+        self.place(digest, value);
         self.publish();
     }
 
-    fn place(&mut self, digest: Digest, claims: Claims) {
-        let added = subject_bytes(claims.sub.len());
+    fn place(&mut self, digest: Digest, value: Arc<V>) {
+        let added = entry_bytes(&*value);
         if self.slots.len() < self.capacity {
             self.index.insert(digest, self.slots.len());
             self.slots.push(Slot {
                 digest,
-                claims,
+                value,
                 referenced: false,
             });
-            self.subject_bytes += added;
+            self.value_bytes += added;
             return;
         }
         // CLOCK: pass over recently used slots once, clearing their bit; evict the first cold one.
@@ -173,34 +210,57 @@ impl Cache {
                 continue;
             }
             self.index.remove(&slot.digest);
-            let evicted = subject_bytes(slot.claims.sub.len());
-            *slot = Slot {
-                digest,
-                claims,
-                referenced: false,
-            };
+            let evicted = std::mem::replace(
+                slot,
+                Slot {
+                    digest,
+                    value,
+                    referenced: false,
+                },
+            );
+            let evicted_bytes = entry_bytes(&*evicted.value);
+            self.retire(evicted.value, evicted_bytes);
             self.index.insert(digest, i);
-            self.subject_bytes = self.subject_bytes.saturating_sub(evicted) + added;
+            self.value_bytes = self.value_bytes.saturating_sub(evicted_bytes) + added;
             return;
         }
     }
 
-    /// Forgets every entry (keys or validation settings changed); counters are kept.
+    fn retire(&mut self, value: Arc<V>, bytes: usize) {
+        self.retired.push(value);
+        self.retired_bytes += bytes;
+    }
+
+    /// Drops what was let go of. Main thread only: this is where the values' Redis strings
+    /// are freed.
+    pub fn release_retired(&mut self) {
+        if !self.retired.is_empty() {
+            self.retired.clear();
+            self.retired_bytes = 0;
+            self.publish();
+        }
+    }
+
+    /// Forgets every entry (keys or validation settings changed); counters are kept. Safe on
+    /// any thread: the entries are retired, not dropped.
     pub fn clear(&mut self) {
         self.generation += 1;
-        self.slots.clear();
+        self.retired.extend(self.slots.drain(..).map(|s| s.value));
+        self.retired_bytes += self.value_bytes;
         self.index.clear();
         self.hand = 0;
-        self.subject_bytes = 0;
+        self.value_bytes = 0;
         self.publish();
     }
 
-    /// Sets the bound; a cache without a random key stays off.
+    /// Sets the bound; a cache without a random key stays off. Main thread only.
     pub fn resize(&mut self, capacity: usize) {
         self.clear();
-        self.slots.shrink_to_fit();
+        self.release_retired();
+        self.slots = Vec::new();
+        self.retired = Vec::new();
         self.index.shrink_to_fit();
-        self.capacity = if self.keyed { capacity } else { 0 };
+        self.capacity = if self.keyed.is_some() { capacity } else { 0 };
         self.publish();
     }
 
@@ -213,14 +273,16 @@ impl Cache {
     }
 
     /// The heap the cache holds, as the allocator counts it: the slots' and the index's blocks
-    /// with their spare capacity, and each cached subject's own block.
+    /// with their spare capacity, and each value, retired ones included until they are dropped.
     pub fn memory_bytes(&self) -> usize {
-        size_class(self.slots.capacity() * std::mem::size_of::<Slot>())
+        size_class(self.slots.capacity() * std::mem::size_of::<Slot<V>>())
             + table_bytes(
                 self.index.capacity(),
                 std::mem::size_of::<(Digest, usize)>(),
             )
-            + self.subject_bytes
+            + self.value_bytes
+            + size_class(self.retired.capacity() * std::mem::size_of::<Arc<V>>())
+            + self.retired_bytes
     }
 
     /// Hands the figures INFO shows to its lock-free counters.
@@ -234,16 +296,17 @@ impl Cache {
 }
 
 /// Sized by `jwtdeny.verify-cache-size` as the module loads.
-static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(Cache::new(0)));
+static CACHE: LazyLock<Mutex<Cache<Verified>>> =
+    LazyLock::new(|| Mutex::new(Cache::new(0, &stats::CACHE)));
 
 /// The process-wide cache.
-pub fn global() -> MutexGuard<'static, Cache> {
+pub fn global() -> MutexGuard<'static, Cache<Verified>> {
     lock(&CACHE)
 }
 
 /// A panic while the cache was held can at worst have left it half-updated: it is emptied once
 /// and the lock marked sound again, rather than propagated (or emptied on every later access).
-fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
+fn lock<V: Weigh>(cache: &Mutex<Cache<V>>) -> MutexGuard<'_, Cache<V>> {
     cache.lock().unwrap_or_else(|poisoned| {
         let mut guard = poisoned.into_inner();
         guard.clear();
@@ -255,30 +318,34 @@ fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
 /// What the cache knows of a token.
 pub enum Lookup {
     /// Verified earlier under the current keys and rules.
-    Hit(Claims),
+    Hit(Arc<Verified>),
     /// Not cached: verify it, then [`store`] the result under this digest and generation.
     Miss(Digest, u64),
     /// The cache is off.
     Off,
 }
 
+/// Main thread only (it drops retired entries).
 pub fn lookup(token: &[u8]) -> Lookup {
     let mut cache = global();
+    cache.release_retired();
     if !cache.enabled() {
         return Lookup::Off;
     }
     let digest = cache.digest(token);
     match cache.get(&digest) {
-        Some(claims) => Lookup::Hit(claims),
+        Some(v) => Lookup::Hit(v),
         None => Lookup::Miss(digest, cache.generation),
     }
 }
 
-/// Keeps a verification made under `generation`, unless keys or rules changed since.
-pub fn store(digest: Digest, generation: u64, claims: &Claims) {
+/// Keeps a verification made under `generation`, unless keys or rules changed since. Main
+/// thread only (it drops retired entries).
+pub fn store(digest: Digest, generation: u64, verified: &Arc<Verified>) {
     let mut cache = global();
+    cache.release_retired();
     if cache.generation == generation {
-        cache.insert(digest, claims.clone());
+        cache.insert(digest, Arc::clone(verified));
     }
 }
 
@@ -288,16 +355,24 @@ pub fn generation() -> u64 {
     global().generation
 }
 
-/// Verifies through the cache: a hit returns the claims verified earlier, a miss runs `verify`
-/// (without holding the cache) and keeps its success.
-pub fn verified<E>(token: &[u8], verify: impl FnOnce() -> Result<Claims, E>) -> Result<Claims, E> {
+/// Empties the cache for good, freeing what it holds: the module is being unloaded. Main thread.
+pub fn release() {
+    global().resize(0);
+}
+
+/// Verifies through the cache: a hit returns what was verified earlier, a miss runs `verify`
+/// (without holding the cache) and keeps its success. Main thread only.
+pub fn verified<E>(
+    token: &[u8],
+    verify: impl FnOnce() -> Result<Arc<Verified>, E>,
+) -> Result<Arc<Verified>, E> {
     match lookup(token) {
-        Lookup::Hit(claims) => Ok(claims),
+        Lookup::Hit(v) => Ok(v),
         Lookup::Off => verify(),
         Lookup::Miss(digest, generation) => {
-            let claims = verify()?;
-            store(digest, generation, &claims);
-            Ok(claims)
+            let v = verify()?;
+            store(digest, generation, &v);
+            Ok(v)
         }
     }
 }
@@ -307,18 +382,18 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
 
-    fn claims(sub: &str) -> Claims {
-        Claims {
+    fn claims(sub: &str) -> Arc<Claims> {
+        Arc::new(Claims {
             sub: sub.into(),
             iat: 1,
             exp: 2,
             nbf: None,
             sid: None,
-        }
+        })
     }
 
     /// A cache of its own, with counters of its own, as the module's is but for one test.
-    fn cache(capacity: usize) -> Cache {
+    fn cache(capacity: usize) -> Cache<Claims> {
         let mut key = [0u8; 16];
         aws_lc_rs::rand::fill(&mut key).expect("random key");
         Cache::with_key(Some(key), capacity, Box::leak(Box::default()))
@@ -334,7 +409,7 @@ mod tests {
         let d = c.digest(b"token-a");
         assert_eq!(c.get(&d), None);
         c.insert(d, claims("a"));
-        assert_eq!(c.get(&d).map(|c| c.sub), Some("a".into()));
+        assert_eq!(c.get(&d).map(|c| c.sub.clone()), Some("a".into()));
         assert_eq!((read(&c.stats.hits), read(&c.stats.misses)), (1, 1));
     }
 
@@ -345,6 +420,47 @@ mod tests {
         assert_eq!(c.digest(b"a.b.c"), c.digest(b"a.b.c"));
         // Another process (another key) digests differently.
         assert_ne!(cache(4).digest(b"a.b.c"), c.digest(b"a.b.c"));
+    }
+
+    #[test]
+    fn padding_and_leading_zeros_never_merge_two_tokens() {
+        let c = cache(4);
+        // POLYVAL alone pads the last block with zeros and ignores leading zero blocks; the
+        // length block tells these apart.
+        assert_ne!(c.digest(b"abc"), c.digest(b"abc\0"));
+        assert_ne!(c.digest(b""), c.digest(&[0u8; 16]));
+        let mut zeros_then = vec![0u8; 16];
+        zeros_then.extend_from_slice(b"a.b.c");
+        assert_ne!(c.digest(b"a.b.c"), c.digest(&zeros_then));
+        // Every length up to four parallel blocks and past them, and every byte position.
+        let base = vec![b'x'; 100];
+        let digests: std::collections::HashSet<Digest> =
+            (0..=base.len()).map(|n| c.digest(&base[..n])).collect();
+        assert_eq!(digests.len(), base.len() + 1);
+        for i in 0..base.len() {
+            let mut other = base.clone();
+            other[i] ^= 1;
+            assert_ne!(c.digest(&other), c.digest(&base), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn what_the_cache_lets_go_of_is_dropped_only_when_released() {
+        let mut c = cache(1);
+        let kept = claims("kept");
+        c.insert(c.digest(b"a"), Arc::clone(&kept));
+        c.clear();
+        assert_eq!(c.len(), 0);
+        assert_eq!(Arc::strong_count(&kept), 2, "retired, not dropped");
+        assert!(c.memory_bytes() > 0, "a retired entry still counts");
+        c.release_retired();
+        assert_eq!(Arc::strong_count(&kept), 1);
+        // An eviction retires the evicted entry too.
+        c.insert(c.digest(b"a"), Arc::clone(&kept));
+        c.insert(c.digest(b"b"), claims("b"));
+        assert_eq!(Arc::strong_count(&kept), 2);
+        c.release_retired();
+        assert_eq!(Arc::strong_count(&kept), 1);
     }
 
     #[test]
@@ -385,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_cache_without_a_random_key_stays_off() {
-        let mut c = Cache::with_key(None, 4, Box::leak(Box::default()));
+        let mut c = Cache::<Claims>::with_key(None, 4, Box::leak(Box::default()));
         assert!(!c.enabled());
         c.resize(8);
         assert!(
@@ -431,7 +547,7 @@ mod tests {
     #[test]
     fn the_published_figures_follow_every_change() {
         let mut c = cache(2);
-        let figures = |c: &Cache| {
+        let figures = |c: &Cache<Claims>| {
             (
                 read(&c.stats.entries),
                 read(&c.stats.capacity),
@@ -453,14 +569,16 @@ mod tests {
         }
         // The evicted "a" is no longer counted; the long subject is, with its 16 bytes of counters.
         assert_eq!(
-            c.subject_bytes,
-            subject_bytes(1) + subject_bytes(32),
+            c.value_bytes,
+            entry_bytes(&*claims("b")) + entry_bytes(&*claims("a-longer-subject-than-the-others")),
             "{}",
-            c.subject_bytes
+            c.value_bytes
         );
         c.clear();
         assert_eq!(figures(&c).0, 0);
-        assert_eq!(c.subject_bytes, 0);
+        assert_eq!(c.value_bytes, 0);
+        c.release_retired();
+        assert_eq!(c.retired_bytes, 0);
         c.resize(5);
         assert_eq!(figures(&c), (0, 5, 0), "a resize frees the blocks");
     }
@@ -481,11 +599,11 @@ mod tests {
         for (n, class) in classes {
             assert_eq!(size_class(n), class, "size class of {n}");
         }
-        assert_eq!(subject_bytes(1), 32);
-        assert_eq!(subject_bytes(23), 48);
+        assert_eq!(arc_str_bytes(1), 32);
+        assert_eq!(arc_str_bytes(23), 48);
         // hashbrown's capacities, read back as bucket counts: 7/8 of a power of two (or one
         // less than a small one).
-        let mut map: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>> = HashMap::default();
+        let mut map: HashMap<Digest, usize, RandomState> = HashMap::default();
         assert_eq!(table_bytes(map.capacity(), 24), 0);
         for i in 0..3000usize {
             let mut d = [0u8; 16];

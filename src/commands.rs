@@ -2,14 +2,14 @@
 //! `keys`, `denylist` and `config`; errors become replies through `error::Error`.
 
 use crate::backchannel;
-use crate::cache;
+use crate::cache::{self, Verified};
 use crate::config::Settings;
-use crate::denylist::{self, RevokedBy};
+use crate::denylist::{self, Place, RevokedBy};
 use crate::error::{quote, Error};
 use crate::fetch::Trigger;
 use crate::jwks;
 use crate::keys::alg_name;
-use crate::keyscheme::{session_key, subject_key, DenyKeys};
+use crate::keyscheme::{session_key, subject_key};
 use crate::log;
 use crate::state::{self, Snapshot};
 use crate::stats::{self, SessionEnd};
@@ -18,14 +18,63 @@ use crate::workers;
 use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
+pub type Handler = fn(&Context, &[RedisString]) -> RedisResult;
+
+/// A command as Redis calls it: its arguments are lent to the handler without a vector (every
+/// command has a few; more go through one), the handler runs in the [`guard`], and its result
+/// is the reply.
+///
+/// # Safety
+/// `ctx`, `argv` and `argc` are what Redis passed to a command (or to a blocked client's
+/// reply callback), on the main thread.
+pub unsafe fn run(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    handler: Handler,
+) -> c_int {
+    let context = Context::new(ctx);
+    let reply = with_args(ctx, argv, argc, |args| guard(&context, args, handler));
+    context.reply(reply) as c_int
+}
+
+/// Arguments a command's handler may borrow without a heap vector.
+const INLINE_ARGS: usize = 8;
+
+/// Lends Redis's argument vector to `f` as module strings.
+///
+/// # Safety
+/// As [`run`]: `argv` holds `argc` strings that Redis keeps alive for the whole call.
+unsafe fn with_args<R>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    f: impl FnOnce(&[RedisString]) -> R,
+) -> R {
+    let n = usize::try_from(argc).unwrap_or(0);
+    if argv.is_null() || n > INLINE_ARGS {
+        return f(&redis_module::decode_args(ctx, argv, argc));
+    }
+    // SAFETY: Redis passes `argc` valid pointers in `argv`.
+    let raw = unsafe { std::slice::from_raw_parts(argv, n) };
+    // Borrowed, not retained: Redis owns them for the call, so none may be freed on drop.
+    let lent: [std::mem::ManuallyDrop<RedisString>; INLINE_ARGS] = std::array::from_fn(|i| {
+        let inner = raw.get(i).copied().unwrap_or(std::ptr::null_mut());
+        std::mem::ManuallyDrop::new(RedisString::from_redis_module_string(ctx, inner))
+    });
+    // SAFETY: ManuallyDrop<T> has T's layout; the first `n` hold Redis's arguments.
+    let args = unsafe { std::slice::from_raw_parts(lent.as_ptr().cast::<RedisString>(), n) };
+    f(args)
+}
 
 /// Runs a handler in the denylist's database (the client gets its own back afterwards), so
 /// that a bug in it becomes an error reply and a log line. A panic that crossed into
 /// redis-server would abort it, and every client's data with it.
-pub fn guard(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
+fn guard(ctx: &Context, args: &[RedisString], handler: Handler) -> RedisResult {
     let _db = denylist::InDb::select(ctx, state::db())?;
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(reply) => reply,
@@ -59,14 +108,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A verified token: its claims, where its revocation would be stored, and the leeway it is
-/// judged by.
-struct Checked {
-    claims: Claims,
-    keys: DenyKeys,
-    /// Its session's cutoff key, built only for a token that has a `sid`.
-    session: Option<String>,
-    leeway: i64,
+/// Whether the server runs Redis Cluster: fixed before modules load, so read once, not on
+/// every command.
+static IN_CLUSTER: AtomicBool = AtomicBool::new(false);
+
+/// Reads what the commands need to know of the server once, as the module loads.
+pub fn init(ctx: &Context) {
+    let cluster = ctx.get_flags().contains(ContextFlags::CLUSTER);
+    IN_CLUSTER.store(cluster, Ordering::Relaxed);
 }
 
 /// Where a command's Redis keys come from, and so how Redis routed it.
@@ -91,7 +140,7 @@ fn declared(args: &[RedisString], n: usize) -> Result<(Route<'_>, &[RedisString]
 /// Refuses to act on keys other than the ones Redis routed the command by. A keyed form must
 /// declare exactly the token's own keys (no pointing a revocation at someone else's entry); a
 /// standalone form in a cluster could be on the wrong node, so it names the keyed form instead.
-fn check_route(ctx: &Context, route: Route, derived: &[&str], command: &str) -> Result<(), Error> {
+fn check_route(route: Route, derived: &[&str], command: &str) -> Result<(), Error> {
     match route {
         Route::Declared(declared) => {
             for (given, want) in declared.iter().zip(derived) {
@@ -105,7 +154,7 @@ fn check_route(ctx: &Context, route: Route, derived: &[&str], command: &str) -> 
             }
             Ok(())
         }
-        Route::Derived if ctx.get_flags().contains(ContextFlags::CLUSTER) => {
+        Route::Derived if IN_CLUSTER.load(Ordering::Relaxed) => {
             Err(Error::Usage(format!(
                 "in Redis Cluster use the keyed form JWTDENY.K{command} {} ... so the command \
                  reaches the node that holds its keys",
@@ -125,38 +174,34 @@ fn authenticate(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
     token::authenticate(token, &snap.keys, &snap.settings.policy())
 }
 
-/// Verifies through the verification cache.
-fn claims_of(snap: &Snapshot, token: &RedisString) -> Result<Claims, Error> {
-    cache::verified(token.as_slice(), || authenticate(snap, token.as_slice()))
+/// A verified token's claims with where their revocation would be stored.
+fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
+    let place = Place::new(
+        &snap.settings.prefix,
+        &claims.sub,
+        claims.iat,
+        claims.sid.as_deref(),
+    );
+    Arc::new(Verified { claims, place })
 }
 
-/// Derives where a verified token's revocation lives, and checks the command may act there.
-fn locate(
-    ctx: &Context,
-    snap: &Snapshot,
-    claims: Claims,
-    route: Route,
-    command: &str,
-) -> Result<Checked, Error> {
-    let prefix = &snap.settings.prefix;
-    let checked = Checked {
-        keys: DenyKeys::new(prefix, &claims.sub, claims.iat),
-        session: claims
-            .sid
-            .as_deref()
-            .map(|sid| session_key(prefix, &claims.sub, sid)),
-        leeway: snap.settings.leeway,
-        claims,
-    };
-    let (entry, subject) = (checked.keys.entry(), checked.keys.subject());
-    match checked.session.as_deref() {
+/// Verifies through the verification cache.
+fn verified(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error> {
+    cache::verified(token.as_slice(), || {
+        authenticate(snap, token.as_slice()).map(|c| placed(snap, c))
+    })
+}
+
+/// Checks the command may act where a verified token's revocation lives.
+fn locate(v: &Verified, route: Route, command: &str) -> Result<(), Error> {
+    let place = &v.place;
+    match place.session() {
         // Every token without sid: the two keys, exactly as before sessions existed.
         None if !matches!(route, Route::Declared(d) if d.len() == 3) => {
-            check_route(ctx, route, &[entry, subject], command)?
+            check_route(route, &[place.entry(), place.subject()], command)
         }
-        session => check_token_route(ctx, route, &checked.keys, session, command)?,
+        _ => check_token_route(route, place, command),
     }
-    Ok(checked)
 }
 
 /// [`check_route`] for a token's keys. The three-key forms (`KSCHECK`, `KSINSPECT`) declare the
@@ -166,39 +211,31 @@ fn locate(
 /// A standalone CHECK or INSPECT in a cluster names the form that declares every key it reads.
 #[cold]
 fn check_token_route(
-    ctx: &Context,
     route: Route,
-    keys: &DenyKeys,
-    session: Option<&str>,
+    place: &Place,
     command: &str,
 ) -> Result<(), Error> {
-    let (entry, subject) = (keys.entry(), keys.subject());
+    let (entry, subject, session) = (place.entry(), place.subject(), place.session());
     let three_keys = matches!(route, Route::Declared(d) if d.len() == 3);
     match session {
         None if three_keys => Err(Error::Usage(format!(
             "the token has no sid claim, hence no session key: use JWTDENY.K{command}"
         ))),
-        None => check_route(ctx, route, &[entry, subject], command),
-        Some(s) if three_keys => check_route(ctx, route, &[entry, subject, s], command),
+        None => check_route(route, &[entry, subject], command),
+        Some(s) if three_keys => check_route(route, &[entry, subject, s], command),
         Some(s) if matches!(route, Route::Derived) && matches!(command, "CHECK" | "INSPECT") => {
-            check_route(ctx, route, &[entry, subject, s], &format!("S{command}"))
+            check_route(route, &[entry, subject, s], &format!("S{command}"))
         }
-        Some(_) => check_route(ctx, route, &[entry, subject], command),
+        Some(_) => check_route(route, &[entry, subject], command),
     }
 }
 
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
-fn status(ctx: &Context, c: &Checked) -> Result<Option<RevokedBy>, Error> {
-    let revoked = denylist::revoked_by(
-        ctx,
-        c.keys.entry(),
-        c.keys.subject(),
-        c.session.as_deref(),
-        c.claims.iat,
-    )?;
-    c.claims.check_time(now_ms(), c.leeway)?;
+fn status(ctx: &Context, v: &Verified, leeway: i64) -> Result<Option<RevokedBy>, Error> {
+    let revoked = v.place.revoked_by(ctx, v.claims.iat)?;
+    v.claims.check_time(now_ms(), leeway)?;
     Ok(revoked)
 }
 
@@ -210,17 +247,17 @@ fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
     .into()
 }
 
-pub fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    check_with(ctx, &args, Route::Derived)
+pub fn check(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    check_with(ctx, args, Route::Derived)
 }
 
-pub fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 2)?;
+pub fn kcheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 2)?;
     check_with(ctx, rest, route)
 }
 
-pub fn kscheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 3)?;
+pub fn kscheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 3)?;
     check_with(ctx, rest, route)
 }
 
@@ -252,9 +289,7 @@ fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult 
     let (token, with_claims) = check_args(args)?;
     let snap = state::current();
     let (digest, generation) = match cache::lookup(token.as_slice()) {
-        cache::Lookup::Hit(claims) => {
-            return finish_check(ctx, &snap, token, with_claims, route, Ok(claims))
-        }
+        cache::Lookup::Hit(v) => return finish_check(ctx, &snap, token, with_claims, route, Ok(v)),
         cache::Lookup::Miss(digest, generation) => (Some(digest), generation),
         cache::Lookup::Off => (None, cache::generation()),
     };
@@ -269,14 +304,14 @@ fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult 
         }
     }
     stats::count_verification(false);
-    let claims = authenticate(&snap, token.as_slice());
-    if let (Ok(c), Some(d)) = (&claims, digest) {
-        cache::store(d, generation, c);
+    let verified = authenticate(&snap, token.as_slice()).map(|c| placed(&snap, c));
+    if let (Ok(v), Some(d)) = (&verified, digest) {
+        cache::store(d, generation, v);
     }
-    if wait_for_keys(ctx, &claims, token, &snap) {
+    if wait_for_keys(ctx, &verified, token, &snap) {
         return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
     }
-    finish_check(ctx, &snap, token, with_claims, route, claims)
+    finish_check(ctx, &snap, token, with_claims, route, verified)
 }
 
 thread_local! {
@@ -314,12 +349,11 @@ unsafe extern "C" fn refetched_reply(
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let context = Context::new(ctx);
-    let args = redis_module::decode_args(ctx, argv, argc);
-    let name = args
-        .first()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = with_args(ctx, argv, argc, |args| {
+        args.first()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default()
+    });
     let handler: Handler = match name.as_str() {
         "jwtdeny.check" => check,
         "jwtdeny.kcheck" => kcheck,
@@ -331,9 +365,9 @@ unsafe extern "C" fn refetched_reply(
         _ => |_, _| Err(Error::Internal("no command to answer".into()).into()),
     };
     REFETCHED.set(true);
-    let reply = guard(&context, args, handler);
+    let answered = run(ctx, argv, argc, handler);
     REFETCHED.set(false);
-    context.reply(reply) as c_int
+    answered
 }
 
 /// Reply callback of a CHECK or KCHECK whose token a worker verified: runs on the main thread
@@ -343,31 +377,29 @@ unsafe extern "C" fn check_reply(
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let context = Context::new(ctx);
-    let args = redis_module::decode_args(ctx, argv, argc);
-    let reply = guard(&context, args, |ctx, args| {
-        let (route, rest) = match declared_keys(&args) {
-            0 => (Route::Derived, args.as_slice()),
-            n => declared(&args, n)?,
+    run(ctx, argv, argc, |ctx, args| {
+        let (route, rest) = match declared_keys(args) {
+            0 => (Route::Derived, args),
+            n => declared(args, n)?,
         };
         let (token, with_claims) = check_args(rest)?;
         let snap = state::current();
-        let claims = match workers::take_done(ctx) {
+        let verified = match workers::take_done(ctx) {
             Some(done) if done.generation == cache::generation() => {
-                if let (Ok(c), Some(d)) = (&done.result, done.digest) {
-                    cache::store(d, done.generation, c);
+                let verified = done.result.map(|c| placed(&snap, c));
+                if let (Ok(v), Some(d)) = (&verified, done.digest) {
+                    cache::store(d, done.generation, v);
                 }
-                done.result
+                verified
             }
             // Keys or rules changed while it was queued: judge it by the current ones.
-            _ => cache::verified(token.as_slice(), || {
+            _ => {
                 stats::count_verification(false);
-                authenticate(&snap, token.as_slice())
-            }),
+                verified(&snap, token)
+            }
         };
-        finish_check(ctx, &snap, token, with_claims, route, claims)
-    });
-    context.reply(reply) as c_int
+        finish_check(ctx, &snap, token, with_claims, route, verified)
+    })
 }
 
 /// The main-thread half of CHECK: where the token's revocation would be, whether it is there,
@@ -378,13 +410,14 @@ fn finish_check(
     token: &RedisString,
     with_claims: bool,
     route: Route,
-    claims: Result<Claims, Error>,
+    verified: Result<Arc<Verified>, Error>,
 ) -> RedisResult {
-    let outcome = claims
-        .and_then(|claims| locate(ctx, snap, claims, route, "CHECK"))
-        .and_then(|c| status(ctx, &c).map(|r| (c, r)));
-    stats::count_check(outcome.as_ref().map(|(_, r)| r.is_some()));
-    let (_, revoked) = outcome?;
+    let outcome = verified.and_then(|v| {
+        locate(&v, route, "CHECK")?;
+        status(ctx, &v, snap.settings.leeway)
+    });
+    stats::count_check(outcome.as_ref().map(Option::is_some));
+    let revoked = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
     if !with_claims {
         return Ok(code);
@@ -396,39 +429,40 @@ fn finish_check(
     Ok(RedisValue::Array(vec![code, claims]))
 }
 
-pub fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    revoke_with(ctx, &args, Route::Derived)
+pub fn revoke(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    revoke_with(ctx, args, Route::Derived)
 }
 
-pub fn krevoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 2)?;
+pub fn krevoke(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 2)?;
     revoke_with(ctx, rest, route)
 }
 
 fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
-    let claims = claims_of(&snap, token);
-    if wait_for_keys(ctx, &claims, token, &snap) {
+    let verified = verified(&snap, token);
+    if wait_for_keys(ctx, &verified, token, &snap) {
         return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
     }
-    let outcome = claims.and_then(|claims| {
-        let c = locate(ctx, &snap, claims, route, "REVOKE")?;
-        if status(ctx, &c)?.is_some() {
+    let leeway = snap.settings.leeway;
+    let outcome = verified.and_then(|v| {
+        locate(&v, route, "REVOKE")?;
+        if status(ctx, &v, leeway)?.is_some() {
             return Ok(false);
         }
-        denylist::insert(ctx, c.keys.entry(), c.claims.expires_at_ms(c.leeway))
+        denylist::insert(ctx, &v.place, v.claims.expires_at_ms(leeway))
     });
     stats::count_revoke(outcome.as_ref().copied());
     Ok(RedisValue::Integer(i64::from(outcome?)))
 }
 
-pub fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    revokeall_with(ctx, &args, Route::Derived)
+pub fn revokeall(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    revokeall_with(ctx, args, Route::Derived)
 }
 
-pub fn krevokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 1)?;
+pub fn krevokeall(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 1)?;
     revokeall_with(ctx, rest, route)
 }
 
@@ -477,23 +511,23 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
         ))
         .into());
     }
-    check_route(ctx, route, &[&key], "REVOKEALL")?;
+    check_route(route, &[&key], "REVOKEALL")?;
     stats::count_revokeall();
     let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;
     Ok(RedisValue::Integer(in_force))
 }
 
-pub fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    inspect_with(ctx, &args, Route::Derived)
+pub fn inspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    inspect_with(ctx, args, Route::Derived)
 }
 
-pub fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 2)?;
+pub fn kinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 2)?;
     inspect_with(ctx, rest, route)
 }
 
-pub fn ksinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 3)?;
+pub fn ksinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 3)?;
     inspect_with(ctx, rest, route)
 }
 
@@ -502,25 +536,20 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     let snap = state::current();
     let (prefix, leeway) = (&snap.settings.prefix, snap.settings.leeway);
     let (seen, outcome) = token::inspect(token.as_slice(), &snap.keys, &snap.settings.policy());
-    let keys = seen
+    let place = seen
         .sub
         .as_deref()
         .zip(seen.iat)
-        .map(|(sub, iat)| DenyKeys::new(prefix, sub, iat));
-    let session = seen
-        .sub
-        .as_deref()
-        .zip(seen.sid.as_deref())
-        .map(|(sub, sid)| session_key(prefix, sub, sid));
-    if let Some(k) = &keys {
-        check_token_route(ctx, route, k, session.as_deref(), "INSPECT")?;
+        .map(|(sub, iat)| Place::new(prefix, sub, iat, seen.sid.as_deref()));
+    if let Some(p) = &place {
+        check_token_route(route, p, "INSPECT")?;
     }
-    let revoked = match (&keys, seen.iat) {
-        (Some(k), Some(iat)) => {
-            denylist::revoked_by(ctx, k.entry(), k.subject(), session.as_deref(), iat)
-        }
+    let revoked = match (&place, seen.iat) {
+        (Some(p), Some(iat)) => p.revoked_by(ctx, iat),
         _ => Ok(None),
     };
+    let session = place.as_ref().and_then(Place::session);
+    let keys = place.as_ref();
     let now = now_ms();
     let (status, reason) = match (&outcome, &revoked) {
         (Err(e), _) | (_, Err(e)) => (e.code().to_string(), Some(e.message().to_string())),
@@ -537,9 +566,9 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     let expires_at_ms = match (&keys, revoked_by) {
         (Some(k), Some(RevokedBy::Token)) => denylist::expire_time_ms(ctx, k.entry()),
         (Some(k), Some(RevokedBy::Subject)) => denylist::expire_time_ms(ctx, k.subject()),
-        (Some(_), Some(RevokedBy::Session)) => session
-            .as_deref()
-            .and_then(|key| denylist::expire_time_ms(ctx, key)),
+        (Some(_), Some(RevokedBy::Session)) => {
+            session.and_then(|key| denylist::expire_time_ms(ctx, key))
+        }
         _ => None,
     };
     let text = |v: Option<String>| v.map_or(RedisValue::Null, RedisValue::BulkString);
@@ -567,14 +596,14 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     ))
 }
 
-pub fn logout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    logout_with(ctx, &args, Route::Derived)
+pub fn logout(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    logout_with(ctx, args, Route::Derived)
 }
 
 /// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>`: for a logout token without
 /// `sid`, the session key is the subject key again.
-pub fn klogout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 2)?;
+pub fn klogout(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 2)?;
     logout_with(ctx, rest, route)
 }
 
@@ -620,12 +649,12 @@ fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
     )))
 }
 
-pub fn revokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    revokesession_with(ctx, &args, Route::Derived)
+pub fn revokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    revokesession_with(ctx, args, Route::Derived)
 }
 
-pub fn krevokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (route, rest) = declared(&args, 2)?;
+pub fn krevokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let (route, rest) = declared(args, 2)?;
     revokesession_with(ctx, rest, route)
 }
 
@@ -682,7 +711,7 @@ fn end_session(
     // The keyed forms declare both keys (the subject key twice without sid): which one is
     // written depends on the token and on max-lifetime.
     let second = session.as_deref().unwrap_or(&subject);
-    check_route(ctx, route, &[&subject, second], command)?;
+    check_route(route, &[&subject, second], command)?;
     let expires_at_ms = (s.max_lifetime > 0).then(|| {
         at.saturating_add(s.max_lifetime)
             .saturating_add(s.leeway)
@@ -758,8 +787,8 @@ unsafe extern "C" fn reloaded_reply(
     context.reply(reply) as c_int
 }
 
-pub fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let sub = match args.as_slice() {
+pub fn keys(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let sub = match args {
         [_, sub] => sub.to_string_lossy(),
         _ => return Err(RedisError::WrongArity),
     };

@@ -7,10 +7,10 @@
 //! JSON string, NUL, CR and LF included, and every subject must be revocable.
 
 use crate::error::{quote, Error};
+use crate::keyscheme::{session_key, DenyKeys};
 use redis_module::{
     raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent, RedisString,
 };
-use std::ffi::CString;
 use std::os::raw::c_int;
 
 /// The denylist's database (`jwtdeny.db`) selected for one command, whatever database the client
@@ -108,28 +108,130 @@ impl RevokedBy {
     }
 }
 
-/// Looks a token up in every place it can be revoked: its entry, its subject's cutoff, and its
-/// session's cutoff when it belongs to one (a token without `sid` costs no third lookup).
-pub fn revoked_by(
-    ctx: &Context,
-    entry: &str,
-    subject: &str,
-    session: Option<&str>,
-    iat: i64,
-) -> Result<Option<RevokedBy>, Error> {
-    if contains(ctx, entry) {
-        return Ok(Some(RevokedBy::Token));
+/// A key name kept as a Redis string from one command to the next: a cached token's lookups
+/// then create no string (an allocation and a free each) per command.
+///
+/// Made, handed to Redis and dropped on the main thread only: Redis may still hold a
+/// reference to a key name it was given (a lazy expiry's propagated DEL does) until the
+/// command's effects are propagated, and its reference counts are not atomic. The verification
+/// cache keeps that promise for the names it holds (see `cache`'s retirement).
+pub struct KeyName(RedisString);
+
+// SAFETY: see above; the name is only read or freed on the main thread.
+unsafe impl Send for KeyName {}
+unsafe impl Sync for KeyName {}
+
+impl KeyName {
+    /// Binary-safe (`Context::create_string` would panic on a NUL); owned by no context, so
+    /// it outlives the command that made it.
+    fn new(key: &str) -> KeyName {
+        KeyName(RedisString::create_from_slice(
+            std::ptr::null_mut(),
+            key.as_bytes(),
+        ))
     }
-    if matches!(cutoff(ctx, subject)?, Some(c) if iat <= c) {
-        return Ok(Some(RevokedBy::Subject));
+
+    /// Its text: it was made from a `&str`.
+    fn text(&self) -> &str {
+        std::str::from_utf8(self.0.as_slice()).unwrap_or_default()
     }
-    Ok(match session {
-        Some(key) => match cutoff(ctx, key)? {
-            Some(c) if iat <= c => Some(RevokedBy::Session),
+
+    /// What it allocated: the string object and its text, as `createStringObject` lays them
+    /// out (one block up to 44 bytes, else the object and an sds of its own).
+    fn heap_bytes(len: usize, size_class: fn(usize) -> usize) -> usize {
+        const OBJECT: usize = 16;
+        if len <= 44 {
+            return size_class(OBJECT + 3 + len + 1);
+        }
+        let header = match len {
+            0..=255 => 3,
+            256..=65_535 => 5,
+            _ => 9,
+        };
+        size_class(OBJECT) + size_class(header + len + 1)
+    }
+}
+
+/// Where a verified token's revocation would be stored: its entry, its subject's cutoff and,
+/// when it has a `sid`, its session's cutoff. Built once per token (the verification cache
+/// keeps it with the claims), as Redis strings only: lookups use them as they are, and the
+/// text the rarer paths need (routing, writes, replies) is read back from them.
+pub struct Place {
+    entry: KeyName,
+    subject: KeyName,
+    session: Option<KeyName>,
+}
+
+impl Place {
+    pub fn new(prefix: &str, sub: &str, iat: i64, sid: Option<&str>) -> Place {
+        let keys = DenyKeys::new(prefix, sub, iat);
+        Place {
+            entry: KeyName::new(keys.entry()),
+            subject: KeyName::new(keys.subject()),
+            session: sid.map(|sid| KeyName::new(&session_key(prefix, sub, sid))),
+        }
+    }
+
+    /// `<prefix>{<sub>}:<iat>`
+    pub fn entry(&self) -> &str {
+        self.entry.text()
+    }
+
+    /// `<prefix>{<sub>}`
+    pub fn subject(&self) -> &str {
+        self.subject.text()
+    }
+
+    /// `<prefix>{<sub>}:sid:<sid>`, for a token with a `sid`.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_ref().map(KeyName::text)
+    }
+
+    /// What it holds on the heap besides itself, for the cache's memory figure.
+    pub fn heap_bytes(&self, size_class: fn(usize) -> usize) -> usize {
+        let names = [Some(&self.entry), Some(&self.subject), self.session.as_ref()];
+        names
+            .into_iter()
+            .flatten()
+            .map(|n| KeyName::heap_bytes(n.text().len(), size_class))
+            .sum()
+    }
+
+    /// Looks the token up in every place it can be revoked (a token without `sid` costs no
+    /// third lookup).
+    pub fn revoked_by(&self, ctx: &Context, iat: i64) -> Result<Option<RevokedBy>, Error> {
+        if exists(ctx, &self.entry) {
+            return Ok(Some(RevokedBy::Token));
+        }
+        if exists(ctx, &self.subject)
+            && matches!(read_cutoff(ctx, self.subject())?, Some(c) if iat <= c)
+        {
+            return Ok(Some(RevokedBy::Subject));
+        }
+        Ok(match &self.session {
+            Some(name) if exists(ctx, name) => match read_cutoff(ctx, name.text())? {
+                Some(c) if iat <= c => Some(RevokedBy::Session),
+                _ => None,
+            },
             _ => None,
-        },
-        None => None,
-    })
+        })
+    }
+}
+
+/// Whether a key exists. Redis's own lookup applies expiry, so a logically expired entry is not
+/// found, on a master and on a replica alike.
+///
+/// `RM_KeyExists` (Redis 7.0 and later, Valkey) looks up without opening a key handle, which
+/// Redis allocates for a key that exists: a revoked token's CHECK allocates nothing either. It
+/// does not touch the entry's LRU/LFU clock, which no eviction policy should be trusted with
+/// anyway (the README says `noeviction`).
+fn exists(ctx: &Context, name: &KeyName) -> bool {
+    // SAFETY: a plain read of the API table, filled in before any command runs.
+    match unsafe { raw::RedisModule_KeyExists } {
+        // SAFETY: main thread, inside a command; the name is a live Redis string.
+        Some(key_exists) => unsafe { key_exists(ctx.get_raw(), name.0.inner) != 0 },
+        None => !ctx.open_key(&name.0).is_null(),
+    }
 }
 
 /// A subject's (or a session's) cutoff: every token of it issued at or before this second is
@@ -143,6 +245,11 @@ pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
     if !contains(ctx, key) {
         return Ok(None);
     }
+    read_cutoff(ctx, key)
+}
+
+/// [`cutoff`] once the key is known to exist.
+fn read_cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
     let foreign = || {
         // Fail closed: a value jwtdeny did not write is reported, never read as "no cutoff".
         Error::Internal(format!(
@@ -189,10 +296,11 @@ pub fn advance_cutoff(
             return Ok(Some(current));
         }
     }
-    let value = at.to_string();
+    let (mut value, mut at_ms) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let value = value.format(at).as_bytes();
     match expires_at_ms {
-        Some(ms) => set(ctx, key, &[&value, "PXAT", &ms.to_string()])?,
-        None => set(ctx, key, &[&value])?,
+        Some(ms) => set(ctx, key, &[value, b"PXAT", at_ms.format(ms).as_bytes()])?,
+        None => set(ctx, key, &[value])?,
     };
     ctx.notify_keyspace_event(NotifyEvent::MODULE, event, &key_name(ctx, key));
     Ok(None)
@@ -208,9 +316,8 @@ pub fn expire_time_ms(ctx: &Context, key: &str) -> Option<i64> {
     }
 }
 
-/// Whether an entry exists. Redis's own lookup applies expiry, so a logically expired entry
-/// is not found, on a master and on a replica alike.
-pub fn contains(ctx: &Context, key: &str) -> bool {
+/// Whether a key exists, as [`exists`] does for a kept name.
+fn contains(ctx: &Context, key: &str) -> bool {
     !ctx.open_key(&key_name(ctx, key)).is_null()
 }
 
@@ -224,26 +331,23 @@ fn key_name(ctx: &Context, key: &str) -> RedisString {
 /// The write goes through `SET key 1 NX PXAT ms` with replication on: replicas and the AOF get
 /// that deterministic effect with its absolute expiry (never the REVOKE command, which would be
 /// verified again against another clock and key set), and only when the SET changed something.
-pub fn insert(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Error> {
-    let at = expires_at_ms.to_string();
-    let added = set(ctx, key, &["1", "NX", "PXAT", &at])?;
+pub fn insert(ctx: &Context, place: &Place, expires_at_ms: i64) -> Result<bool, Error> {
+    let mut at = itoa::Buffer::new();
+    let at = at.format(expires_at_ms).as_bytes();
+    let added = set(ctx, place.entry(), &[b"1", b"NX", b"PXAT", at])?;
     if added {
-        ctx.notify_keyspace_event(NotifyEvent::MODULE, "jwtdeny.revoke", &key_name(ctx, key));
+        ctx.notify_keyspace_event(NotifyEvent::MODULE, "jwtdeny.revoke", &place.entry.0);
     }
     Ok(added)
 }
 
 /// `SET key args…`, replicated: false when a condition (NX) left the key as it was.
 ///
-/// Called through RM_Call with C-string arguments ("b"/"c") rather than module strings: Redis
-/// then owns the value object alone and stores `1` or a cutoff as a shared or embedded integer,
-/// so an entry costs what a plain `SET key 1 PXAT ms` costs.
-fn set(ctx: &Context, key: &str, args: &[&str]) -> Result<bool, Error> {
+/// Called through RM_Call with buffer arguments ("b": pointer and length) rather than module
+/// strings: Redis then owns the value object alone and stores `1` or a cutoff as a shared or
+/// embedded integer, so an entry costs what a plain `SET key 1 PXAT ms` costs.
+fn set(ctx: &Context, key: &str, args: &[&[u8]]) -> Result<bool, Error> {
     let fail = |why: &str| Error::Internal(format!("SET of a denylist key failed: {why}"));
-    let args: Vec<CString> = args
-        .iter()
-        .map(|a| CString::new(*a).map_err(|_| fail("argument with a NUL byte")))
-        .collect::<Result<_, _>>()?;
     let (Some(call), Some(kind), Some(text), Some(free)) = (
         unsafe { raw::RedisModule_Call },
         unsafe { raw::RedisModule_CallReplyType },
@@ -253,33 +357,40 @@ fn set(ctx: &Context, key: &str, args: &[&str]) -> Result<bool, Error> {
         return Err(fail("RM_Call is not available"));
     };
     // "!": replicate this SET (and not the jwtdeny command) to replicas and the AOF;
-    // "E": errors as replies; "b": the key as pointer + length (binary-safe); "c": C strings.
+    // "E": errors as replies; "b": an argument as pointer + length (binary-safe).
     let (ctx, cmd, k, klen) = (ctx.get_raw(), c"SET".as_ptr(), key.as_ptr(), key.len());
     // SAFETY: main thread, inside a command; every pointer outlives the call, and the format
     // string lists exactly the arguments passed after it.
     let reply = unsafe {
         match args.as_slice() {
-            [a] => call(ctx, cmd, c"!Ebc".as_ptr(), k, klen, a.as_ptr()),
+            [a] => call(ctx, cmd, c"!Ebb".as_ptr(), k, klen, a.as_ptr(), a.len()),
             [a, b, c] => call(
                 ctx,
                 cmd,
-                c"!Ebccc".as_ptr(),
+                c"!Ebbbb".as_ptr(),
                 k,
                 klen,
                 a.as_ptr(),
+                a.len(),
                 b.as_ptr(),
+                b.len(),
                 c.as_ptr(),
+                c.len(),
             ),
             [a, b, c, d] => call(
                 ctx,
                 cmd,
-                c"!Ebcccc".as_ptr(),
+                c"!Ebbbbb".as_ptr(),
                 k,
                 klen,
                 a.as_ptr(),
+                a.len(),
                 b.as_ptr(),
+                b.len(),
                 c.as_ptr(),
+                c.len(),
                 d.as_ptr(),
+                d.len(),
             ),
             _ => return Err(fail("unexpected argument count")),
         }

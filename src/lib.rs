@@ -20,7 +20,9 @@ use jwtdeny_core::{error, fetch, keys, keyscheme, token};
 // `logout` is the command; the logout-token validation is the core's `logout` module.
 use jwtdeny_core::logout as backchannel;
 
-use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
+use redis_module::{raw, redis_module, Context, RedisResult, RedisString, Status};
+use std::ffi::CStr;
+use std::os::raw::c_int;
 
 // Unit tests run without a server, so they cannot use Redis's allocator.
 #[cfg(not(test))]
@@ -40,26 +42,26 @@ macro_rules! get_allocator {
 /// (revoked); with WITHCLAIMS `[status, payload JSON or nil when revoked]`. Otherwise an error
 /// whose first word is the reason (`MALFORMED`, `BADALG`, `NOKEY`, `BADSIG`, `BADCLAIMS`,
 /// `EXPIRED`, `NOTYET`). Read-only: works on replicas.
-fn check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::check)
+fn check(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::check(ctx, args)
 }
 
 /// `JWTDENY.REVOKE <token>` → `1` (revoked now) or `0` (already revoked); the same errors as
 /// CHECK. Stores `<prefix>{<sub>}:<iat>` expiring at `(exp + leeway) × 1000` ms.
-fn revoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::revoke)
+fn revoke(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::revoke(ctx, args)
 }
 
 /// `JWTDENY.REVOKEALL <sub> [AT <unix-seconds>]` → the cutoff in force: every token of `<sub>`
 /// issued at or before it is revoked. The cutoff only moves forward.
-fn revokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::revokeall)
+fn revokeall(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::revokeall(ctx, args)
 }
 
 /// `JWTDENY.INSPECT <token>` → `[status, …, expires_at_ms, …]` as field/value pairs: what the
 /// token is and why. Read-only, changes nothing.
-fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::inspect)
+fn inspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::inspect(ctx, args)
 }
 
 /// `JWTDENY.LOGOUT <logout_token>` → `1` (ended now) or `0` (already ended, or nothing left to
@@ -68,14 +70,14 @@ fn inspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `iat`. With `jwtdeny.max-lifetime` 0 a session's end revokes its whole subject (a session
 /// cutoff could never expire): over-revoking, never under-revoking. `ERR` while
 /// `jwtdeny.logout-audience` is empty.
-fn logout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::logout)
+fn logout(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::logout(ctx, args)
 }
 
 /// `JWTDENY.REVOKESESSION <sub> <sid>` → `1` (ended now) or `0` (already ended): every token of
 /// `<sub>` carrying `sid` `<sid>` issued up to now is revoked (by subject without max-lifetime).
-fn revokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::revokesession)
+fn revokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::revokesession(ctx, args)
 }
 
 // The keyed forms, for Redis Cluster: the same commands with the token's keys declared as
@@ -84,119 +86,180 @@ fn revokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 // the token's own is refused.
 
 /// `JWTDENY.KCHECK <entry-key> <subject-key> <token> [WITHCLAIMS]` → as JWTDENY.CHECK.
-fn kcheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::kcheck)
+fn kcheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::kcheck(ctx, args)
 }
 
 /// `JWTDENY.KREVOKE <entry-key> <subject-key> <token>` → as JWTDENY.REVOKE.
-fn krevoke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::krevoke)
+fn krevoke(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::krevoke(ctx, args)
 }
 
 /// `JWTDENY.KREVOKEALL <subject-key> <sub> [AT <unix-seconds>]` → as JWTDENY.REVOKEALL.
-fn krevokeall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::krevokeall)
+fn krevokeall(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::krevokeall(ctx, args)
 }
 
 /// `JWTDENY.KINSPECT <entry-key> <subject-key> <token>` → as JWTDENY.INSPECT.
-fn kinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::kinspect)
+fn kinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::kinspect(ctx, args)
 }
 
 /// `JWTDENY.KSCHECK <entry-key> <subject-key> <session-key> <token> [WITHCLAIMS]` → as
 /// JWTDENY.CHECK, for a token with a `sid`, its session key declared too.
-fn kscheck(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::kscheck)
+fn kscheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::kscheck(ctx, args)
 }
 
 /// `JWTDENY.KSINSPECT <entry-key> <subject-key> <session-key> <token>` → as JWTDENY.INSPECT.
-fn ksinspect(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::ksinspect)
+fn ksinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::ksinspect(ctx, args)
 }
 
 /// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>` → as JWTDENY.LOGOUT; without
 /// `sid` in the token, the session key is the subject key again.
-fn klogout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::klogout)
+fn klogout(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::klogout(ctx, args)
 }
 
 /// `JWTDENY.KREVOKESESSION <subject-key> <session-key> <sub> <sid>` → as JWTDENY.REVOKESESSION.
-fn krevokesession(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::krevokesession)
+fn krevokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::krevokesession(ctx, args)
 }
 
 /// `JWTDENY.KEYS RELOAD` → number of keys loaded (a bad file keeps the old keys and errors);
 /// `JWTDENY.KEYS LIST` → per key `[kid, <kid>, kty, <kty>, algorithms, [<alg>…]]`, never material.
-fn keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    commands::guard(ctx, args, commands::keys)
+fn keys(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    commands::keys(ctx, args)
 }
 
 /// ACL categories per command, for servers that let modules set them (Redis 7.2+, Valkey):
 /// built-in ones, so `-@write` or `+@read` rules cover jwtdeny like any other command, plus the
 /// module's own `@jwtdeny` where modules may add categories (Redis 7.4+, Valkey).
-const ACL_CATEGORIES: [(&str, &str); 15] = [
-    ("jwtdeny.check", "read fast"),
-    ("jwtdeny.inspect", "read fast"),
-    ("jwtdeny.kcheck", "read fast"),
-    ("jwtdeny.kinspect", "read fast"),
-    ("jwtdeny.kscheck", "read fast"),
-    ("jwtdeny.ksinspect", "read fast"),
-    ("jwtdeny.revoke", "write fast"),
-    ("jwtdeny.revokeall", "write fast"),
-    ("jwtdeny.logout", "write fast"),
-    ("jwtdeny.revokesession", "write fast"),
-    ("jwtdeny.krevoke", "write fast"),
-    ("jwtdeny.krevokeall", "write fast"),
-    ("jwtdeny.klogout", "write fast"),
-    ("jwtdeny.krevokesession", "write fast"),
-    ("jwtdeny.keys", "admin dangerous"),
+/// One row of the command table: what `RedisModule_CreateCommand` takes, and the command's ACL
+/// categories. Key specs and docs are `command_info`'s.
+struct Command {
+    name: &'static CStr,
+    entry: raw::RedisModuleCmdFunc,
+    flags: &'static CStr,
+    /// First key, last key and step: the key positions Redis routes by.
+    keys: (c_int, c_int, c_int),
+    acl: &'static str,
+}
+
+/// A command's entry point, as Redis calls it (see `commands::run`).
+macro_rules! entry {
+    ($handler:ident) => {{
+        unsafe extern "C" fn entry(
+            ctx: *mut raw::RedisModuleCtx,
+            argv: *mut *mut raw::RedisModuleString,
+            argc: c_int,
+        ) -> c_int {
+            // SAFETY: Redis calls it as a command, on the main thread.
+            unsafe { commands::run(ctx, argv, argc, $handler) }
+        }
+        Some(entry as unsafe extern "C" fn(_, _, _) -> c_int)
+    }};
+}
+
+macro_rules! command {
+    ($name:literal, $handler:ident, $flags:literal, $keys:expr, $acl:literal) => {
+        Command {
+            name: $name,
+            entry: entry!($handler),
+            flags: $flags,
+            keys: $keys,
+            acl: $acl,
+        }
+    };
+}
+
+const NO_KEYS: (c_int, c_int, c_int) = (0, 0, 0);
+
+const COMMANDS: [Command; 15] = [
+    command!(c"jwtdeny.check", check, c"readonly fast", NO_KEYS, "read fast"),
+    command!(c"jwtdeny.inspect", inspect, c"readonly fast", NO_KEYS, "read fast"),
+    command!(c"jwtdeny.revoke", revoke, c"write deny-oom fast", NO_KEYS, "write fast"),
+    command!(c"jwtdeny.revokeall", revokeall, c"write deny-oom fast", NO_KEYS, "write fast"),
+    command!(c"jwtdeny.keys", keys, c"admin deny-script", NO_KEYS, "admin dangerous"),
+    command!(c"jwtdeny.kcheck", kcheck, c"readonly fast", (1, 2, 1), "read fast"),
+    command!(c"jwtdeny.kinspect", kinspect, c"readonly fast", (1, 2, 1), "read fast"),
+    command!(c"jwtdeny.krevoke", krevoke, c"write deny-oom fast", (1, 2, 1), "write fast"),
+    command!(c"jwtdeny.krevokeall", krevokeall, c"write deny-oom fast", (1, 1, 1), "write fast"),
+    command!(c"jwtdeny.logout", logout, c"write deny-oom fast", NO_KEYS, "write fast"),
+    command!(c"jwtdeny.revokesession", revokesession, c"write deny-oom fast", NO_KEYS, "write fast"),
+    command!(c"jwtdeny.kscheck", kscheck, c"readonly fast", (1, 3, 1), "read fast"),
+    command!(c"jwtdeny.ksinspect", ksinspect, c"readonly fast", (1, 3, 1), "read fast"),
+    command!(c"jwtdeny.klogout", klogout, c"write deny-oom fast", (1, 2, 1), "write fast"),
+    command!(c"jwtdeny.krevokesession", krevokesession, c"write deny-oom fast", (1, 2, 1), "write fast"),
 ];
 
-/// Sets [`ACL_CATEGORIES`] by hand rather than through `redis_module!`: the macro's way fails the
-/// whole load where the category survives an unload (Valkey) and cannot fall back to the
-/// built-in categories alone where module categories do not exist (Redis 7.2). Redis 7.0 has
-/// neither API; there the README's per-command rules apply.
+/// Creates the commands. Not through redis-module's table: its entry points collect the
+/// arguments into a `Vec`, an allocation on every command.
+fn register_commands(ctx: &Context) -> Result<(), String> {
+    // SAFETY: a plain read of the API table, filled in before OnLoad runs.
+    let Some(create) = (unsafe { raw::RedisModule_CreateCommand }) else {
+        return Err("this server cannot create module commands".into());
+    };
+    for c in &COMMANDS {
+        let (first, last, step) = c.keys;
+        // SAFETY: in OnLoad, with its context; the strings are static.
+        let created = unsafe {
+            create(
+                ctx.get_raw(),
+                c.name.as_ptr(),
+                c.entry,
+                c.flags.as_ptr(),
+                first,
+                last,
+                step,
+            )
+        };
+        if created != raw::REDISMODULE_OK as c_int {
+            return Err(format!(
+                "cannot create command {}",
+                c.name.to_string_lossy()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn set_acl_categories(ctx: &Context) {
     use std::ffi::CString;
-    // SAFETY: called during OnLoad, as these APIs require; every pointer passed is valid.
     unsafe {
         let (Some(get), Some(set)) = (
-            redis_module::raw::RedisModule_GetCommand,
-            redis_module::raw::RedisModule_SetCommandACLCategories,
+            raw::RedisModule_GetCommand,
+            raw::RedisModule_SetCommandACLCategories,
         ) else {
             log::notice("jwtdeny: this server cannot set command ACL categories");
             return;
         };
-        let own = CString::new("jwtdeny").unwrap_or_default();
-        let with_own = match redis_module::raw::RedisModule_AddACLCategory {
-            // Fails when the category is already there (a reload): it is usable all the same.
+        let with_own = match raw::RedisModule_AddACLCategory {
             Some(add) => {
-                let _ = add(ctx.get_raw(), own.as_ptr());
+                let _ = add(ctx.get_raw(), c"jwtdeny".as_ptr());
                 true
             }
             None => false,
         };
-        for (name, builtin) in ACL_CATEGORIES {
-            let (Ok(cname), Ok(plain), Ok(full)) = (
-                CString::new(name),
-                CString::new(builtin),
-                CString::new(format!("{builtin} jwtdeny")),
-            ) else {
+        for c in &COMMANDS {
+            let (Ok(plain), Ok(full)) = (CString::new(c.acl), CString::new(format!("{} jwtdeny", c.acl)))
+            else {
                 continue;
             };
-            let command = get(ctx.get_raw(), cname.as_ptr());
+            let command = get(ctx.get_raw(), c.name.as_ptr());
             if command.is_null() {
                 continue;
             }
-            let ok = |cats: &CString| {
-                set(command, cats.as_ptr()) == redis_module::raw::REDISMODULE_OK as i32
-            };
-            // With @jwtdeny where the server has it, else the built-in categories alone.
+            let ok = |cats: &CString| set(command, cats.as_ptr()) == raw::REDISMODULE_OK as i32;
             if with_own && ok(&full) {
                 continue;
             }
             if !ok(&plain) {
-                log::warning(&format!("jwtdeny: could not set ACL categories of {name}"));
+                log::warning(&format!(
+                    "jwtdeny: could not set ACL categories of {}",
+                    c.name.to_string_lossy()
+                ));
             }
         }
     }
@@ -205,6 +268,12 @@ fn set_acl_categories(ctx: &Context) {
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     log::init(ctx);
     commands::install_panic_hook();
+    if let Err(e) = register_commands(ctx) {
+        log::warning(&format!("jwtdeny: refusing to load: {e}"));
+        log::shutdown();
+        return Status::Err;
+    }
+    commands::init(ctx);
     set_acl_categories(ctx);
     command_info::declare(ctx);
     let configured = state::register_configs(ctx)
@@ -237,6 +306,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 
 fn deinit(_ctx: &Context) -> Status {
     state::stop();
+    cache::release(); // its entries hold Redis strings, freed here on the main thread
     log::shutdown();
     Status::Ok
 }
@@ -265,23 +335,8 @@ mod registration {
         data_types: [],
         init: init,
         deinit: deinit,
-        commands: [
-            ["jwtdeny.check", check, "readonly fast", 0, 0, 0, ""],
-            ["jwtdeny.inspect", inspect, "readonly fast", 0, 0, 0, ""],
-            ["jwtdeny.revoke", revoke, "write deny-oom fast", 0, 0, 0, ""],
-            ["jwtdeny.revokeall", revokeall, "write deny-oom fast", 0, 0, 0, ""],
-            ["jwtdeny.keys", keys, "admin deny-script", 0, 0, 0, ""],
-            ["jwtdeny.kcheck", kcheck, "readonly fast", 1, 2, 1, ""],
-            ["jwtdeny.kinspect", kinspect, "readonly fast", 1, 2, 1, ""],
-            ["jwtdeny.krevoke", krevoke, "write deny-oom fast", 1, 2, 1, ""],
-            ["jwtdeny.krevokeall", krevokeall, "write deny-oom fast", 1, 1, 1, ""],
-            ["jwtdeny.logout", logout, "write deny-oom fast", 0, 0, 0, ""],
-            ["jwtdeny.revokesession", revokesession, "write deny-oom fast", 0, 0, 0, ""],
-            ["jwtdeny.kscheck", kscheck, "readonly fast", 1, 3, 1, ""],
-            ["jwtdeny.ksinspect", ksinspect, "readonly fast", 1, 3, 1, ""],
-            ["jwtdeny.klogout", klogout, "write deny-oom fast", 1, 2, 1, ""],
-            ["jwtdeny.krevokesession", krevokesession, "write deny-oom fast", 1, 2, 1, ""],
-        ],
+        // Created in `init` (see `register_commands`).
+        commands: [],
         // No `configurations:` block: `state::register_configs` registers config::SPECS in `init`.
     }
 }

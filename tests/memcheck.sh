@@ -31,4 +31,4 @@ if [ -z "${JWTDENY_MODULE:-}" ]; then
 	cp target/release/libjwtdeny.so "$snap/libjwtdeny.so"
 	export JWTDENY_MODULE="$snap/libjwtdeny.so"
 fi
-cargo test --release --test memcheck -- --ignored --nocapture --test-threads=1
+cargo test --profile release-tests --test memcheck -- --ignored --nocapture --test-threads=1

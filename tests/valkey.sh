@@ -70,7 +70,7 @@ echo "valkey: $bin"
 echo "valkey: $version"
 
 cargo build --release || exit 1
-JWTDENY_SERVER_BIN="$bin" cargo test --release --no-fail-fast "$@"
+JWTDENY_SERVER_BIN="$bin" cargo test --profile release-tests --no-fail-fast "$@"
 status=$?
 if [ "$status" -ne 0 ]; then
     echo "valkey: the integration suite FAILED against $bin" >&2

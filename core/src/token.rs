@@ -321,7 +321,7 @@ where
     if token.is_empty() {
         return Err(Error::Malformed("token is empty".into()));
     }
-    let segments = token.iter().filter(|b| **b == b'.').count() + 1;
+    let segments = memchr::memchr_iter(b'.', token).count() + 1;
     if segments != 3 {
         let hint = if segments == 5 {
             " (looks like an encrypted JWE, which is not supported)"
@@ -332,9 +332,12 @@ where
             "token has {segments} segments, expected 3 (header.payload.signature){hint}"
         )));
     }
-    let mut parts = token.splitn(3, |b| *b == b'.');
-    let (h64, p64, s64) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s)) => (h, p, s),
+    let mut dots = memchr::memchr_iter(b'.', token);
+    let (h64, p64, s64) = match (dots.next(), dots.next()) {
+        (Some(a), Some(b)) => match (token.get(..a), token.get(a + 1..b), token.get(b + 1..)) {
+            (Some(h), Some(p), Some(s)) => (h, p, s),
+            _ => return Err(Error::Malformed("token does not have 3 segments".into())),
+        },
         _ => return Err(Error::Malformed("token does not have 3 segments".into())),
     };
     let decode = |seg: &[u8], what: &str| {

@@ -22,8 +22,9 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "\
 usage:
-  jwtbench mint   --alg ALG --sub SUB --iat N --exp N [--count N] [--key-dir DIR]
-                  (--count N > 1: subjects SUB0 .. SUB<N-1>, one token a line)
+  jwtbench mint   --alg ALG --sub SUB --iat N --exp N [--count N] [--bytes N] [--key-dir DIR]
+                  (--count N > 1: subjects SUB0 .. SUB<N-1>, one token a line;
+                  --bytes N: one token of at most N bytes, the longest a pad claim makes)
   jwtbench verify [--algs HS256,RS256,ES256,EdDSA] [--seconds 1.0] [--key-dir DIR]
                   (µs per call in thread CPU time, and in wall time)
   jwtbench load   --port P --workload W --count N [--conns 50] [--pipeline 1] [--host 127.0.0.1]
@@ -141,9 +142,27 @@ impl Minter {
         }
     }
     fn mint(&self, sub: &str, iat: i64, exp: i64) -> String {
-        let claims = json!({"sub": sub, "iat": iat, "exp": exp});
-        jsonwebtoken::encode(&self.header, &claims, &self.key)
+        self.sign(&json!({"sub": sub, "iat": iat, "exp": exp}))
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        jsonwebtoken::encode(&self.header, claims, &self.key)
             .unwrap_or_else(|e| die(&format!("signing failed: {e}")))
+    }
+
+    /// The longest token of at most `bytes` bytes that padding its claims with a `pad` string
+    /// makes (unpadded base64url has no length of 1 mod 4, so exactly `bytes` may not exist).
+    fn mint_sized(&self, sub: &str, iat: i64, exp: i64, bytes: usize) -> String {
+        let mut best = None;
+        for pad in 0..bytes {
+            let claims = json!({"sub": sub, "iat": iat, "exp": exp, "pad": "x".repeat(pad)});
+            let token = self.sign(&claims);
+            if token.len() > bytes {
+                break;
+            }
+            best = Some(token);
+        }
+        best.unwrap_or_else(|| die(&format!("no token of {bytes} bytes or less")))
     }
 }
 
@@ -183,7 +202,10 @@ fn cmd_mint(args: &Args) {
     let iat: i64 = args.num("iat", None);
     let exp: i64 = args.num("exp", None);
     let count: usize = args.num("count", Some("1"));
-    let out = if count == 1 {
+    let bytes: usize = args.num("bytes", Some("0"));
+    let out = if bytes > 0 {
+        vec![m.mint_sized(&sub, iat, exp, bytes)]
+    } else if count == 1 {
         vec![m.mint(&sub, iat, exp)]
     } else {
         mint_many(&m, &sub, iat, exp, count)
