@@ -362,7 +362,7 @@ fn set(ctx: &Context, key: &str, args: &[&[u8]]) -> Result<bool, Error> {
     // SAFETY: main thread, inside a command; every pointer outlives the call, and the format
     // string lists exactly the arguments passed after it.
     let reply = unsafe {
-        match args.as_slice() {
+        match args {
             [a] => call(ctx, cmd, c"!Ebb".as_ptr(), k, klen, a.as_ptr(), a.len()),
             [a, b, c] => call(
                 ctx,
