@@ -14,7 +14,8 @@ redis-server on a free loopback port with the module and tests/vectors/jwks.json
      first-sight CHECK (INFO commandstats), i.e. the module's overhead over the crypto;
   5. (issue 4 §4) p50/p99 of plain GET from a second client while never-seen ES256 CHECKs run,
      inline and with jwtdeny.workers where the module has it;
-  6. (issue 4 §5) the Node comparison in bench/node (needs node + npm);
+  6. (issue 4 §5) the Node comparison in bench/node (needs node + npm), through node-redis
+     and ioredis;
   7. (issue 10) a second server with its keys from an HTTPS JWKS server run here (openssl CLI
      for the certificates): cache hits and misses of cached CHECKs while JWTDENY.KEYS RELOAD
      refetches unchanged keys, and, as a contrast, a changed key.
@@ -811,8 +812,8 @@ def node_comparison(opts):
     if not shutil.which("node") or not shutil.which("npm"):
         log("node/npm not found: skipping the Node comparison (--no-node to silence)")
         return None
-    if not (node_dir / "node_modules" / "redis").exists() or \
-            not (node_dir / "node_modules" / "jsonwebtoken").exists():
+    if not all((node_dir / "node_modules" / m).exists() for m in ("redis", "ioredis",
+                                                                     "jsonwebtoken")):
         log("installing bench/node dependencies (npm ci)")
         p = run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], section="node",
                 cwd=node_dir, check=False, quiet=True)
@@ -821,8 +822,30 @@ def node_comparison(opts):
             return None
     log(f"Node comparison: {opts.node_checks} checks per row")
     p = run(["node", node_dir / "bench.js", "--checks", opts.node_checks, "--module", MODULE,
-             "--redis-server", opts.redis_server], section="node", timeout=3600)
-    return p.stdout.strip()
+             "--redis-server", opts.redis_server, "--json"], section="node", timeout=3600)
+    try:
+        res = json.loads(p.stdout)
+        rows = []
+        for r in res["rows"]:
+            base = next(x for x in res["rows"]
+                        if (x["client"], x["alg"], x["way"]) == (r["client"], r["alg"], "classic"))
+            rows.append([r["client"], r["alg"],
+                         "jsonwebtoken.verify + GET" if r["way"] == "classic" else "JWTDENY.CHECK",
+                         fmt_ops(r["checks_per_sec"]),
+                         ratio(r["checks_per_sec"], base["checks_per_sec"]),
+                         f"{r['node_cpu_us_per_check']:.1f}",
+                         f"{r['server_cpu_us_per_check']:.1f}"])
+    except (ValueError, KeyError, TypeError, StopIteration) as e:
+        log(f"bench/node printed no result table ({e!r}), skipping the Node comparison:\n"
+            f"{p.stdout[-1500:]}")
+        return None
+    return (f"{res['config']}.\n\n"
+            "**Node CPU µs/check** is the Node process's CPU time (user + system) per check: what "
+            "the application servers pay; **redis CPU µs/check** is redis-server's over the same "
+            "rounds. × classic compares the two ways through the same client and algorithm.\n\n"
+            + table(["client", "alg", "way", "checks/s", "× classic", "Node CPU µs/check",
+                     "redis CPU µs/check"], rows,
+                    ["---", "---", "---", "---:", "---:", "---:", "---:"]))
 
 
 # ----------------------------------------------------------------------------------------------
