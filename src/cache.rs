@@ -9,8 +9,8 @@
 //! L bytes share a digest with probability at most (L / 16 + 1) / 2^128 over that key, so
 //! an attacker who does not know it can neither predict nor collide one: a token is served the
 //! claims verified for another only with that probability. The digest is never replied or
-//! logged, and the index finds it through std's `RandomState` (SipHash-1-3 under a key of its
-//! own), so not even the table's timing depends on it but through a PRF. With carry-less
+//! logged, and the index finds it through SipHash-1-3 (a PRF) of it under a key of its own, so
+//! not even the table's timing depends on it but through that PRF. With carry-less
 //! multiplication POLYVAL costs under an instruction a byte; SipHash-2-4 over the whole token,
 //! as before, cost about six. Eviction is CLOCK (second chance): one reference bit per slot,
 //! no list to maintain on a hit.
@@ -24,12 +24,67 @@ use crate::stats::{self, CacheStats};
 use crate::token::Claims;
 use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;
-use std::collections::hash_map::RandomState;
+use siphasher::sip::SipHasher13;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 pub type Digest = [u8; 16];
+
+/// How the index hashes a digest: SipHash-1-3 under a random key of the digest's two halves
+/// folded into one word, one SipHash block (std's `RandomState` spends several on the array's
+/// length prefix and bytes).
+#[derive(Clone, Copy, Default)]
+struct IndexKey(u64, u64);
+
+impl IndexKey {
+    fn random() -> Option<IndexKey> {
+        let mut k = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut k).ok()?;
+        let (a, b) = k.split_at(8);
+        Some(IndexKey(
+            u64::from_le_bytes(a.try_into().ok()?),
+            u64::from_le_bytes(b.try_into().ok()?),
+        ))
+    }
+}
+
+impl BuildHasher for IndexKey {
+    type Hasher = IndexHash;
+
+    fn build_hasher(&self) -> IndexHash {
+        IndexHash {
+            key: *self,
+            word: 0,
+        }
+    }
+}
+
+struct IndexHash {
+    key: IndexKey,
+    word: u64,
+}
+
+impl Hasher for IndexHash {
+    /// A digest's bytes, folded 8 at a time.
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.word = self.word.rotate_left(17) ^ u64::from_le_bytes(w);
+        }
+    }
+
+    /// The array's length prefix: every digest has 16 bytes.
+    fn write_usize(&mut self, _: usize) {}
+
+    fn finish(&self) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write_u64(self.word);
+        h.finish()
+    }
+}
 
 /// A verified token as a command uses it: its claims and where its revocation would be.
 pub struct Verified {
@@ -67,7 +122,7 @@ pub struct Cache<V> {
     keyed: Option<Polyval>,
     capacity: usize,
     slots: Vec<Slot<V>>,
-    index: HashMap<Digest, usize, RandomState>,
+    index: HashMap<Digest, usize, IndexKey>,
     hand: usize,
     generation: u64,
     /// What the values hold on the heap, kept as entries come and go so that the memory figure
@@ -122,17 +177,25 @@ fn entry_bytes<V: Weigh>(value: &V) -> usize {
 impl<V: Weigh> Cache<V> {
     pub fn new(capacity: usize, stats: &'static CacheStats) -> Cache<V> {
         let mut secret = [0u8; 16];
-        let keyed = aws_lc_rs::rand::fill(&mut secret).is_ok();
-        Cache::with_key(keyed.then_some(secret), capacity, stats)
+        let drawn = aws_lc_rs::rand::fill(&mut secret).is_ok();
+        match IndexKey::random() {
+            Some(index) if drawn => Cache::with_key(Some(secret), index, capacity, stats),
+            _ => Cache::with_key(None, IndexKey::default(), capacity, stats),
+        }
     }
 
-    fn with_key(key: Option<[u8; 16]>, capacity: usize, stats: &'static CacheStats) -> Cache<V> {
+    fn with_key(
+        key: Option<[u8; 16]>,
+        index: IndexKey,
+        capacity: usize,
+        stats: &'static CacheStats,
+    ) -> Cache<V> {
         let keyed = key.map(|k| Polyval::new(&k.into()));
         let cache = Cache {
             capacity: if keyed.is_some() { capacity } else { 0 },
             keyed,
             slots: Vec::new(),
-            index: HashMap::default(),
+            index: HashMap::with_hasher(index),
             hand: 0,
             generation: 0,
             value_bytes: 0,
@@ -396,7 +459,8 @@ mod tests {
     fn cache(capacity: usize) -> Cache<Claims> {
         let mut key = [0u8; 16];
         aws_lc_rs::rand::fill(&mut key).expect("random key");
-        Cache::with_key(Some(key), capacity, Box::leak(Box::default()))
+        let index = IndexKey::random().expect("random index key");
+        Cache::with_key(Some(key), index, capacity, Box::leak(Box::default()))
     }
 
     fn read(counter: &AtomicU64) -> u64 {
@@ -501,7 +565,7 @@ mod tests {
 
     #[test]
     fn a_cache_without_a_random_key_stays_off() {
-        let mut c = Cache::<Claims>::with_key(None, 4, Box::leak(Box::default()));
+        let mut c = Cache::<Claims>::with_key(None, IndexKey::default(), 4, Box::leak(Box::default()));
         assert!(!c.enabled());
         c.resize(8);
         assert!(
@@ -603,7 +667,7 @@ mod tests {
         assert_eq!(arc_str_bytes(23), 48);
         // hashbrown's capacities, read back as bucket counts: 7/8 of a power of two (or one
         // less than a small one).
-        let mut map: HashMap<Digest, usize, RandomState> = HashMap::default();
+        let mut map: HashMap<Digest, usize, IndexKey> = HashMap::default();
         assert_eq!(table_bytes(map.capacity(), 24), 0);
         for i in 0..3000usize {
             let mut d = [0u8; 16];
