@@ -565,7 +565,8 @@ mod tests {
 
     #[test]
     fn a_cache_without_a_random_key_stays_off() {
-        let mut c = Cache::<Claims>::with_key(None, IndexKey::default(), 4, Box::leak(Box::default()));
+        let mut c =
+            Cache::<Claims>::with_key(None, IndexKey::default(), 4, Box::leak(Box::default()));
         assert!(!c.enabled());
         c.resize(8);
         assert!(

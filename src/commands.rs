@@ -154,17 +154,15 @@ fn check_route(route: Route, derived: &[&str], command: &str) -> Result<(), Erro
             }
             Ok(())
         }
-        Route::Derived if IN_CLUSTER.load(Ordering::Relaxed) => {
-            Err(Error::Usage(format!(
-                "in Redis Cluster use the keyed form JWTDENY.K{command} {} ... so the command \
+        Route::Derived if IN_CLUSTER.load(Ordering::Relaxed) => Err(Error::Usage(format!(
+            "in Redis Cluster use the keyed form JWTDENY.K{command} {} ... so the command \
                  reaches the node that holds its keys",
-                derived
-                    .iter()
-                    .map(|k| quote(k))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )))
-        }
+            derived
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
         Route::Derived => Ok(()),
     }
 }
@@ -213,11 +211,7 @@ fn locate(v: &Verified, route: Route, command: &str) -> Result<(), Error> {
 /// slot only where both declared keys are, which holds the token's entry (a revoked token).
 /// A standalone CHECK or INSPECT in a cluster names the form that declares every key it reads.
 #[cold]
-fn check_token_route(
-    route: Route,
-    place: &Place,
-    command: &str,
-) -> Result<(), Error> {
+fn check_token_route(route: Route, place: &Place, command: &str) -> Result<(), Error> {
     let (entry, subject, session) = (place.entry(), place.subject(), place.session());
     let three_keys = matches!(route, Route::Declared(d) if d.len() == 3);
     match session {

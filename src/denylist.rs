@@ -189,7 +189,11 @@ impl Place {
 
     /// What it holds on the heap besides itself, for the cache's memory figure.
     pub fn heap_bytes(&self, size_class: fn(usize) -> usize) -> usize {
-        let names = [Some(&self.entry), Some(&self.subject), self.session.as_ref()];
+        let names = [
+            Some(&self.entry),
+            Some(&self.subject),
+            self.session.as_ref(),
+        ];
         names
             .into_iter()
             .flatten()

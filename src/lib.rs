@@ -177,21 +177,111 @@ macro_rules! command {
 const NO_KEYS: (c_int, c_int, c_int) = (0, 0, 0);
 
 const COMMANDS: [Command; 15] = [
-    command!(c"jwtdeny.check", check, c"readonly fast", NO_KEYS, "read fast"),
-    command!(c"jwtdeny.inspect", inspect, c"readonly fast", NO_KEYS, "read fast"),
-    command!(c"jwtdeny.revoke", revoke, c"write deny-oom fast", NO_KEYS, "write fast"),
-    command!(c"jwtdeny.revokeall", revokeall, c"write deny-oom fast", NO_KEYS, "write fast"),
-    command!(c"jwtdeny.keys", keys, c"admin deny-script", NO_KEYS, "admin dangerous"),
-    command!(c"jwtdeny.kcheck", kcheck, c"readonly fast", (1, 2, 1), "read fast"),
-    command!(c"jwtdeny.kinspect", kinspect, c"readonly fast", (1, 2, 1), "read fast"),
-    command!(c"jwtdeny.krevoke", krevoke, c"write deny-oom fast", (1, 2, 1), "write fast"),
-    command!(c"jwtdeny.krevokeall", krevokeall, c"write deny-oom fast", (1, 1, 1), "write fast"),
-    command!(c"jwtdeny.logout", logout, c"write deny-oom fast", NO_KEYS, "write fast"),
-    command!(c"jwtdeny.revokesession", revokesession, c"write deny-oom fast", NO_KEYS, "write fast"),
-    command!(c"jwtdeny.kscheck", kscheck, c"readonly fast", (1, 3, 1), "read fast"),
-    command!(c"jwtdeny.ksinspect", ksinspect, c"readonly fast", (1, 3, 1), "read fast"),
-    command!(c"jwtdeny.klogout", klogout, c"write deny-oom fast", (1, 2, 1), "write fast"),
-    command!(c"jwtdeny.krevokesession", krevokesession, c"write deny-oom fast", (1, 2, 1), "write fast"),
+    command!(
+        c"jwtdeny.check",
+        check,
+        c"readonly fast",
+        NO_KEYS,
+        "read fast"
+    ),
+    command!(
+        c"jwtdeny.inspect",
+        inspect,
+        c"readonly fast",
+        NO_KEYS,
+        "read fast"
+    ),
+    command!(
+        c"jwtdeny.revoke",
+        revoke,
+        c"write deny-oom fast",
+        NO_KEYS,
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.revokeall",
+        revokeall,
+        c"write deny-oom fast",
+        NO_KEYS,
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.keys",
+        keys,
+        c"admin deny-script",
+        NO_KEYS,
+        "admin dangerous"
+    ),
+    command!(
+        c"jwtdeny.kcheck",
+        kcheck,
+        c"readonly fast",
+        (1, 2, 1),
+        "read fast"
+    ),
+    command!(
+        c"jwtdeny.kinspect",
+        kinspect,
+        c"readonly fast",
+        (1, 2, 1),
+        "read fast"
+    ),
+    command!(
+        c"jwtdeny.krevoke",
+        krevoke,
+        c"write deny-oom fast",
+        (1, 2, 1),
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.krevokeall",
+        krevokeall,
+        c"write deny-oom fast",
+        (1, 1, 1),
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.logout",
+        logout,
+        c"write deny-oom fast",
+        NO_KEYS,
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.revokesession",
+        revokesession,
+        c"write deny-oom fast",
+        NO_KEYS,
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.kscheck",
+        kscheck,
+        c"readonly fast",
+        (1, 3, 1),
+        "read fast"
+    ),
+    command!(
+        c"jwtdeny.ksinspect",
+        ksinspect,
+        c"readonly fast",
+        (1, 3, 1),
+        "read fast"
+    ),
+    command!(
+        c"jwtdeny.klogout",
+        klogout,
+        c"write deny-oom fast",
+        (1, 2, 1),
+        "write fast"
+    ),
+    command!(
+        c"jwtdeny.krevokesession",
+        krevokesession,
+        c"write deny-oom fast",
+        (1, 2, 1),
+        "write fast"
+    ),
 ];
 
 /// Creates the commands. Not through redis-module's table: its entry points collect the
@@ -243,8 +333,10 @@ fn set_acl_categories(ctx: &Context) {
             None => false,
         };
         for c in &COMMANDS {
-            let (Ok(plain), Ok(full)) = (CString::new(c.acl), CString::new(format!("{} jwtdeny", c.acl)))
-            else {
+            let (Ok(plain), Ok(full)) = (
+                CString::new(c.acl),
+                CString::new(format!("{} jwtdeny", c.acl)),
+            ) else {
                 continue;
             };
             let command = get(ctx.get_raw(), c.name.as_ptr());
