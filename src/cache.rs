@@ -21,7 +21,7 @@
 
 use crate::denylist::Place;
 use crate::stats::{self, CacheStats};
-use crate::token::Claims;
+use crate::token::Lifetime;
 use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;
 use siphasher::sip::SipHasher13;
@@ -86,9 +86,10 @@ impl Hasher for IndexHash {
     }
 }
 
-/// A verified token as a command uses it: its claims and where its revocation would be.
+/// A verified token as a command uses it once its keys are built: its times and where its
+/// revocation would be (its subject and session are in the key names).
 pub struct Verified {
-    pub claims: Claims,
+    pub lifetime: Lifetime,
     pub place: Place,
 }
 
@@ -97,15 +98,9 @@ pub trait Weigh {
     fn heap_bytes(&self) -> usize;
 }
 
-impl Weigh for Claims {
-    fn heap_bytes(&self) -> usize {
-        arc_str_bytes(self.sub.len()) + self.sid.as_ref().map_or(0, |s| arc_str_bytes(s.len()))
-    }
-}
-
 impl Weigh for Verified {
     fn heap_bytes(&self) -> usize {
-        self.claims.heap_bytes() + self.place.heap_bytes(size_class)
+        self.place.heap_bytes(size_class)
     }
 }
 
@@ -161,12 +156,6 @@ fn table_bytes(capacity: usize, entry: usize) -> usize {
     };
     let group = 16;
     size_class((buckets * entry).next_multiple_of(group) + buckets + group)
-}
-
-/// The allocation of an `Arc<str>` of `len` bytes: two counters, then the text, rounded up to
-/// their alignment.
-fn arc_str_bytes(len: usize) -> usize {
-    size_class((2 * std::mem::size_of::<usize>() + len).next_multiple_of(8))
 }
 
 /// What one cached value takes: its `Arc` block (two counters and the value) and its heap.
@@ -443,6 +432,19 @@ pub fn verified<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::Claims;
+
+    /// The allocation of an `Arc<str>` of `len` bytes: two counters, then the text, rounded up to
+    /// their alignment.
+    fn arc_str_bytes(len: usize) -> usize {
+        size_class((2 * std::mem::size_of::<usize>() + len).next_multiple_of(8))
+    }
+
+    impl Weigh for Claims {
+        fn heap_bytes(&self) -> usize {
+            arc_str_bytes(self.sub.len()) + self.sid.as_ref().map_or(0, |s| arc_str_bytes(s.len()))
+        }
+    }
     use std::sync::atomic::AtomicU64;
 
     fn claims(sub: &str) -> Arc<Claims> {

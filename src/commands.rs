@@ -180,7 +180,10 @@ fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
         claims.iat,
         claims.sid.as_deref(),
     );
-    Arc::new(Verified { claims, place })
+    Arc::new(Verified {
+        lifetime: claims.lifetime(),
+        place,
+    })
 }
 
 /// Verifies through the verification cache.
@@ -231,8 +234,8 @@ fn check_token_route(route: Route, place: &Place, command: &str) -> Result<(), E
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
 fn status(ctx: &Context, v: &Verified, leeway: i64) -> Result<Option<RevokedBy>, Error> {
-    let revoked = v.place.revoked_by(ctx, v.claims.iat)?;
-    v.claims.check_time(now_ms(), leeway)?;
+    let revoked = v.place.revoked_by(ctx, v.lifetime.iat)?;
+    v.lifetime.check_time(now_ms(), leeway)?;
     Ok(revoked)
 }
 
@@ -448,7 +451,7 @@ fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
         if status(ctx, &v, leeway)?.is_some() {
             return Ok(false);
         }
-        denylist::insert(ctx, &v.place, v.claims.expires_at_ms(leeway))
+        denylist::insert(ctx, &v.place, v.lifetime.expires_at_ms(leeway))
     });
     stats::count_revoke(outcome.as_ref().copied());
     Ok(RedisValue::Integer(i64::from(outcome?)))

@@ -41,7 +41,36 @@ pub struct Claims {
     pub sid: Option<Arc<str>>,
 }
 
+/// The times a verified token is judged by on every command. Apart from its subject, so that
+/// what the verification cache keeps once the token's keys are built holds no strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub iat: i64,
+    pub exp: i64,
+    pub nbf: Option<i64>,
+}
+
 impl Claims {
+    pub fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            iat: self.iat,
+            exp: self.exp,
+            nbf: self.nbf,
+        }
+    }
+
+    /// See [`Lifetime::expires_at_ms`].
+    pub fn expires_at_ms(&self, leeway: i64) -> i64 {
+        self.lifetime().expires_at_ms(leeway)
+    }
+
+    /// See [`Lifetime::check_time`].
+    pub fn check_time(&self, now_ms: i64, leeway: i64) -> Result<(), Error> {
+        self.lifetime().check_time(now_ms, leeway)
+    }
+}
+
+impl Lifetime {
     /// The instant (ms since the epoch) from which the token is expired, and at which its denylist
     /// entry may disappear: one number for both, so they can never disagree.
     pub fn expires_at_ms(&self, leeway: i64) -> i64 {
