@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as harness  # noqa: E402  (bench/run.py: free_port, table, results sections)
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 MODULE = REPO / "target" / "release" / "libjwtdeny.so"
@@ -132,12 +135,6 @@ class Redis:
                     fail(f"{c[0]} answered {got!r}, expected {expect!r}")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ----------------------------------------------------------------------------------------------
 # callgrind dumps
 
@@ -233,7 +230,7 @@ class Callgrind:
 
     def __init__(self, opts):
         self.dir = tempfile.mkdtemp(prefix="jwtdeny-instr-")
-        self.port = free_port()
+        self.port = harness.free_port()
         self.out = os.path.join(self.dir, "callgrind.out")
         self.argv = ["valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
                      f"--callgrind-out-file={self.out}", "--dump-instr=no",
@@ -525,8 +522,8 @@ def report(opts, rows, raw, version, seeded, tokens, tokens_1k):
                         f"jsonwebtoken crypto::verify {v:,.0f}, decode {d:,.0f}"))
     out.append(line("REVOKE HS256 fresh"))
     out.append(line("SET key 1 PXAT ms (fresh keys)"))
-    tab = table(["case", "Ir / request", "× EXISTS", "allocator calls / request", ""], out,
-                ["---", "---:", "---:", "---:", "---"])
+    tab = harness.table(["case", "Ir / request", "× EXISTS", "allocator calls / request", ""],
+                        out, ["---", "---:", "---:", "---:", "---"])
 
     def st(ok):
         return "met" if ok else "**missed**"
@@ -559,8 +556,8 @@ def report(opts, rows, raw, version, seeded, tokens, tokens_1k):
     tg.append(["REVOKE HS256", "≤ 2 × SET … PXAT + verify",
                f"{rev:,.0f} vs 2 × {setp:,.0f} + {v:,.0f} = {2 * setp + v:,.0f}",
                st(rev <= 2 * setp + v)])
-    tgt = table(["target (issue 12 §2)", "bound", "measured", ""], tg,
-                ["---", "---", "---", "---"])
+    tgt = harness.table(["target (issue 12 §2)", "bound", "measured", ""], tg,
+                        ["---", "---", "---", "---"])
     case = opts.profile
     prof, base = rows[case][2], rows["EXISTS"][2]
     by_obj = {}
@@ -569,15 +566,15 @@ def report(opts, rows, raw, version, seeded, tokens, tokens_1k):
     ex_obj = {}
     for (obj, _), v in base.items():
         ex_obj[obj] = ex_obj.get(obj, 0) + v
-    objs = table(["object", "Ir / request", "EXISTS"],
-                 [[o, f"{v:,.0f}", f"{ex_obj.get(o, 0):,.0f}"]
-                  for o, v in sorted(by_obj.items(), key=lambda kv: -kv[1]) if abs(v) >= 5],
-                 ["---", "---:", "---:"])
+    objs = harness.table(["object", "Ir / request", "EXISTS"],
+                         [[o, f"{v:,.0f}", f"{ex_obj.get(o, 0):,.0f}"]
+                          for o, v in sorted(by_obj.items(), key=lambda kv: -kv[1]) if abs(v) >= 5],
+                         ["---", "---:", "---:"])
     top = sorted(prof.items(), key=lambda kv: -kv[1])[:opts.top]
-    funcs = table(["function (self)", "object", "Ir / request", "EXISTS"],
-                  [[f"`{short(f)}`", o, f"{v:,.0f}", f"{base.get((o, f), 0):,.0f}"]
-                   for (o, f), v in top], ["---", "---", "---:", "---:"])
-    commit = git_commit()
+    funcs = harness.table(["function (self)", "object", "Ir / request", "EXISTS"],
+                          [[f"`{short(f)}`", o, f"{v:,.0f}", f"{base.get((o, f), 0):,.0f}"]
+                           for (o, f), v in top], ["---", "---", "---:", "---:"])
+    commit = harness.git_commit()
     return (
         "## Instruction counts (callgrind; issue 12 §1)\n\n"
         f"redis-server {version} under `valgrind --tool=callgrind "
@@ -607,37 +604,13 @@ def short(name, width=90):
     return name if len(name) <= width else name[:width - 1] + "…"
 
 
-def table(head, rows, align):
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
-def git_commit():
-    p = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                            "--untracked-files=no"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True).stdout.splitlines()
-    # results.md itself is what these scripts write; any other change makes the figures suspect.
-    dirty = [ln for ln in dirty if not ln.endswith("bench/results.md")]
-    return (p.stdout.strip() or "?") + (" (with uncommitted changes)" if dirty else "")
-
-
 def save(path, body, elapsed):
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     argv = " ".join(sys.argv[1:])
     section = (f"{BEGIN}\n{body}\n\nMeasured {date} by `python3 bench/instructions.py {argv}`"
                f" (`make bench-instructions`), {elapsed:.0f}s. Instruction counts do not "
                f"depend on the machine's load; they change with the binaries.\n{END}\n")
-    p = Path(path)
-    text = p.read_text() if p.exists() else "# jwtdeny benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    p.write_text(text)
+    harness.write_section(path, BEGIN, END, section)
     log(f"wrote the instruction table into {path}")
 
 

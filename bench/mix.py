@@ -247,7 +247,7 @@ def report(opts, rows, n_pop, n_rev, n_new, version):
                          "server CPU µs/req", "cache hit rate", "revoked answers"], out)
     return (
         "## A realistic mix (issue 12 §3)\n\n"
-        f"redis-server {version}, commit {commit()}. "
+        f"redis-server {version}, commit {harness.git_commit()}. "
         f"{n_pop:,} distinct tokens ({n_pop // len(ALGS):,} per algorithm, in random order), "
         f"{n_rev:,} of them revoked; each run {opts.requests:,} requests drawn "
         f"Zipf({opts.zipf:g}) over them, {n_new:,} of them ({opts.never_seen * 100:g}%) "
@@ -259,29 +259,11 @@ def report(opts, rows, n_pop, n_rev, n_new, version):
         + tab)
 
 
-def commit():
-    p = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                            "--untracked-files=no"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True).stdout.splitlines()
-    # results.md itself is what these scripts write; any other change makes the figures suspect.
-    dirty = [ln for ln in dirty if not ln.endswith("bench/results.md")]
-    return (p.stdout.strip() or "?") + (" (with uncommitted changes)" if dirty else "")
-
-
 def save(path, body, elapsed):
     argv = " ".join(sys.argv[1:])
     section = (f"{BEGIN}\n{body}\n\nMeasured by `python3 bench/mix.py {argv}` "
                f"(`make bench-mix`), {elapsed:.0f}s.\n{END}\n")
-    p = Path(path)
-    text = p.read_text() if p.exists() else "# jwtdeny benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    p.write_text(text)
+    harness.write_section(path, BEGIN, END, section)
     log(f"wrote the mix table into {path}")
 
 

@@ -197,23 +197,23 @@ impl Place {
         names
             .into_iter()
             .flatten()
-            .map(|n| KeyName::heap_bytes(n.text().len(), size_class))
+            .map(|n| KeyName::heap_bytes(n.0.as_slice().len(), size_class))
             .sum()
     }
 
     /// Looks the token up in every place it can be revoked (a token without `sid` costs no
     /// third lookup).
     pub fn revoked_by(&self, ctx: &Context, iat: i64) -> Result<Option<RevokedBy>, Error> {
-        if exists(ctx, &self.entry) {
+        if exists(ctx, &self.entry.0) {
             return Ok(Some(RevokedBy::Token));
         }
-        if exists(ctx, &self.subject)
+        if exists(ctx, &self.subject.0)
             && matches!(read_cutoff(ctx, self.subject())?, Some(c) if iat <= c)
         {
             return Ok(Some(RevokedBy::Subject));
         }
         Ok(match &self.session {
-            Some(name) if exists(ctx, name) => match read_cutoff(ctx, name.text())? {
+            Some(name) if exists(ctx, &name.0) => match read_cutoff(ctx, name.text())? {
                 Some(c) if iat <= c => Some(RevokedBy::Session),
                 _ => None,
             },
@@ -229,12 +229,12 @@ impl Place {
 /// Redis allocates for a key that exists: a revoked token's CHECK allocates nothing either. It
 /// does not touch the entry's LRU/LFU clock, which no eviction policy should be trusted with
 /// anyway (the README says `noeviction`).
-fn exists(ctx: &Context, name: &KeyName) -> bool {
+fn exists(ctx: &Context, name: &RedisString) -> bool {
     // SAFETY: a plain read of the API table, filled in before any command runs.
     match unsafe { raw::RedisModule_KeyExists } {
         // SAFETY: main thread, inside a command; the name is a live Redis string.
-        Some(key_exists) => unsafe { key_exists(ctx.get_raw(), name.0.inner) != 0 },
-        None => !ctx.open_key(&name.0).is_null(),
+        Some(key_exists) => unsafe { key_exists(ctx.get_raw(), name.inner) != 0 },
+        None => !ctx.open_key(name).is_null(),
     }
 }
 
@@ -243,10 +243,10 @@ fn exists(ctx: &Context, name: &KeyName) -> bool {
 ///
 /// The value is read with `GET`, never through a key handle: `RM_StringDMA` decodes a value
 /// that is not a raw string in place even for reading, so every CHECK, INSPECT and replica read
-/// would rewrite the integer-encoded value Redis stores a cutoff as. A key handle first answers
-/// cheaply whether there is a cutoff at all, which for most subjects there is not.
+/// would rewrite the integer-encoded value Redis stores a cutoff as. An existence check first
+/// answers cheaply whether there is a cutoff at all, which for most subjects there is not.
 pub fn cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
-    if !contains(ctx, key) {
+    if !exists(ctx, &key_name(ctx, key)) {
         return Ok(None);
     }
     read_cutoff(ctx, key)
@@ -318,11 +318,6 @@ pub fn expire_time_ms(ctx: &Context, key: &str) -> Option<i64> {
         Ok(CallReply::I64(ms)) if ms.to_i64() >= 0 => Some(ms.to_i64()),
         _ => None,
     }
-}
-
-/// Whether a key exists, as [`exists`] does for a kept name.
-fn contains(ctx: &Context, key: &str) -> bool {
-    !ctx.open_key(&key_name(ctx, key)).is_null()
 }
 
 /// A key name as a Redis string, binary-safe (`Context::create_string` would panic on a NUL).
