@@ -119,6 +119,8 @@ pub struct Cache<V> {
     slots: Vec<Slot<V>>,
     index: HashMap<Digest, usize, IndexKey>,
     hand: usize,
+    /// The generation of the snapshot (keys and rules) the entries were verified under: set
+    /// by the publish of a snapshot that changes them (see `state::Snapshot::generation`).
     generation: u64,
     /// What the values hold on the heap, kept as entries come and go so that the memory figure
     /// costs no walk over the slots.
@@ -293,16 +295,46 @@ impl<V: Weigh> Cache<V> {
         }
     }
 
-    /// Forgets every entry (keys or validation settings changed); counters are kept. Safe on
-    /// any thread: the entries are retired, not dropped.
+    /// Forgets every entry; counters and the generation are kept. Safe on any thread: the
+    /// entries are retired, not dropped.
     pub fn clear(&mut self) {
-        self.generation += 1;
         self.retired.extend(self.slots.drain(..).map(|s| s.value));
         self.retired_bytes += self.value_bytes;
         self.index.clear();
         self.hand = 0;
         self.value_bytes = 0;
         self.publish();
+    }
+
+    /// Forgets every entry and serves only verifications made under `generation` from now on:
+    /// the generation of the snapshot just published with other keys or rules.
+    pub fn clear_to(&mut self, generation: u64) {
+        self.clear();
+        self.generation = generation;
+    }
+
+    /// What the cache knows of `token` for a command judged by the snapshot of `generation`.
+    /// A cache still at another generation serves nothing and keeps nothing for it: either
+    /// the command's snapshot is older than the cache (keys or rules changed since the command
+    /// read them), or newer (the publish that cleared it has not reached the cache yet). Either
+    /// way an answer would mix two key sets.
+    pub fn lookup(&mut self, token: &[u8], generation: u64) -> Lookup<V> {
+        if !self.enabled() || self.generation != generation {
+            return Lookup::Off;
+        }
+        let digest = self.digest(token);
+        match self.get(&digest) {
+            Some(v) => Lookup::Hit(v),
+            None => Lookup::Miss(digest),
+        }
+    }
+
+    /// Keeps a verification made by the snapshot of `generation`, unless the cache has moved
+    /// to another since.
+    pub fn store(&mut self, digest: Digest, generation: u64, value: &Arc<V>) {
+        if self.generation == generation {
+            self.insert(digest, Arc::clone(value));
+        }
     }
 
     /// Sets the bound; a cache without a random key stays off. Main thread only.
@@ -368,43 +400,29 @@ fn lock<V: Weigh>(cache: &Mutex<Cache<V>>) -> MutexGuard<'_, Cache<V>> {
 }
 
 /// What the cache knows of a token.
-pub enum Lookup {
-    /// Verified earlier under the current keys and rules.
-    Hit(Arc<Verified>),
-    /// Not cached: verify it, then [`store`] the result under this digest and generation.
-    Miss(Digest, u64),
-    /// The cache is off.
+pub enum Lookup<V = Verified> {
+    /// Verified earlier under the keys and rules of the command's snapshot.
+    Hit(Arc<V>),
+    /// Not cached: verify it, then [`store`] the result under this digest.
+    Miss(Digest),
+    /// The cache is off, or not at the command's generation: verify, keep nothing.
     Off,
 }
 
-/// Main thread only (it drops retired entries).
-pub fn lookup(token: &[u8]) -> Lookup {
+/// What the cache knows of `token` for a command judged by the snapshot of `generation`. Main
+/// thread only (it drops retired entries).
+pub fn lookup(token: &[u8], generation: u64) -> Lookup {
     let mut cache = global();
     cache.release_retired();
-    if !cache.enabled() {
-        return Lookup::Off;
-    }
-    let digest = cache.digest(token);
-    match cache.get(&digest) {
-        Some(v) => Lookup::Hit(v),
-        None => Lookup::Miss(digest, cache.generation),
-    }
+    cache.lookup(token, generation)
 }
 
-/// Keeps a verification made under `generation`, unless keys or rules changed since. Main
-/// thread only (it drops retired entries).
+/// Keeps a verification made by the snapshot of `generation`. Main thread only (it drops
+/// retired entries).
 pub fn store(digest: Digest, generation: u64, verified: &Arc<Verified>) {
     let mut cache = global();
     cache.release_retired();
-    if cache.generation == generation {
-        cache.insert(digest, Arc::clone(verified));
-    }
-}
-
-/// The current generation: it moves on every clear, so work started before a key rotation or
-/// a rule change can tell that it is stale.
-pub fn generation() -> u64 {
-    global().generation
+    cache.store(digest, generation, verified);
 }
 
 /// Empties the cache for good, freeing what it holds: the module is being unloaded. Main thread.
@@ -416,12 +434,13 @@ pub fn release() {
 /// (without holding the cache) and keeps its success. Main thread only.
 pub fn verified<E>(
     token: &[u8],
+    generation: u64,
     verify: impl FnOnce() -> Result<Arc<Verified>, E>,
 ) -> Result<Arc<Verified>, E> {
-    match lookup(token) {
+    match lookup(token, generation) {
         Lookup::Hit(v) => Ok(v),
         Lookup::Off => verify(),
-        Lookup::Miss(digest, generation) => {
+        Lookup::Miss(digest) => {
             let v = verify()?;
             store(digest, generation, &v);
             Ok(v)
@@ -681,5 +700,35 @@ mod tests {
             assert!(buckets.is_power_of_two() && buckets > cap, "capacity {cap}");
         }
         assert_eq!(table_bytes(229_376, 24), size_class(262_144 * 25 + 16));
+    }
+
+    /// The interleavings of a publish (snapshot swapped, then the cache cleared, from the fetch
+    /// thread) with a command (snapshot read, then the cache), forced step by step: none of
+    /// them serves or keeps a verification of the other key set.
+    #[test]
+    fn a_publish_between_snapshot_and_cache_neither_serves_nor_keeps_the_other_keys() {
+        let mut c = cache(4);
+        let old_entry = claims("verified by the old keys");
+        let token = b"a.token.signed-by-the-old-key";
+        let Lookup::Miss(d) = c.lookup(token, 0) else {
+            panic!("a first sight misses")
+        };
+        c.store(d, 0, &old_entry);
+        assert!(matches!(c.lookup(token, 0), Lookup::Hit(_)));
+
+        // A command read the snapshot of generation 1 (the key was removed), the publish has
+        // not cleared the cache yet: the old entry must not be served to it.
+        assert!(matches!(c.lookup(token, 1), Lookup::Off));
+
+        // A command read the old snapshot (generation 0) and verified with the old keys; the
+        // publish cleared the cache to generation 1 before it stored: nothing is kept.
+        c.clear_to(1);
+        c.store(d, 0, &old_entry);
+        assert_eq!(c.len(), 0, "a verification by removed keys was kept");
+        assert!(matches!(c.lookup(token, 1), Lookup::Miss(_)));
+        // And a command of the new generation stores as usual.
+        c.store(d, 1, &claims("verified by the new keys"));
+        assert!(matches!(c.lookup(token, 1), Lookup::Hit(_)));
+        assert!(matches!(c.lookup(token, 0), Lookup::Off));
     }
 }

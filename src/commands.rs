@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::denylist::{self, Place, RevokedBy};
 use crate::error::{quote, Error};
 use crate::fetch::Trigger;
-use crate::jwks;
+use crate::jwks::{self, Patience};
 use crate::keys::alg_name;
 use crate::keyscheme::{session_key, subject_key};
 use crate::log;
@@ -188,7 +188,7 @@ fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
 
 /// Verifies through the verification cache.
 fn verified(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error> {
-    cache::verified(token.as_slice(), || {
+    cache::verified(token.as_slice(), snap.generation, || {
         authenticate(snap, token.as_slice()).map(|c| placed(snap, c))
     })
 }
@@ -288,58 +288,95 @@ fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> 
 fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
     let (token, with_claims) = check_args(args)?;
     let snap = state::current();
-    let (digest, generation) = match cache::lookup(token.as_slice()) {
+    let digest = match cache::lookup(token.as_slice(), snap.generation) {
         cache::Lookup::Hit(v) => return finish_check(ctx, &snap, token, with_claims, route, Ok(v)),
-        cache::Lookup::Miss(digest, generation) => (Some(digest), generation),
-        cache::Lookup::Off => (None, cache::generation()),
+        cache::Lookup::Miss(digest) => Some(digest),
+        cache::Lookup::Off => None,
     };
     // An HMAC takes about a microsecond, less than blocking a client costs: only asymmetric
     // signatures are worth a worker.
     // A token whose kid is not loaded may be waiting for a fetch: that is decided inline.
-    if workers::running() && !token::is_hmac(token.as_slice()) && !may_refetch(token, &snap) {
+    // A command answering from a callback verifies inline: it may not block again.
+    if workers::running()
+        && !answering()
+        && !token::is_hmac(token.as_slice())
+        && !may_refetch(token, &snap)
+    {
         let (job_snap, job_token) = (snap.clone(), token.as_slice().to_vec());
         let verify = move || authenticate(&job_snap, &job_token);
-        if workers::submit(ctx, verify, digest, generation, check_reply) {
+        if workers::submit(ctx, verify, digest, snap.generation, check_reply) {
             return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
         }
     }
     stats::count_verification(false);
     let verified = authenticate(&snap, token.as_slice()).map(|c| placed(&snap, c));
     if let (Ok(v), Some(d)) = (&verified, digest) {
-        cache::store(d, generation, v);
+        cache::store(d, snap.generation, v);
     }
-    if wait_for_keys(ctx, &verified, token, &snap) {
+    if wait_for_keys(ctx, &verified, token, &snap, Patience::Brief) {
         return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
     }
     finish_check(ctx, &snap, token, with_claims, route, verified)
 }
 
 thread_local! {
-    /// Set while a command runs again after the fetch it waited for: it never waits twice.
-    static REFETCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while a command runs from a blocked client's reply or timeout callback, where it
+    /// must answer there and then: a client blocked again from a callback never gets that
+    /// reply, and every later reply on its connection would answer the request before it.
+    static ANSWERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the command runs from a blocked client's callback (it may not block again).
+fn answering() -> bool {
+    ANSWERING.get()
+}
+
+/// Runs a command's handler from a blocked client's reply or timeout callback: it answers
+/// without blocking again (no worker, no second wait for keys).
+///
+/// # Safety
+/// As [`run`], from a blocked client's callback.
+unsafe fn answer(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    handler: Handler,
+) -> c_int {
+    let before = ANSWERING.replace(true);
+    let answered = run(ctx, argv, argc, handler);
+    ANSWERING.set(before);
+    answered
 }
 
 /// Whether a token names a `kid` the keys in force lack while keys come from a provider:
 /// fresh keys might then verify it.
 fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
-    !REFETCHED.get()
+    !answering()
         && jwks::configured()
         && token::header_kid(token.as_slice()).is_some_and(|kid| !snap.keys.has_kid(&kid))
 }
 
 /// After a verification failed for want of the token's key: blocks the client while the
 /// provider's keys are fetched (one fetch shared by every such client, at most one per
-/// `jwtdeny.jwks-cooldown`), if a source is configured and the client may block. Returns
-/// whether it blocked; the command then answers from [`refetched_reply`].
+/// `jwtdeny.jwks-cooldown`), if a source is configured and the client may block; how long it
+/// may wait is `patience` (see `jwks::Patience`). Returns whether it blocked; the command then
+/// answers from [`refetched_reply`].
 fn wait_for_keys<T>(
     ctx: &Context,
     claims: &Result<T, Error>,
     token: &RedisString,
     snap: &Snapshot,
+    patience: Patience,
 ) -> bool {
     matches!(claims, Err(Error::NoKey(_)))
         && may_refetch(token, snap)
-        && jwks::await_keys(ctx, Trigger::UnknownKid, refetched_reply, refetched_reply)
+        && jwks::await_keys(
+            ctx,
+            Trigger::UnknownKid,
+            patience,
+            refetched_reply,
+            refetched_reply,
+        )
 }
 
 /// Reply (and timeout) callback of a command that waited for fresh keys: runs the command
@@ -364,10 +401,7 @@ unsafe extern "C" fn refetched_reply(
         "jwtdeny.klogout" => klogout,
         _ => |_, _| Err(Error::Internal("no command to answer".into()).into()),
     };
-    REFETCHED.set(true);
-    let answered = run(ctx, argv, argc, handler);
-    REFETCHED.set(false);
-    answered
+    answer(ctx, argv, argc, handler)
 }
 
 /// Reply callback of a CHECK or KCHECK whose token a worker verified: runs on the main thread
@@ -377,7 +411,7 @@ unsafe extern "C" fn check_reply(
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    run(ctx, argv, argc, |ctx, args| {
+    answer(ctx, argv, argc, |ctx, args| {
         let (route, rest) = match declared_keys(args) {
             0 => (Route::Derived, args),
             n => declared(args, n)?,
@@ -385,14 +419,14 @@ unsafe extern "C" fn check_reply(
         let (token, with_claims) = check_args(rest)?;
         let snap = state::current();
         let verified = match workers::take_done(ctx) {
-            Some(done) if done.generation == cache::generation() => {
+            Some(done) if done.generation == snap.generation => {
                 let verified = done.result.map(|c| placed(&snap, c));
                 if let (Ok(v), Some(d)) = (&verified, done.digest) {
                     cache::store(d, done.generation, v);
                 }
                 verified
             }
-            // Keys or rules changed while it was queued: judge it by the current ones.
+            // Keys or rules changed while it was queued: judge it by the ones in force.
             _ => {
                 stats::count_verification(false);
                 verified(&snap, token)
@@ -442,7 +476,7 @@ fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
     let token = single_token(args)?;
     let snap = state::current();
     let verified = verified(&snap, token);
-    if wait_for_keys(ctx, &verified, token, &snap) {
+    if wait_for_keys(ctx, &verified, token, &snap, Patience::UntilFetched) {
         return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
     }
     let leeway = snap.settings.leeway;
@@ -626,7 +660,7 @@ fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
         )
     };
     // A provider that rotated its keys signs logout tokens with the new one first.
-    if wait_for_keys(ctx, &verified, token, &snap) {
+    if wait_for_keys(ctx, &verified, token, &snap, Patience::UntilFetched) {
         return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
     }
     let outcome = verified.and_then(|l| {
@@ -754,7 +788,15 @@ fn reload(ctx: &Context) -> RedisResult {
             snap.settings.keys_file
         ));
     }
-    if from_uri && jwks::await_keys(ctx, Trigger::Operator, reloaded_reply, reloaded_reply) {
+    if from_uri
+        && jwks::await_keys(
+            ctx,
+            Trigger::Operator,
+            Patience::Brief,
+            reloaded_reply,
+            reloaded_reply,
+        )
+    {
         return Ok(RedisValue::NoReply);
     }
     Ok(key_count())

@@ -66,11 +66,27 @@ impl SourceConfig {
     }
 }
 
-/// A client blocked until the fetch in flight is over; RM_UnblockClient may come from any thread.
-struct Blocked(*mut raw::RedisModuleBlockedClient);
+/// A client blocked until a fetch is over; RM_UnblockClient may come from any thread.
+struct Waiter {
+    client: *mut raw::RedisModuleBlockedClient,
+    /// When it started to wait: a fetch that had started before may have missed its key.
+    arrived: Instant,
+    patience: Patience,
+}
 
 // SAFETY: RM_UnblockClient is thread-safe, and each handle is unblocked exactly once.
-unsafe impl Send for Blocked {}
+unsafe impl Send for Waiter {}
+
+/// How long a command waits for keys the provider has not served yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// For a fetch under way or starting now; within the cooldown it answers at once (CHECK:
+    /// a read the client can repeat, and a flood of random kids ties up no connection).
+    Brief,
+    /// For the first fetch that starts after the command arrived, at the end of the cooldown
+    /// if need be (REVOKE, LOGOUT: a revocation the provider sends once must not be lost).
+    UntilFetched,
+}
 
 /// What a blocked client gets back: whether the fetch it waited for succeeded, and why not.
 pub struct Outcome {
@@ -83,8 +99,13 @@ struct Inner {
     /// Moves on every change of `config`: a fetch that ends under an older epoch is discarded.
     epoch: u64,
     schedule: Schedule,
-    waiters: Vec<Blocked>,
+    waiters: Vec<Waiter>,
     stop: bool,
+    /// Whether the fetch thread runs: cleared by the thread itself, under this lock, as it
+    /// leaves, so that `stop` knows whether it may still take the stop back.
+    running: bool,
+    /// Interrupts the fetch under way, for `stop`.
+    cancel: Option<fetch::Canceller>,
     /// What INFO shows.
     info: Info,
 }
@@ -122,6 +143,8 @@ static FETCHER: LazyLock<Fetcher> = LazyLock::new(|| Fetcher {
         schedule: Schedule::new(Instant::now()),
         waiters: Vec::new(),
         stop: false,
+        running: false,
+        cancel: None,
         info: Info {
             last_fetch_result: "never".into(),
             ..Info::default()
@@ -228,35 +251,55 @@ pub type ReplyFn = unsafe extern "C" fn(
 ) -> c_int;
 
 /// Asks for fresh keys on behalf of a command (`trigger`: an unknown `kid`, or `KEYS RELOAD`)
-/// and, where the client may block, blocks it until that fetch is over: `reply` then runs on
-/// the main thread with the command's arguments, or `timeout` after `jwks-timeout` (plus a
-/// margin for the work after the fetch). Returns whether the client was blocked; when not (no
-/// source, the cooldown, MULTI or Lua), the command answers at once, and a fetch may still
-/// have started for the commands after it.
-pub fn await_keys(ctx: &Context, trigger: Trigger, reply: ReplyFn, timeout: ReplyFn) -> bool {
+/// and, where the client may block, blocks it until a fetch is over: `reply` then runs on the
+/// main thread with the command's arguments, or `timeout` once the wait's bound has passed.
+/// Returns whether the client was blocked; when not (no source, a `Brief` wait within the
+/// cooldown, MULTI or Lua), the command answers at once, and a fetch may still have been
+/// asked for on behalf of the commands after it (at the latest when the cooldown ends).
+pub fn await_keys(
+    ctx: &Context,
+    trigger: Trigger,
+    patience: Patience,
+    reply: ReplyFn,
+    timeout: ReplyFn,
+) -> bool {
     let mut inner = FETCHER.lock();
     let Some(config) = inner.config.clone() else {
         return false;
     };
-    let decision = inner
-        .schedule
-        .request(trigger, Instant::now(), &config.policy);
-    if decision == fetch::Decision::Start {
-        if trigger == Trigger::UnknownKid {
-            inner.info.unknown_kid_fetches += 1;
+    let now = Instant::now();
+    let decision = inner.schedule.request(trigger, now, &config.policy);
+    match decision {
+        fetch::Decision::Start => {
+            if trigger == Trigger::UnknownKid {
+                inner.info.unknown_kid_fetches += 1;
+            }
+            FETCHER.wake.notify_all();
         }
-        FETCHER.wake.notify_all();
+        // The fetch thread learns when the deferred fetch is due.
+        fetch::Decision::Deferred(_) => FETCHER.wake.notify_all(),
+        fetch::Decision::Join | fetch::Decision::Refuse => {}
     }
-    if decision == fetch::Decision::Refuse || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING)
-    {
+    let may_wait = match decision {
+        fetch::Decision::Start | fetch::Decision::Join => true,
+        fetch::Decision::Deferred(_) => patience == Patience::UntilFetched,
+        fetch::Decision::Refuse => false,
+    };
+    if !may_wait || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
         return false;
     }
     let Some(block) = (unsafe { raw::RedisModule_BlockClient }) else {
         return false;
     };
-    let ms = i64::try_from(config.fetch.timeout.as_millis())
-        .unwrap_or(i64::MAX)
-        .saturating_add(1000);
+    // A brief wait is one fetch; a patient one may also wait out the cooldown and, having
+    // arrived during a fetch that started before it, the one fetch after that. A second for
+    // the work after the fetch.
+    let fetch = config.fetch.timeout;
+    let bound = match patience {
+        Patience::Brief => fetch,
+        Patience::UntilFetched => config.policy.cooldown + fetch + fetch,
+    } + Duration::from_secs(1);
+    let ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
     // SAFETY: main thread, inside a command, as RM_BlockClient requires.
     let client = unsafe {
         block(
@@ -270,7 +313,11 @@ pub fn await_keys(ctx: &Context, trigger: Trigger, reply: ReplyFn, timeout: Repl
     if client.is_null() {
         return false;
     }
-    inner.waiters.push(Blocked(client));
+    inner.waiters.push(Waiter {
+        client,
+        arrived: now,
+        patience,
+    });
     true
 }
 
@@ -290,11 +337,11 @@ unsafe extern "C" fn free_outcome(_ctx: *mut raw::RedisModuleCtx, data: *mut c_v
 }
 
 /// Unblocks every waiting client with `error` (None: the fetch succeeded).
-fn finish(waiters: Vec<Blocked>, error: Option<&str>) {
+fn finish(waiters: Vec<Waiter>, error: Option<&str>) {
     let Some(unblock) = (unsafe { raw::RedisModule_UnblockClient }) else {
         return;
     };
-    for Blocked(client) in waiters {
+    for Waiter { client, .. } in waiters {
         let outcome = Box::into_raw(Box::new(Outcome {
             error: error.map(str::to_string),
         }));
@@ -310,27 +357,68 @@ pub fn start(publish: Publish) {
     if thread.is_some() {
         return;
     }
-    FETCHER.lock().stop = false;
+    {
+        let mut inner = FETCHER.lock();
+        inner.stop = false;
+        inner.running = true;
+    }
     *thread = std::thread::Builder::new()
         .name("jwtdeny-jwks".into())
         .spawn(move || run(publish))
-        .map_err(|e| log::warning(&format!("jwtdeny: cannot start the JWKS thread: {e}")))
+        .map_err(|e| {
+            FETCHER.lock().running = false;
+            log::warning(&format!("jwtdeny: cannot start the JWKS thread: {e}"));
+        })
         .ok();
 }
 
-/// Stops the fetch thread (a fetch under way ends within its timeout) and answers every
-/// waiting client, so none stays blocked on unloaded code.
-pub fn stop() {
-    FETCHER.lock().stop = true;
+/// Stops the fetch thread without waiting on the network: a fetch under way is interrupted
+/// (its connection shut down), and the thread is given `within` to leave. Only a name
+/// resolution or a TCP connect under way cannot be interrupted; if the thread is still in one
+/// when `within` has passed, the stop is taken back (the thread goes on as before) and the
+/// reason returned, so that the unload is refused rather than wait for the network or leave
+/// a thread running in unloaded code. Every waiting client is then answered, so none stays
+/// blocked on unloaded code (Redis refuses to unload a module with blocked clients anyway).
+///
+/// Call it without holding `state`'s writer lock: the fetch thread takes that lock to publish.
+pub fn stop(within: Duration) -> Result<(), String> {
+    let cancel = {
+        let mut inner = FETCHER.lock();
+        inner.stop = true;
+        inner.cancel.take()
+    };
     FETCHER.wake.notify_all();
-    let handle = FETCHER
-        .thread
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some(h) = handle {
-        let _ = h.join();
+    if let Some(cancel) = cancel {
+        cancel.cancel();
     }
+    let mut thread = FETCHER.thread.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = thread.take() {
+        let deadline = Instant::now() + within;
+        loop {
+            if !FETCHER.lock().running {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let mut inner = FETCHER.lock();
+                if inner.running {
+                    // Still resolving or connecting: take the stop back.
+                    inner.stop = false;
+                    drop(inner);
+                    *thread = Some(handle);
+                    return Err(format!(
+                        "the JWKS fetch from {} is still resolving or connecting; it ends \
+                         within jwtdeny.jwks-timeout, try again then",
+                        info().uri
+                    ));
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // It has left its loop; what is left of it is returning.
+        let _ = handle.join();
+    }
+    drop(thread);
     let mut inner = FETCHER.lock();
     let waiters = std::mem::take(&mut inner.waiters);
     inner.config = None;
@@ -340,15 +428,30 @@ pub fn stop() {
     };
     drop(inner);
     finish(waiters, Some("the module is being unloaded"));
+    Ok(())
+}
+
+/// Marks the fetch thread gone however it leaves (a panic outside the fetch included), so
+/// that `stop` never waits for a thread that is not there.
+struct Leaving;
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        FETCHER.lock().running = false;
+    }
 }
 
 /// The fetch thread: waits until a fetch is due or asked for, runs it, publishes the keys.
+/// Where it sees the stop it also marks itself gone, under the same lock, so that `stop` can
+/// never take back a stop this thread has already acted on.
 fn run(publish: Publish) {
+    let _leaving = Leaving;
     loop {
-        let (config, epoch) = {
+        let (config, epoch, started) = {
             let mut inner = FETCHER.lock();
-            loop {
+            let config = loop {
                 if inner.stop {
+                    inner.running = false;
                     return;
                 }
                 let Some(config) = inner.config.clone() else {
@@ -356,27 +459,55 @@ fn run(publish: Publish) {
                     continue;
                 };
                 if inner.schedule.in_flight().is_some() {
-                    break; // asked for by a command
+                    break config; // asked for by a command
                 }
                 let now = Instant::now();
-                if inner
-                    .schedule
-                    .request(Trigger::Scheduled, now, &config.policy)
-                    == fetch::Decision::Start
-                {
-                    break;
+                match inner.schedule.due(now, &config.policy) {
+                    Some(Trigger::UnknownKid) => {
+                        inner.info.unknown_kid_fetches += 1;
+                        break config;
+                    }
+                    Some(_) => break config,
+                    None => {}
                 }
-                let wait = inner.schedule.next_fetch().saturating_duration_since(now);
+                let wait = inner.schedule.wake_at().saturating_duration_since(now);
                 inner = FETCHER
                     .wake
                     .wait_timeout(inner, wait)
                     .map_or_else(|e| e.into_inner().0, |(g, _)| g);
-            }
-            (inner.config.clone(), inner.epoch)
+            };
+            let started = inner.schedule.started().unwrap_or_else(Instant::now);
+            (config, inner.epoch, started)
         };
-        let Some(config) = config else { continue };
-        let result = catch_unwind(AssertUnwindSafe(|| fetch_keys(&config)))
-            .unwrap_or_else(|_| Err(("internal", "the fetch failed unexpectedly".to_string())));
+        // Reads the trust store: not under the lock the main thread takes.
+        let client = fetch::Client::new(&config.fetch);
+        {
+            // Either `stop` finds this canceller, or this thread finds the stop, before any
+            // connection is opened.
+            let mut inner = FETCHER.lock();
+            if inner.stop {
+                inner.running = false;
+                return;
+            }
+            if let Ok(c) = &client {
+                inner.cancel = Some(c.canceller());
+            }
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            client
+                .map_err(|e| (e.code(), e.to_string()))
+                .and_then(|c| fetch_keys(&c, &config))
+        }))
+        .unwrap_or_else(|_| Err(("internal", "the fetch failed unexpectedly".to_string())));
+        {
+            let mut inner = FETCHER.lock();
+            inner.cancel = None;
+            if inner.stop {
+                // Unloading: an interrupted fetch is no failure, and nothing is published.
+                inner.running = false;
+                return;
+            }
+        }
         // The keys are published under state's writer lock, checking under it that the source
         // did not change meanwhile (a CONFIG SET takes the same lock first).
         let published = match &result {
@@ -418,19 +549,29 @@ fn run(publish: Publish) {
                 Some(why)
             }
         };
-        let waiters = std::mem::take(&mut inner.waiters);
+        // A patient waiter that arrived after this fetch started may be waiting for a key
+        // this fetch missed: it waits for one more, when the cooldown allows.
+        let (answered, kept): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut inner.waiters)
+            .into_iter()
+            .partition(|w| w.patience == Patience::Brief || w.arrived <= started);
+        if !kept.is_empty() {
+            inner.schedule.follow_up(now, &config.policy);
+        }
+        inner.waiters = kept;
         drop(inner);
-        finish(waiters, error.as_deref());
+        finish(answered, error.as_deref());
     }
 }
 
 /// One fetch and parse, on the fetch thread.
 #[allow(clippy::type_complexity)]
 fn fetch_keys(
+    client: &fetch::Client,
     config: &SourceConfig,
 ) -> Result<(Arc<KeySet>, Option<Duration>), (&'static str, String)> {
-    let fetched =
-        fetch::fetch_jwks(&config.source, &config.fetch).map_err(|e| (e.code(), e.to_string()))?;
+    let fetched = client
+        .fetch_jwks(&config.source)
+        .map_err(|e| (e.code(), e.to_string()))?;
     let set = KeySet::from_json(&fetched.body)
         .map_err(|e| ("jwks", format!("not a usable JWKS: {}", e.message())))?;
     Ok((Arc::new(set.from_source(KeySource::Uri)), fetched.max_age))

@@ -374,8 +374,8 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         .and_then(|()| config::check_combination(&state::current().settings));
     if let Err(e) = configured {
         log::warning(&format!("jwtdeny: refusing to load: {e}"));
-        // No OnUnload follows a refused load: undo what was set up, and start nothing.
-        state::stop();
+        // No OnUnload follows a refused load: undo what was set up (no thread runs yet).
+        let _ = state::stop();
         log::shutdown();
         return Status::Err;
     }
@@ -397,7 +397,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 }
 
 fn deinit(_ctx: &Context) -> Status {
-    state::stop();
+    if let Err(why) = state::stop() {
+        log::warning(&format!("jwtdeny: MODULE UNLOAD refused: {why}"));
+        return Status::Err;
+    }
     cache::release(); // its entries hold Redis strings, freed here on the main thread
     log::shutdown();
     Status::Ok

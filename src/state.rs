@@ -33,6 +33,10 @@ pub struct Snapshot {
     file_keys: Arc<KeySet>,
     /// The keys fetched from the identity provider.
     uri_keys: Arc<KeySet>,
+    /// Moves with every snapshot that verifies differently (other keys, other rules). The
+    /// verification cache serves and keeps only what a command of its own generation verified,
+    /// so no read of the snapshot and the cache in two steps can mix two key sets.
+    pub generation: u64,
 }
 
 impl Snapshot {
@@ -42,6 +46,7 @@ impl Snapshot {
             keys: Arc::default(),
             file_keys: Arc::default(),
             uri_keys: Arc::default(),
+            generation: 0,
         }
     }
 }
@@ -87,8 +92,13 @@ enum Keys {
 /// Puts `settings` and the keys in force; call with [`writer`] held. A key set that would serve
 /// a `kid` from two sources is refused and nothing changes. Verifications cached under the old
 /// keys are dropped unless every old key is still there unchanged (an unchanged refresh keeps
-/// every hit).
-fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> {
+/// every hit) and the rules stay (`rules_changed`: a config that changes how a token is judged).
+fn publish(
+    old: &Snapshot,
+    settings: Settings,
+    keys: Keys,
+    rules_changed: bool,
+) -> Result<(), Error> {
     let (file_keys, uri_keys) = match keys {
         Keys::Same => (old.file_keys.clone(), old.uri_keys.clone()),
         Keys::File(set) => (set, old.uri_keys.clone()),
@@ -103,15 +113,21 @@ fn publish(old: &Snapshot, settings: Settings, keys: Keys) -> Result<(), Error> 
         Arc::new(KeySet::union(&file_keys, &uri_keys)?)
     };
     let kept = Arc::ptr_eq(&keys, &old.keys) || old.keys.kept_by(&keys);
+    let generation = if kept && !rules_changed {
+        old.generation
+    } else {
+        old.generation.wrapping_add(1) // a rotated-out key's tokens must fail from now on
+    };
     DB.store(settings.db, Ordering::Release);
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
         settings,
         keys,
         file_keys,
         uri_keys,
+        generation,
     });
-    if !kept {
-        cache::global().clear(); // a rotated-out key's tokens must fail from now on
+    if generation != old.generation {
+        cache::global().clear_to(generation);
     }
     Ok(())
 }
@@ -128,7 +144,7 @@ fn set_uri_keys_if(set: Arc<KeySet>, still_current: &dyn Fn() -> bool) -> Result
     if old.uri_keys.same_keys(&set) {
         return Ok(false);
     }
-    publish(&old, old.settings.clone(), Keys::Uri(set))?;
+    publish(&old, old.settings.clone(), Keys::Uri(set), false)?;
     Ok(true)
 }
 
@@ -186,13 +202,14 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
     }
     let n = |v: i64| usize::try_from(v).unwrap_or(0);
     let (cache_size, pool_size) = (n(settings.verify_cache_size), n(settings.workers));
-    publish(&old, settings, keys).map_err(refuse)?;
+    let rules_changed = spec.effect == Effect::ClearCache;
+    publish(&old, settings, keys, rules_changed).map_err(refuse)?;
     if started {
         jwks::configure(&current().settings);
     }
     match spec.effect {
-        Effect::None | Effect::LoadKeys | Effect::Source => {}
-        Effect::ClearCache => cache::global().clear(),
+        // ClearCache: done by the publish, in the snapshot's generation.
+        Effect::None | Effect::LoadKeys | Effect::Source | Effect::ClearCache => {}
         Effect::ResizeCache => cache::global().resize(cache_size),
         Effect::ResizeWorkers if started => workers::resize(pool_size),
         Effect::ResizeWorkers => {} // started in `start`, once the load cannot fail any more
@@ -210,7 +227,7 @@ pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
     }
     let set = load_keys(path)?;
     log_skipped(&set);
-    publish(&old, old.settings.clone(), Keys::File(set))?;
+    publish(&old, old.settings.clone(), Keys::File(set), false)?;
     Ok(current().keys.clone())
 }
 
@@ -244,6 +261,8 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
         if cache.capacity() != n(old.settings.verify_cache_size) {
             cache.resize(n(old.settings.verify_cache_size));
         }
+        // A module loaded again in the same process starts from a fresh snapshot.
+        cache.clear_to(old.generation);
     }
     workers::resize(n(old.settings.workers));
     jwks::start(set_uri_keys_if);
@@ -259,19 +278,27 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
         return Ok(None);
     }
     let set = load_keys(path)?;
-    publish(&old, old.settings.clone(), Keys::File(set.clone()))?;
+    publish(&old, old.settings.clone(), Keys::File(set.clone()), false)?;
     Ok(Some(set))
 }
 
-/// Called on unload, so that a later load starts over as at startup.
-pub fn stop() {
-    let _w = writer();
-    STARTED.store(false, Ordering::Release);
+/// How long an unload waits for the fetch thread to leave once its fetch is interrupted.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Called on unload, so that a later load starts over as at startup. Refused (nothing is
+/// stopped) while a JWKS fetch is still resolving or connecting: see `jwks::stop`.
+///
+/// The threads are stopped before the writer lock is taken: the fetch thread takes that lock
+/// to publish, and joining it while holding the lock would wait forever.
+pub fn stop() -> Result<(), String> {
+    jwks::stop(STOP_WITHIN)?;
     // No thread of ours may outlive the unloaded code.
     workers::stop();
-    jwks::stop();
+    let _w = writer();
+    STARTED.store(false, Ordering::Release);
     DB.store(0, Ordering::Release);
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot::initial());
+    Ok(())
 }
 
 /// Registers every row of `config::SPECS` with Redis, then has Redis apply the values from its

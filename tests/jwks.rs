@@ -111,8 +111,9 @@ fn a_rotated_key_is_fetched_on_the_first_check_that_names_it() {
         ("shared-ed25519", "idp-ed"),
     ]));
     let t2 = token("EdDSA", "idp-ed", "rotated");
-    // Within the cooldown (30 s by default) of the last unknown-kid fetch: NOKEY at once.
-    assert_err(&server.revoke(&t2), "NOKEY", "within the cooldown");
+    // Within the cooldown (30 s by default) of the last unknown-kid fetch a CHECK answers
+    // NOKEY at once (a REVOKE would wait for the cooldown's end: see the cooldown tests).
+    assert_err(&server.check(&t2), "NOKEY", "within the cooldown");
     assert_eq!(idp.requests(JWKS_PATH), 2, "no fetch within the cooldown");
     ok(
         server.config_set("jwtdeny.jwks-cooldown", "1"),
@@ -612,4 +613,217 @@ fn removing_the_source_answers_the_clients_waiting_for_it() {
     );
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(server.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+/// The token's own reply: `[1, claims]` whose `sub` is `sub`.
+fn assert_claims_of(r: &Reply, sub: &str, context: &str) {
+    let a = r.array();
+    assert_eq!(a.len(), 2, "{context}: {r}");
+    assert_eq!(a[0], Reply::Int(1), "{context}: {r}");
+    let claims: Value = serde_json::from_slice(&a[1].all_bytes()).expect("claims JSON");
+    assert_eq!(claims["sub"], sub, "{context}: someone else's reply {r}");
+}
+
+/// Issue 17 §1.1: with workers, a CHECK that waited for a fetch ran again from the reply
+/// callback and was handed to a worker there, i.e. blocked from inside a callback: it never
+/// got a reply, and every later reply on the connection answered the request before it. A
+/// forged token with a random kid so received the next user's claims.
+#[test]
+fn with_workers_a_check_that_waited_for_keys_gets_its_own_reply() {
+    let idp = Idp::start();
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    let server = builder(&idp).conf("jwtdeny.workers 2").start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    ok(
+        server.config_set("jwtdeny.jwks-cooldown", "1"),
+        "CONFIG SET",
+    );
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa-2"),
+    ]));
+    let rotated = token("RS256", "idp-rsa-2", "rotated-user");
+    let forged = token("ES256", "attacker-random-kid", "attacker");
+    let victim = token("ES256", "idp-es256", "victim");
+    let mut c = server.conn();
+    c.set_read_timeout(Duration::from_secs(20));
+    for t in [&rotated, &victim] {
+        c.queue(&["JWTDENY.CHECK", t, "WITHCLAIMS"]);
+    }
+    c.flush().expect("flush");
+    let r = c.read().expect("the rotated token's reply");
+    assert_claims_of(&r, "rotated-user", "a legitimate rotation");
+    assert_claims_of(&c.read().expect("reply"), "victim", "the next request");
+    // Once the cooldown has passed, an attacker's random kid fetches again.
+    std::thread::sleep(Duration::from_millis(1100));
+    for t in [&forged, &victim] {
+        c.queue(&["JWTDENY.CHECK", t, "WITHCLAIMS"]);
+    }
+    c.queue(&["PING"]);
+    c.flush().expect("flush");
+    let r = c.read().expect("the forged token's reply");
+    assert_eq!(r.err_code(), Some("NOKEY"), "the forged token: {r}");
+    assert_claims_of(&c.read().expect("reply"), "victim", "after the forged one");
+    assert_eq!(c.read().expect("PING"), Reply::Status("PONG".into()));
+    assert_eq!(idp.requests(JWKS_PATH), 3, "one fetch per unknown kid");
+    assert!(
+        info_num(&server, "verifications_offloaded") >= 1,
+        "the pool verified the known-kid tokens: {}",
+        info(&server)["verifications_offloaded"]
+    );
+    assert_eq!(info_i64(&server, "clients", "blocked_clients"), 0);
+}
+
+/// Starts a server whose first fetch the provider holds for `delay_ms`, and waits until that
+/// fetch is under way.
+fn fetch_in_flight(idp: &Idp, delay_ms: u64, status: u16) -> Server {
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    idp.set_path_delay(JWKS_PATH, delay_ms);
+    idp.set_status(JWKS_PATH, status);
+    let server = builder(idp).conf("jwtdeny.jwks-timeout 20000").start();
+    idp.wait_requests(JWKS_PATH, 1, ASYNC_DEADLINE);
+    server
+}
+
+/// Issue 17 §1.2: MODULE UNLOAD joined the fetch thread while holding the lock the thread
+/// takes to publish: a fetch that succeeded after the unload began froze redis-server, and
+/// one that failed stalled it for the rest of jwtdeny.jwks-timeout. The fetch is interrupted
+/// instead, and the module loads again.
+#[test]
+fn module_unload_with_a_fetch_in_flight_returns_at_once() {
+    for status in [200, 500] {
+        let idp = Idp::start();
+        let server = fetch_in_flight(&idp, 6000, status);
+        let mut c = server.conn();
+        c.set_read_timeout(Duration::from_secs(30));
+        let started = Instant::now();
+        let r = c.cmd(&["MODULE", "UNLOAD", "jwtdeny"]);
+        let took = started.elapsed();
+        assert_eq!(r, Reply::Status("OK".into()), "unload (provider {status})");
+        // Time is the property: the provider holds the answer for 6 s.
+        assert!(
+            took < Duration::from_secs(3),
+            "unload waited {took:?} for the provider (status {status})"
+        );
+        assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+        idp.set_path_delay(JWKS_PATH, 0);
+        idp.set_status(JWKS_PATH, 200);
+        let module = module_path();
+        let r = c.cmd(&[
+            "MODULE",
+            "LOADEX",
+            module.to_str().expect("path"),
+            "CONFIG",
+            "jwtdeny.jwks-ca-file",
+            idp.ca_file().to_str().expect("path"),
+            "CONFIG",
+            "jwtdeny.jwks-uri",
+            &idp.url(JWKS_PATH),
+        ]);
+        assert_eq!(r, Reply::Status("OK".into()), "loaded again");
+        wait_fetches(&server, "jwks_fetches_ok", 1);
+        let t = token("ES256", "idp-es256", "after-reload");
+        assert_int(
+            &server.check(&t),
+            1,
+            "keys fetched by the module loaded again",
+        );
+    }
+}
+
+/// A cooldown as short as a test can wait for, begun by an unknown kid nobody serves.
+fn in_cooldown(idp: &Idp, secs: u64) -> Server {
+    let server = started(idp);
+    ok(
+        server.config_set("jwtdeny.jwks-cooldown", &secs.to_string()),
+        "CONFIG SET",
+    );
+    let nobody = token("ES256", "served-by-nobody", "x");
+    assert_err(&server.check(&nobody), "NOKEY", "an unknown kid");
+    assert_eq!(idp.requests(JWKS_PATH), 2, "its fetch starts the cooldown");
+    server
+}
+
+/// Issue 17 §1.6: anyone can start the cooldown with an unknown kid; a revocation signed with a
+/// key the provider rotated in during it was answered NOKEY and lost (providers post a logout
+/// once). A REVOKE or LOGOUT now waits for the fetch at the cooldown's end; the fetch rate
+/// stays one per cooldown.
+#[test]
+fn a_revocation_within_the_cooldown_waits_for_its_end_and_is_not_lost() {
+    let idp = Idp::start();
+    let server = in_cooldown(&idp, 3);
+    ok(
+        server.config_set("jwtdeny.logout-audience", "jwtdeny-tests"),
+        "CONFIG SET",
+    );
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa-2"),
+    ]));
+    let logout = {
+        let claims = json!({
+            "aud": "jwtdeny-tests", "iat": now(), "exp": now() + 120, "jti": "j",
+            "sub": "logged-out", "sid": "s-1",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        let header = json!({"alg": "RS256", "kid": "idp-rsa-2", "typ": "logout+jwt"});
+        sign_raw("RS256", &header.to_string(), &claims.to_string())
+    };
+    let revoked = token("RS256", "idp-rsa-2", "revoked");
+    let mut a = server.conn();
+    let mut b = server.conn();
+    a.set_read_timeout(Duration::from_secs(30));
+    b.set_read_timeout(Duration::from_secs(30));
+    a.send(&["JWTDENY.LOGOUT", &logout]).expect("send");
+    b.send(&["JWTDENY.REVOKE", &revoked]).expect("send");
+    // The server answers others meanwhile, and a CHECK of the new kid answers at once.
+    let mut other = server.conn();
+    assert_eq!(other.cmd(&["PING"]), Reply::Status("PONG".into()));
+    assert_err(
+        &other.cmd(&["JWTDENY.CHECK", &revoked]),
+        "NOKEY",
+        "a CHECK within the cooldown answers at once",
+    );
+    assert_int(
+        &a.read().expect("LOGOUT"),
+        1,
+        "the logout ended its session",
+    );
+    assert_int(&b.read().expect("REVOKE"), 1, "the revocation was made");
+    assert_int(&server.check(&revoked), 0, "revoked");
+    assert_eq!(
+        idp.requests(JWKS_PATH),
+        3,
+        "one fetch at the cooldown's end served all of them"
+    );
+    assert_eq!(info_i64(&server, "clients", "blocked_clients"), 0);
+}
+
+/// Issue 17 §1.6, the CHECK side: within the cooldown a CHECK of an unknown kid answers NOKEY
+/// at once, and the fetch it asked for runs when the cooldown ends, without another request.
+/// In MULTI a REVOKE cannot wait: it answers NOKEY at once too.
+#[test]
+fn a_check_within_the_cooldown_answers_at_once_and_the_fetch_follows() {
+    let idp = Idp::start();
+    let server = in_cooldown(&idp, 2);
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa-2"),
+    ]));
+    let t = token("RS256", "idp-rsa-2", "later");
+    assert_err(&server.check(&t), "NOKEY", "within the cooldown");
+    let mut c = server.conn();
+    assert_eq!(c.cmd(&["MULTI"]), Reply::Status("OK".into()));
+    c.cmd(&["JWTDENY.REVOKE", &t]);
+    let exec = c.cmd(&["EXEC"]);
+    assert_eq!(exec.array()[0].err_code(), Some("NOKEY"), "{exec}");
+    assert_eq!(
+        idp.requests(JWKS_PATH),
+        2,
+        "nothing fetched within the cooldown"
+    );
+    idp.wait_requests(JWKS_PATH, 3, ASYNC_DEADLINE);
+    wait_fetches(&server, "jwks_fetches_ok", 3);
+    assert_int(&server.check(&t), 1, "fetched when the cooldown ended");
+    assert_eq!(info_num(&server, "jwks_unknown_kid_fetches"), 2);
 }

@@ -512,6 +512,36 @@ impl Client {
     }
 }
 
+/// Interrupts the requests of the [`Client`] it came from, from any thread: a read or write
+/// under way fails at once instead of waiting for the server or the timeout (name resolution
+/// and a TCP connect under way are not interrupted; they end within the timeout).
+pub struct Canceller(Agent);
+
+impl Canceller {
+    pub fn cancel(self) {
+        self.0.shutdown();
+    }
+}
+
+impl Client {
+    /// What interrupts this client's requests from another thread.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.agent.clone())
+    }
+
+    /// One fetch round of a source: discovery first if configured, all within the timeout.
+    pub fn fetch_jwks(&self, source: &Source) -> Result<Fetched, FetchError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        match source {
+            Source::Uri(url) => self.get_json(url, deadline),
+            Source::Discovery { issuer } => {
+                let url = self.discover(issuer, deadline)?;
+                self.get_json(&url, deadline)
+            }
+        }
+    }
+}
+
 /// GETs `url`, which must be JSON, within `cfg.timeout`.
 pub fn get_json(url: &str, cfg: &FetchConfig) -> Result<Fetched, FetchError> {
     let deadline = Instant::now() + cfg.timeout;
@@ -526,15 +556,7 @@ pub fn discover(issuer: &str, cfg: &FetchConfig) -> Result<String, FetchError> {
 
 /// One fetch round of a source: discovery first if configured, all within `cfg.timeout`.
 pub fn fetch_jwks(source: &Source, cfg: &FetchConfig) -> Result<Fetched, FetchError> {
-    let deadline = Instant::now() + cfg.timeout;
-    let client = Client::new(cfg)?;
-    match source {
-        Source::Uri(url) => client.get_json(url, deadline),
-        Source::Discovery { issuer } => {
-            let url = client.discover(issuer, deadline)?;
-            client.get_json(&url, deadline)
-        }
-    }
+    Client::new(cfg)?.fetch_jwks(source)
 }
 
 fn ca_file_roots(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
@@ -658,7 +680,11 @@ pub enum Decision {
     Start,
     /// A fetch is already running: wait for that one.
     Join,
-    /// No fetch for this request (unknown `kid` within the cooldown, or not due yet).
+    /// An unknown `kid` within the cooldown: the fetch it asks for runs when the cooldown ends,
+    /// at this instant (wake the fetch thread so that it knows). A caller that must not lose
+    /// its command waits for it; others answer at once.
+    Deferred(Instant),
+    /// No fetch for this request (a scheduled fetch that is not due yet).
     Refuse,
 }
 
@@ -668,7 +694,12 @@ pub struct Schedule {
     next: Instant,
     failures: u32,
     in_flight: Option<Trigger>,
+    /// When the running fetch started.
+    started: Option<Instant>,
     last_unknown_kid: Option<Instant>,
+    /// An unknown-kid fetch asked for within the cooldown, due when the cooldown ends: the
+    /// fetch rate stays bounded by the cooldown, and no such request is dropped.
+    deferred: Option<Instant>,
 }
 
 impl Schedule {
@@ -678,13 +709,21 @@ impl Schedule {
             next: now,
             failures: 0,
             in_flight: None,
+            started: None,
             last_unknown_kid: None,
+            deferred: None,
         }
     }
 
     /// When the next scheduled fetch is due (it may be in the past while one runs).
     pub fn next_fetch(&self) -> Instant {
         self.next
+    }
+
+    /// When the fetch thread must look again: the next scheduled fetch, or a deferred
+    /// unknown-kid fetch if that comes first.
+    pub fn wake_at(&self) -> Instant {
+        self.deferred.map_or(self.next, |d| d.min(self.next))
     }
 
     /// Consecutive failed fetches.
@@ -696,32 +735,68 @@ impl Schedule {
         self.in_flight
     }
 
+    /// When the running fetch started, if one runs.
+    pub fn started(&self) -> Option<Instant> {
+        self.in_flight.and(self.started)
+    }
+
     /// Asks for a fetch; on `Start` the fetch counts as running until [`Schedule::succeeded`]
     /// or [`Schedule::failed`]. Concurrent callers get `Join`, so they share that one fetch.
     pub fn request(&mut self, trigger: Trigger, now: Instant, policy: &Policy) -> Decision {
         if self.in_flight.is_some() {
             return Decision::Join;
         }
-        let allowed = match trigger {
-            Trigger::Scheduled => now >= self.next,
-            Trigger::UnknownKid => self
-                .last_unknown_kid
-                .is_none_or(|t| now >= t + policy.cooldown),
-            Trigger::Operator => true,
-        };
-        if !allowed {
-            return Decision::Refuse;
-        }
-        if trigger == Trigger::UnknownKid {
-            self.last_unknown_kid = Some(now);
+        match trigger {
+            Trigger::Scheduled if now < self.next => return Decision::Refuse,
+            Trigger::UnknownKid => {
+                if let Some(allowed) = self.cooldown_end(policy).filter(|t| now < *t) {
+                    let at = self.deferred.map_or(allowed, |d| d.min(allowed));
+                    self.deferred = Some(at);
+                    return Decision::Deferred(at);
+                }
+                self.last_unknown_kid = Some(now);
+                self.deferred = None;
+            }
+            Trigger::Scheduled | Trigger::Operator => {}
         }
         self.in_flight = Some(trigger);
+        self.started = Some(now);
         Decision::Start
+    }
+
+    /// The end of the cooldown of the last unknown-kid fetch, if there was one.
+    fn cooldown_end(&self, policy: &Policy) -> Option<Instant> {
+        self.last_unknown_kid.map(|t| t + policy.cooldown)
     }
 
     /// Shorthand for a token whose `kid` is not loaded.
     pub fn unknown_kid(&mut self, now: Instant, policy: &Policy) -> Decision {
         self.request(Trigger::UnknownKid, now, policy)
+    }
+
+    /// For the fetch thread: starts the fetch that is due at `now`, if any (a deferred
+    /// unknown-kid fetch first), and says why it runs.
+    pub fn due(&mut self, now: Instant, policy: &Policy) -> Option<Trigger> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if self.deferred.is_some_and(|d| now >= d)
+            && self.request(Trigger::UnknownKid, now, policy) == Decision::Start
+        {
+            return Some(Trigger::UnknownKid);
+        }
+        (self.request(Trigger::Scheduled, now, policy) == Decision::Start)
+            .then_some(Trigger::Scheduled)
+    }
+
+    /// Asks for one more unknown-kid fetch, as soon as the cooldown allows, for callers that
+    /// arrived after the fetch that just ended had started (it may have missed their key).
+    /// Returns when it is due.
+    pub fn follow_up(&mut self, now: Instant, policy: &Policy) -> Instant {
+        let at = self.cooldown_end(policy).map_or(now, |t| t.max(now));
+        let at = self.deferred.map_or(at, |d| d.min(at));
+        self.deferred = Some(at);
+        at
     }
 
     /// The running fetch succeeded at `now`; the response allowed caching for `max_age`.
@@ -1051,13 +1126,16 @@ mod tests {
         for n in 2..31 {
             assert_eq!(
                 s.unknown_kid(t0 + secs(n), &POLICY),
-                Decision::Refuse,
+                Decision::Deferred(t0 + secs(31)),
                 "{n}"
             );
         }
         assert_eq!(s.unknown_kid(t0 + secs(31), &POLICY), Decision::Start);
         s.failed(t0 + secs(32), &POLICY);
-        assert_eq!(s.unknown_kid(t0 + secs(40), &POLICY), Decision::Refuse);
+        assert_eq!(
+            s.unknown_kid(t0 + secs(40), &POLICY),
+            Decision::Deferred(t0 + secs(61))
+        );
         // An operator's reload is not held back by the cooldown, and does not reset it.
         assert_eq!(
             s.request(Trigger::Operator, t0 + secs(41), &POLICY),
@@ -1065,5 +1143,51 @@ mod tests {
         );
         s.succeeded(t0 + secs(41), None, &POLICY);
         assert_eq!(s.unknown_kid(t0 + secs(61), &POLICY), Decision::Start);
+    }
+
+    #[test]
+    fn an_unknown_kid_within_the_cooldown_is_fetched_when_it_ends() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0);
+        assert_eq!(s.due(t0, &POLICY), Some(Trigger::Scheduled));
+        s.succeeded(t0, None, &POLICY);
+        assert_eq!(s.unknown_kid(t0 + secs(1), &POLICY), Decision::Start);
+        s.succeeded(t0 + secs(2), None, &POLICY);
+        assert_eq!(s.wake_at(), t0 + secs(302));
+        // Asked for within the cooldown: one fetch, when the cooldown ends, however many ask.
+        for n in 3..20 {
+            assert_eq!(
+                s.unknown_kid(t0 + secs(n), &POLICY),
+                Decision::Deferred(t0 + secs(31))
+            );
+        }
+        assert_eq!(s.wake_at(), t0 + secs(31));
+        assert_eq!(s.due(t0 + secs(30), &POLICY), None);
+        assert_eq!(s.due(t0 + secs(31), &POLICY), Some(Trigger::UnknownKid));
+        assert_eq!(s.started(), Some(t0 + secs(31)));
+        s.succeeded(t0 + secs(32), None, &POLICY);
+        // That fetch counts against the cooldown like any other unknown-kid fetch.
+        assert_eq!(s.wake_at(), t0 + secs(332));
+        assert_eq!(
+            s.unknown_kid(t0 + secs(33), &POLICY),
+            Decision::Deferred(t0 + secs(61))
+        );
+    }
+
+    #[test]
+    fn a_follow_up_fetch_keeps_to_the_cooldown() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0);
+        assert_eq!(s.due(t0, &POLICY), Some(Trigger::Scheduled));
+        // No unknown-kid fetch yet: the follow-up is due at once.
+        assert_eq!(s.request(Trigger::UnknownKid, t0, &POLICY), Decision::Join);
+        s.succeeded(t0 + secs(1), None, &POLICY);
+        assert_eq!(s.follow_up(t0 + secs(1), &POLICY), t0 + secs(1));
+        assert_eq!(s.due(t0 + secs(1), &POLICY), Some(Trigger::UnknownKid));
+        s.succeeded(t0 + secs(2), None, &POLICY);
+        // After one, the next waits for the cooldown.
+        assert_eq!(s.follow_up(t0 + secs(2), &POLICY), t0 + secs(31));
+        assert_eq!(s.due(t0 + secs(30), &POLICY), None);
+        assert_eq!(s.due(t0 + secs(31), &POLICY), Some(Trigger::UnknownKid));
     }
 }
