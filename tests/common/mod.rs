@@ -396,7 +396,7 @@ impl ServerBuilder {
                 }
                 Err(log) => {
                     server.kill();
-                    if log.contains("Address already in use") {
+                    if log.contains("Address already in use") || log.contains(PORT_TAKEN) {
                         last_log = log;
                         continue;
                     }
@@ -443,6 +443,9 @@ impl Default for ServerBuilder {
         ServerBuilder::new()
     }
 }
+
+/// What `wait_ready` says when the port it waits on is answered by another process.
+const PORT_TAKEN: &str = "port taken by another server";
 
 /// A running `redis-server`, killed (and reaped) on drop. Its log is printed when a test fails
 /// while it is alive.
@@ -521,7 +524,7 @@ impl Server {
             }
             if let Ok(mut c) = Conn::connect_with(self.port, self.launch.reply_timeout) {
                 match c.try_cmd(&["PING"]) {
-                    Ok(Reply::Status(s)) if s == "PONG" => return Ok(()),
+                    Ok(Reply::Status(s)) if s == "PONG" => return self.answered_by_own(&mut c),
                     _ => {} // LOADING, or not accepting yet
                 }
             }
@@ -535,6 +538,24 @@ impl Server {
         }
     }
 
+    /// Whether the server that answered on the port is this one: another test's server may
+    /// have taken the port between probing it and this one binding it.
+    fn answered_by_own(&self, c: &mut Conn) -> Result<(), String> {
+        let own = self.child.as_ref().map(Child::id);
+        let info = match c.try_cmd(&["INFO", "server"]) {
+            Ok(r) => parse_info(&r.text()),
+            Err(e) => return Err(format!("{PORT_TAKEN}: INFO failed: {e}")),
+        };
+        let pid = info.get("process_id").and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some() && pid == own {
+            return Ok(());
+        }
+        Err(format!(
+            "{PORT_TAKEN}: port {} answered by process {pid:?}, not {own:?}",
+            self.port
+        ))
+    }
+
     /// SIGKILL: nothing is saved or flushed beyond what the server already did.
     pub fn kill(&mut self) {
         self.conn.borrow_mut().take();
@@ -544,14 +565,25 @@ impl Server {
         }
     }
 
-    /// Kills the server and starts it again on the same port, dir and config.
+    /// Kills the server and starts it again on the same port, dir and config. The port is
+    /// free again only once the old process is gone: a bind that still fails is retried.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
         let dir = self.dir().to_path_buf();
-        if let Err(log) = self.wait_ready(&dir) {
-            panic!("redis-server did not come back after restart:\n{log}");
+        let mut last = String::new();
+        for _ in 0..10 {
+            self.spawn();
+            match self.wait_ready(&dir) {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") => {
+                    self.kill();
+                    last = log;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(log) => panic!("redis-server did not come back after restart:\n{log}"),
+            }
         }
+        panic!("redis-server did not come back after restart (port busy):\n{last}");
     }
 
     /// `SHUTDOWN NOSAVE`, then waits (as long as a startup may take) for the process to exit,
