@@ -46,7 +46,6 @@
 //! URLs are shown through [`redact_url`], so an error's `Display` is safe for any log.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -564,13 +563,9 @@ fn ca_file_roots(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
         path: Quoted::new(&path.to_string_lossy()),
         why: Quoted::new(why),
     };
-    let mut pem = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
-        .map_err(|e| fail(&e.kind().to_string()))?;
-    if pem.len() as u64 > MAX_CA_FILE {
-        return Err(fail("larger than 4 MiB"));
-    }
+    // The keys file's reader: bounded, and never blocked by a FIFO or a device.
+    let pem = crate::keys::read_regular_file(&path.to_string_lossy(), MAX_CA_FILE)
+        .map_err(|e| fail(&e))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
