@@ -216,12 +216,12 @@ const COMMANDS: &[Command] = &[
                 keyword(
                     c"reload",
                     c"RELOAD",
-                    c"read jwtdeny.keys-file again; a bad file keeps the old keys",
+                    c"read jwtdeny.keys-file again and refetch the identity provider's JWKS; what fails keeps the old keys",
                 ),
                 keyword(
                     c"list",
                     c"LIST",
-                    c"list the loaded keys (kid, kty, algorithms), never their material",
+                    c"list the keys in force (kid, kty, algorithms, source: file or uri), never their material",
                 ),
             ]),
             c"what to do with the keys",

@@ -164,7 +164,8 @@ impl Spec {
 
 pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
-/// Every config, in the order `CONFIG GET jwtdeny.*` and the README list them.
+/// Every config, in the order the README's config table lists them (`CONFIG GET jwtdeny.*`
+/// lists them in the server's own hash order).
 pub static SPECS: [Spec; 18] = [
     Spec {
         name: "keys-file",

@@ -128,7 +128,8 @@ fn krevokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
 }
 
 /// `JWTDENY.KEYS RELOAD` → number of keys loaded (a bad file keeps the old keys and errors);
-/// `JWTDENY.KEYS LIST` → per key `[kid, <kid>, kty, <kty>, algorithms, [<alg>…]]`, never material.
+/// `JWTDENY.KEYS LIST` → per key `[kid, <kid>, kty, <kty>, algorithms, [<alg>…], source,
+/// file|uri]`, never material. RELOAD also refetches the identity provider's keys.
 fn keys(ctx: &Context, args: &[RedisString]) -> RedisResult {
     commands::keys(ctx, args)
 }

@@ -22,18 +22,23 @@
 //!   response's `Cache-Control: max-age` when that is shorter, but never sooner than 30 s
 //!   ([`MIN_MAX_AGE`]). After a failure the previous keys stay and the retry backs off
 //!   exponentially from 1 s, never waiting longer than `jwks-refresh` ([`Schedule::failed`]).
-//! - **Unknown `kid`**: the main thread asks [`Schedule::unknown_kid`]: `Join` a fetch already in
-//!   flight (the client is blocked and queued on the source), `Start` one (the cooldown since
-//!   the last unknown-kid fetch has passed), or `Refuse` (answer `NOKEY` at once). The schedule
-//!   is only touched under the source's lock, so concurrent requests share one fetch, and a
-//!   flood of random kids causes at most one fetch per `jwks-cooldown`.
-//! - **Handing keys to the main thread**: the fetch thread builds the union of file keys and
-//!   the new source keys, then takes the GIL (thread-safe context lock, microseconds) to swap
-//!   the `Arc<KeySet>` and, only if the key material changed, invalidate the verification
-//!   cache (an unchanged refresh keeps every hit). Then it unblocks each waiting client with
+//! - **Unknown `kid`**: the main thread asks [`Schedule::request`] with
+//!   [`Trigger::UnknownKid`]: `Join` a fetch already in flight (the client is blocked and
+//!   queued on the source), `Start` one (the cooldown since the last unknown-kid fetch has
+//!   passed), or `Deferred` (within the cooldown: the fetch is due when it ends, and the
+//!   fetch thread runs it then, [`Schedule::due`]; a command that must not lose its request
+//!   waits for it, others answer `NOKEY` at once). The schedule is only touched under the
+//!   source's lock, so concurrent requests share one fetch, and a flood of random kids causes
+//!   at most one fetch per `jwks-cooldown`.
+//! - **Handing keys to the main thread**: the fetch thread parses the new key set, then takes
+//!   the module's writer lock to publish a new snapshot (the union of file and provider keys,
+//!   with a new cache generation unless every old key stayed unchanged): commands read whole
+//!   snapshots, never half of one. Then it unblocks each waiting client with
 //!   `RedisModule_UnblockClient`; their reply callbacks, on the main thread, judge the token
-//!   by the key set now in force. Blocked clients also carry a `jwks-timeout` block timeout
-//!   that answers `NOKEY`, so no client waits on a hung fetch.
+//!   by the key set now in force and never block again. Blocked clients also carry a block
+//!   timeout that answers `NOKEY`, so no client waits on a hung fetch.
+//! - **Stopping** (unload) never waits on the network: the fetch under way is interrupted
+//!   through its [`Canceller`], and nothing is published after the stop.
 //!
 //! # Transport rules
 //! https only, also for every redirect target (checked before any connection); at most
