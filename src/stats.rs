@@ -4,16 +4,8 @@
 use crate::error::Error;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-/// Error codes in the order INFO lists them.
-pub const CODES: [&str; 7] = [
-    "MALFORMED",
-    "BADALG",
-    "NOKEY",
-    "BADSIG",
-    "BADCLAIMS",
-    "EXPIRED",
-    "NOTYET",
-];
+/// The token error codes, in the order INFO lists their counters.
+pub use crate::error::CODES;
 
 pub struct Stats {
     pub checks_active: AtomicU64,

@@ -399,7 +399,7 @@ fn case(rng: &mut Rng, pool: &Pool) -> Case {
 fn judge(case: &Case, reply: &Reply) -> Result<(), String> {
     let well_formed = match reply {
         Reply::Int(0) | Reply::Int(1) => true,
-        Reply::Error(_) => ERROR_CODES.contains(&reply.err_code().unwrap_or("")),
+        Reply::Error(_) => is_error_code(reply.err_code().unwrap_or("")),
         _ => false,
     };
     if !well_formed {

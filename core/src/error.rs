@@ -5,6 +5,18 @@
 
 use std::fmt;
 
+/// The codes a token is refused with, in the order the checks run (the order INFO counts
+/// them in). Every other refusal is `ERR`.
+pub const CODES: [&str; 7] = [
+    "MALFORMED",
+    "BADALG",
+    "NOKEY",
+    "BADSIG",
+    "BADCLAIMS",
+    "EXPIRED",
+    "NOTYET",
+];
+
 /// Why a token, a keys file or a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {

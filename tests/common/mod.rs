@@ -1191,18 +1191,11 @@ pub const ALL_ALGS: [&str; 12] = [
     "ES384", "EdDSA",
 ];
 
-/// The first word of every error reply a token command may give: the module's documented
-/// codes, and `ERR` for wrong arity and syntax.
-pub const ERROR_CODES: [&str; 8] = [
-    "MALFORMED",
-    "BADALG",
-    "NOKEY",
-    "BADSIG",
-    "BADCLAIMS",
-    "EXPIRED",
-    "NOTYET",
-    "ERR",
-];
+/// Whether `code` is the first word of an error reply a token command may give: the module's
+/// token codes (the core's one list), or `ERR` for wrong arity and syntax.
+pub fn is_error_code(code: &str) -> bool {
+    code == "ERR" || jwtdeny_core::error::CODES.contains(&code)
+}
 
 /// The base64url alphabet (RFC 4648 §5).
 pub const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
