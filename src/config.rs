@@ -17,6 +17,9 @@ pub struct Settings {
     pub algorithms: Option<AlgSet>,
     pub issuer: String,
     pub audience: String,
+    /// The `typ` an access token must have (`at+jwt`, RFC 9068); `""`: any but the types of
+    /// other kinds of JWT.
+    pub token_typ: String,
     /// The application's OIDC client id, which a logout token's `aud` must contain; `""`:
     /// JWTDENY.LOGOUT is refused.
     pub logout_audience: String,
@@ -60,6 +63,7 @@ impl Settings {
             algorithms: self.algorithms.unwrap_or(AlgSet::ALL),
             issuer: non_empty(&self.issuer),
             audience: non_empty(&self.audience),
+            typ: non_empty(&self.token_typ),
             max_token_bytes: usize::try_from(self.max_token_bytes).unwrap_or(0),
             max_lifetime: (self.max_lifetime > 0).then_some(self.max_lifetime),
         }
@@ -115,6 +119,10 @@ pub struct Spec {
     pub kind: Kind,
     /// Settable at load time only (redis.conf, module arguments, `MODULE LOADEX`).
     pub immutable: bool,
+    /// Its value is redacted from what the server logs of commands (SLOWLOG, MONITOR, the
+    /// ACL log, a crash report's command): a URL may carry credentials in its userinfo or
+    /// query, which INFO and jwtdeny's own log lines never show either.
+    pub sensitive: bool,
     pub effect: Effect,
 }
 
@@ -166,7 +174,7 @@ pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
 /// Every config, in the order the README's config table lists them (`CONFIG GET jwtdeny.*`
 /// lists them in the server's own hash order).
-pub static SPECS: [Spec; 18] = [
+pub static SPECS: [Spec; 19] = [
     Spec {
         name: "keys-file",
         kind: Kind::Text {
@@ -178,6 +186,7 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::LoadKeys,
     },
     Spec {
@@ -195,6 +204,7 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::ClearCache,
     },
     Spec {
@@ -208,6 +218,7 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::ClearCache,
     },
     Spec {
@@ -221,6 +232,21 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "token-typ",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.token_typ.clone(),
+            set: |s, v| {
+                s.token_typ = parse_token_typ(v)?;
+                Ok(())
+            },
+        },
+        immutable: false,
+        sensitive: false,
         effect: Effect::ClearCache,
     },
     Spec {
@@ -234,6 +260,7 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: false,
         // Logout tokens are judged afresh by every LOGOUT, never cached.
         effect: Effect::None,
     },
@@ -248,6 +275,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.leeway = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::None, // judged on every command, never cached
     },
     Spec {
@@ -263,6 +291,7 @@ pub static SPECS: [Spec; 18] = [
         },
         // A new prefix at runtime would silently un-revoke every token.
         immutable: true,
+        sensitive: false,
         effect: Effect::None,
     },
     Spec {
@@ -278,6 +307,7 @@ pub static SPECS: [Spec; 18] = [
         },
         // Another database at runtime would silently un-revoke every token, as a new prefix would.
         immutable: true,
+        sensitive: false,
         effect: Effect::None,
     },
     Spec {
@@ -290,6 +320,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.max_token_bytes = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::ClearCache,
     },
     Spec {
@@ -304,6 +335,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.max_lifetime = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::ClearCache,
     },
     Spec {
@@ -317,6 +349,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.verify_cache_size = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::ResizeCache,
     },
     Spec {
@@ -330,6 +363,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.workers = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::ResizeWorkers,
     },
     Spec {
@@ -346,6 +380,7 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: true,
         effect: Effect::Source,
     },
     Spec {
@@ -356,6 +391,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, b| s.discovery = b,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::Source,
     },
     Spec {
@@ -368,6 +404,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.jwks_refresh = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::Source,
     },
     Spec {
@@ -380,6 +417,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.jwks_cooldown = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::Source,
     },
     Spec {
@@ -392,6 +430,7 @@ pub static SPECS: [Spec; 18] = [
             set: |s, n| s.jwks_timeout = n,
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::Source,
     },
     Spec {
@@ -409,6 +448,7 @@ pub static SPECS: [Spec; 18] = [
             },
         },
         immutable: false,
+        sensitive: false,
         effect: Effect::Source,
     },
 ];
@@ -466,6 +506,28 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
+/// `jwtdeny.token-typ`: empty, or `at+jwt` (RFC 9068's access-token type, with or without
+/// `application/`, in any case), stored as `at+jwt`. Other types are refused: requiring one
+/// no access-token profile defines would only lock every token out.
+fn parse_token_typ(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let bare = v
+        .get(..12)
+        .filter(|head| head.eq_ignore_ascii_case("application/"))
+        .map_or(v, |_| &v[12..]);
+    if v.is_empty() {
+        Ok(String::new())
+    } else if bare.eq_ignore_ascii_case("at+jwt") {
+        Ok("at+jwt".into())
+    } else {
+        Err(format!(
+            "{} is not an access token type: use at+jwt (RFC 9068), or empty for any type but \
+             another kind of JWT's",
+            quote(value)
+        ))
+    }
+}
+
 /// `""` means every algorithm; otherwise a comma-separated list of JOSE names. Case is forgiven
 /// here (an operator's setting is unambiguous), never in tokens.
 fn parse_algorithms(value: &str) -> Result<Option<AlgSet>, String> {
@@ -474,9 +536,14 @@ fn parse_algorithms(value: &str) -> Result<Option<AlgSet>, String> {
     }
     let mut algs = Vec::new();
     for name in value.split(',').map(str::trim) {
+        // RFC 9864's fully-specified Ed25519 is the EdDSA jwtdeny serves (no Ed448).
         let alg = ALL_ALGORITHMS
             .into_iter()
-            .find(|a| alg_name(*a).eq_ignore_ascii_case(name));
+            .find(|a| alg_name(*a).eq_ignore_ascii_case(name))
+            .or_else(|| {
+                name.eq_ignore_ascii_case("Ed25519")
+                    .then_some(jsonwebtoken::Algorithm::EdDSA)
+            });
         match alg {
             Some(a) => algs.push(a),
             None if name.eq_ignore_ascii_case("none") => {
@@ -484,7 +551,7 @@ fn parse_algorithms(value: &str) -> Result<Option<AlgSet>, String> {
             }
             None => {
                 return Err(format!(
-                    "unknown algorithm {} (known: HS256,HS384,HS512,RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA)",
+                    "unknown algorithm {} (known: HS256,HS384,HS512,RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA or Ed25519)",
                     quote(name)
                 ))
             }

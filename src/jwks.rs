@@ -11,7 +11,7 @@
 //! fetch thread releases its lock before it publishes).
 
 use crate::fetch::{self, FetchConfig, Schedule, Source, Trigger};
-use crate::keys::{KeySet, KeySource};
+use crate::keys::KeySet;
 use crate::log;
 use redis_module::{raw, Context, ContextFlags};
 use std::os::raw::{c_int, c_void};
@@ -446,8 +446,11 @@ impl Drop for Leaving {
 /// never take back a stop this thread has already acted on.
 fn run(publish: Publish) {
     let _leaving = Leaving;
+    // The discovered jwks_uri, kept while the discovery document may be used; a source of
+    // its own per epoch.
+    let mut discovered: Option<(u64, fetch::Discovered)> = None;
     loop {
-        let (config, epoch, started) = {
+        let (config, epoch, started, trigger) = {
             let mut inner = FETCHER.lock();
             let config = loop {
                 if inner.stop {
@@ -477,7 +480,8 @@ fn run(publish: Publish) {
                     .map_or_else(|e| e.into_inner().0, |(g, _)| g);
             };
             let started = inner.schedule.started().unwrap_or_else(Instant::now);
-            (config, inner.epoch, started)
+            let trigger = inner.schedule.in_flight();
+            (config, inner.epoch, started, trigger)
         };
         // Reads the trust store: not under the lock the main thread takes.
         let client = fetch::Client::new(&config.fetch);
@@ -493,12 +497,18 @@ fn run(publish: Publish) {
                 inner.cancel = Some(c.canceller());
             }
         }
+        // An operator's KEYS RELOAD reads the discovery document again too.
+        let mut found = discovered
+            .take()
+            .filter(|(e, _)| *e == epoch && trigger != Some(Trigger::Operator))
+            .map(|(_, d)| d);
         let result = catch_unwind(AssertUnwindSafe(|| {
             client
                 .map_err(|e| (e.code(), e.to_string()))
-                .and_then(|c| fetch_keys(&c, &config))
+                .and_then(|c| fetch_keys(&c, &config, &mut found))
         }))
         .unwrap_or_else(|_| Err(("internal", "the fetch failed unexpectedly".to_string())));
+        discovered = found.map(|d| (epoch, d));
         {
             let mut inner = FETCHER.lock();
             inner.cancel = None;
@@ -526,15 +536,17 @@ fn run(publish: Publish) {
                 inner.schedule.succeeded(now, max_age, &config.policy);
                 inner.info.fetches_ok += 1;
                 inner.info.last_fetch_result = "ok".into();
+                // Only when the key set changed: an unchanged refresh (every jwks-refresh, every
+                // cooldown) logs nothing, however many keys it passes over.
                 if changed {
                     log::notice(&format!(
                         "jwtdeny: {} keys from {} in force",
                         set.len(),
                         inner.info.uri
                     ));
-                }
-                for why in &set.skipped {
-                    log::notice(&format!("jwtdeny: skipped {why} (from {})", inner.info.uri));
+                    if let Some(line) = set.skipped_summary() {
+                        log::notice(&format!("jwtdeny: {line} (from {})", inner.info.uri));
+                    }
                 }
                 None
             }
@@ -568,11 +580,13 @@ fn run(publish: Publish) {
 fn fetch_keys(
     client: &fetch::Client,
     config: &SourceConfig,
+    discovered: &mut Option<fetch::Discovered>,
 ) -> Result<(Arc<KeySet>, Option<Duration>), (&'static str, String)> {
+    // A discovery document without max-age is read again once per jwks-refresh.
     let fetched = client
-        .fetch_jwks(&config.source)
+        .fetch_jwks_with(&config.source, discovered, config.policy.refresh)
         .map_err(|e| (e.code(), e.to_string()))?;
-    let set = KeySet::from_json(&fetched.body)
+    let set = KeySet::fetched(&fetched.body)
         .map_err(|e| ("jwks", format!("not a usable JWKS: {}", e.message())))?;
-    Ok((Arc::new(set.from_source(KeySource::Uri)), fetched.max_age))
+    Ok((Arc::new(set), fetched.max_age))
 }

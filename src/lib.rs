@@ -385,8 +385,8 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     match state::start() {
         Ok(Some(set)) => {
             log::notice(&format!("jwtdeny: loaded {} verification keys", set.len()));
-            for why in &set.skipped {
-                log::notice(&format!("jwtdeny: skipped {why}"));
+            if let Some(line) = set.skipped_summary() {
+                log::notice(&format!("jwtdeny: {line}"));
             }
         }
         Ok(None) => log::warning(&format!(

@@ -161,8 +161,8 @@ fn load_keys(path: &str) -> Result<Arc<KeySet>, Error> {
 }
 
 fn log_skipped(set: &KeySet) {
-    for why in &set.skipped {
-        log::notice(&format!("jwtdeny: skipped {why}"));
+    if let Some(line) = set.skipped_summary() {
+        log::notice(&format!("jwtdeny: {line}"));
     }
 }
 
@@ -305,11 +305,13 @@ pub fn stop() -> Result<(), String> {
 /// configuration file and `MODULE LOADEX` (or the defaults).
 pub fn register_configs(ctx: &Context) -> Result<(), String> {
     for (spec, handle) in SPECS.iter().zip(&HANDLES) {
-        let flags = if spec.immutable {
-            ConfigurationFlags::IMMUTABLE
-        } else {
-            ConfigurationFlags::DEFAULT
-        };
+        let mut flags = ConfigurationFlags::DEFAULT;
+        if spec.immutable {
+            flags |= ConfigurationFlags::IMMUTABLE;
+        }
+        if spec.sensitive {
+            flags |= ConfigurationFlags::SENSITIVE;
+        }
         match spec.kind {
             Kind::Int {
                 default, min, max, ..

@@ -829,3 +829,154 @@ fn a_check_within_the_cooldown_answers_at_once_and_the_fetch_follows() {
     assert_int(&server.check(&t), 1, "fetched when the cooldown ended");
     assert_eq!(info_num(&server, "jwks_unknown_kid_fetches"), 2);
 }
+
+/// Issue 17 §1.4: a secret (`oct`) key served at the JWKS URL verified HS256 tokens, so anyone
+/// who could read that public URL could mint tokens for any subject. Fetched keys are public
+/// keys only; the same key in the keys file still serves.
+#[test]
+fn a_secret_key_served_by_the_provider_is_never_used() {
+    let idp = Idp::start();
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-hs256", "idp-hs256"),
+    ]));
+    let server = builder(&idp).start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    let forged = token("HS256", "idp-hs256", "anyone-at-all");
+    assert_err(
+        &server.check(&forged),
+        "NOKEY",
+        "an HS256 token of the URL's oct key",
+    );
+    let inspected = server.cmd(&["JWTDENY.INSPECT", &forged]);
+    assert_eq!(
+        inspected.array()[1].text(),
+        "NOKEY",
+        "INSPECT likewise: {inspected}"
+    );
+    let list = server.cmd(&["JWTDENY.KEYS", "LIST"]);
+    assert_eq!(
+        list.array().len(),
+        1,
+        "only the public key is in force: {list}"
+    );
+    assert_eq!(info_num(&server, "keys_loaded"), 1);
+    let log = server.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("secret (oct) key"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line says why: {lines:?}");
+    assert!(lines[0].contains("'idp-hs256'"), "{}", lines[0]);
+    // A JWKS of secret keys alone is no key set: the fetch fails, and nothing is in force.
+    idp.set_jwks(&jwks_of(&[("shared-hs256", "idp-hs256")]));
+    let r = server.cmd(&["JWTDENY.KEYS", "RELOAD"]);
+    assert!(r.is_error(), "{r}");
+    assert_eq!(info(&server)["jwks_last_fetch_result"], "jwks");
+}
+
+/// Issue 17 §1.8: every skipped key was logged on every successful fetch (tens of thousands of
+/// lines from a large JWKS, every refresh and every cooldown). Now one summary line, only when
+/// the key set changes.
+#[test]
+fn skipped_keys_are_one_summary_line_when_the_key_set_changes() {
+    let idp = Idp::start();
+    let mut keys = vec![{
+        let mut k = jwk("shared-es256");
+        k["kid"] = json!("idp-es256");
+        k
+    }];
+    for i in 0..2000 {
+        let mut k = jwk("shared-rsa");
+        k["kid"] = json!(format!("enc-{i}"));
+        k["use"] = json!("enc");
+        keys.push(k);
+    }
+    idp.set_jwks(&json!({ "keys": keys }).to_string());
+    let server = builder(&idp).start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    for _ in 0..3 {
+        assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 1, "unchanged");
+    }
+    assert_eq!(info_num(&server, "jwks_fetches_ok"), 4);
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line for four fetches: {} lines",
+        lines.len()
+    );
+    assert!(
+        lines[0].contains("skipped 2000 keys") && lines[0].contains("and 1997 more"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].len() < 1000,
+        "a summary, not a list: {} bytes",
+        lines[0].len()
+    );
+}
+
+/// Issue 17 §1.12: every refetch read the discovery document again (two requests per fetch).
+/// Its own Cache-Control is honoured (jwks-refresh without one); a failed JWKS fetch forgets
+/// the discovered URL, and KEYS RELOAD reads the document again.
+#[test]
+fn the_discovery_document_is_reused_while_it_may_be() {
+    let idp = Idp::start();
+    let issuer = idp.url("/realms/acme");
+    let doc_path = "/realms/acme/.well-known/openid-configuration";
+    idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+    idp.set_discovery(&issuer, &issuer, &idp.url(JWKS_PATH));
+    idp.set_header(doc_path, "Cache-Control", "max-age=3600");
+    let server = ServerBuilder::new()
+        .conf(format!(
+            "jwtdeny.jwks-ca-file {}",
+            conf_quote(&idp.ca_file().to_string_lossy())
+        ))
+        .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
+        .conf("jwtdeny.discovery yes")
+        .conf("jwtdeny.jwks-cooldown 1")
+        .start();
+    wait_fetches(&server, "jwks_fetches_ok", 1);
+    assert_eq!((idp.requests(doc_path), idp.requests(JWKS_PATH)), (1, 1));
+    // Unknown kids refetch the JWKS only.
+    idp.set_jwks(&jwks_of(&[
+        ("shared-es256", "idp-es256"),
+        ("shared-rsa", "idp-rsa-2"),
+    ]));
+    let t = mint(
+        "RS256",
+        Some("idp-rsa-2"),
+        &json!({"sub": "d", "iat": now(), "exp": FAR_EXP, "iss": issuer}),
+    );
+    assert_int(&server.check(&t), 1, "the rotated key, fetched");
+    assert_eq!((idp.requests(doc_path), idp.requests(JWKS_PATH)), (1, 2));
+    // A failed JWKS fetch forgets the URL: the next round discovers again.
+    idp.set_status(JWKS_PATH, 500);
+    std::thread::sleep(Duration::from_millis(1100)); // the cooldown is the property here
+    let unknown = mint(
+        "ES256",
+        Some("nobody"),
+        &json!({"sub": "d", "iat": now(), "exp": FAR_EXP, "iss": issuer}),
+    );
+    assert_err(&server.check(&unknown), "NOKEY", "during the outage");
+    assert_eq!((idp.requests(doc_path), idp.requests(JWKS_PATH)), (1, 3));
+    let ok_before = info_num(&server, "jwks_fetches_ok");
+    idp.set_status(JWKS_PATH, 200);
+    // The retry after the failure (1 s later) discovers again before it fetches.
+    wait_fetches(&server, "jwks_fetches_ok", ok_before + 1);
+    assert_eq!(
+        idp.requests(doc_path),
+        2,
+        "discovered again after the failure"
+    );
+    let jwks_before = idp.requests(JWKS_PATH);
+    // An operator's reload reads the document again.
+    assert_int(&server.cmd(&["JWTDENY.KEYS", "RELOAD"]), 2, "RELOAD");
+    assert_eq!(
+        (idp.requests(doc_path), idp.requests(JWKS_PATH)),
+        (3, jwks_before + 1)
+    );
+}

@@ -257,6 +257,18 @@ fn reload_with_a_bad_file_keeps_the_old_keys() {
     p256_with_p384_point["kid"] = json!("wrong-curve");
     let mut dup = jwk("shared-hs384");
     dup["kid"] = json!("shared-hs256");
+    // Issue 17 §1.9: keys that would load and then refuse every token as BADSIG.
+    let mut rsa_e1 = rsa.clone();
+    rsa_e1["kid"] = json!("rsa-e1");
+    rsa_e1["e"] = json!(b64(&[1]));
+    let mut rsa_even = rsa.clone();
+    rsa_even["kid"] = json!("rsa-even");
+    rsa_even["e"] = json!(b64(&[1, 0, 0]));
+    let mut off_curve = jwk("shared-es256");
+    off_curve["kid"] = json!("off-curve");
+    let mut y = b64_decode(off_curve["y"].as_str().unwrap());
+    y[31] ^= 1;
+    off_curve["y"] = json!(b64(&y));
 
     let bad: Vec<(&str, String)> = vec![
         ("not JSON", "this is not json".to_string()),
@@ -267,6 +279,9 @@ fn reload_with_a_bad_file_keeps_the_old_keys() {
         ("HS512 secret shorter than 64 bytes", json!({"keys": [{"kty": "oct", "kid": "short", "alg": "HS512", "k": b64(&[1u8; 48])}]}).to_string()),
         ("duplicate kid", json!({"keys": [jwk("shared-hs256"), dup]}).to_string()),
         ("1024-bit RSA key", json!({"keys": [rsa_1024]}).to_string()),
+        ("RSA key with e = 1", json!({"keys": [rsa_e1]}).to_string()),
+        ("RSA key with an even e", json!({"keys": [rsa_even]}).to_string()),
+        ("P-256 point off the curve", json!({"keys": [off_curve]}).to_string()),
         ("P-384 point declared P-256", json!({"keys": [p256_with_p384_point]}).to_string()),
         ("key alg none", json!({"keys": [{"kty": "oct", "kid": "n", "alg": "none", "k": b64(&[1u8; 64])}]}).to_string()),
         ("alg not fitting kty", json!({"keys": [{"kty": "oct", "kid": "m", "alg": "RS256", "k": b64(&[1u8; 64])}]}).to_string()),
@@ -279,6 +294,16 @@ fn reload_with_a_bad_file_keeps_the_old_keys() {
             r.error().unwrap().len() > "ERR ".len() + 10,
             "RELOAD of a file with {what}: the error does not say what is wrong: {r}"
         );
+        let why = r.error().unwrap_or_default();
+        for (case, words) in [
+            ("e = 1", "is 1"),
+            ("even e", "is even"),
+            ("off the curve", "not on the curve"),
+        ] {
+            if what.contains(case) {
+                assert!(why.contains(words), "RELOAD of a file with {what}: {why}");
+            }
+        }
         assert_eq!(
             key_list(&server),
             before,

@@ -37,6 +37,7 @@ fn policy() -> Policy<'static> {
         algorithms: AlgSet::ALL,
         issuer: None,
         audience: None,
+        typ: None,
         max_token_bytes: 8192,
         max_lifetime: None,
     }

@@ -487,6 +487,15 @@ impl Client {
 
     /// Reads `issuer`'s discovery document and returns its `jwks_uri`.
     pub fn discover(&self, issuer: &str, deadline: Instant) -> Result<String, FetchError> {
+        self.discover_for(issuer, deadline).map(|(uri, _)| uri)
+    }
+
+    /// [`Client::discover`], with how long the document may be used (its `max-age`).
+    fn discover_for(
+        &self,
+        issuer: &str,
+        deadline: Instant,
+    ) -> Result<(String, Option<Duration>), FetchError> {
         #[derive(serde::Deserialize)]
         struct Document {
             issuer: Option<serde_json::Value>,
@@ -494,6 +503,7 @@ impl Client {
         }
         let url = discovery_url(issuer)?;
         let fetched = self.get_json(&url, deadline)?;
+        let max_age = fetched.max_age;
         let doc: Document = serde_json::from_slice(&fetched.body)
             .map_err(|_| FetchError::Discovery(Quoted::new("the document is not a JSON object")))?;
         let found = doc.issuer.as_ref().and_then(|v| v.as_str());
@@ -512,8 +522,15 @@ impl Client {
             )));
         };
         check_url(jwks_uri)?;
-        Ok(jwks_uri.to_string())
+        Ok((jwks_uri.to_string(), max_age))
     }
+}
+
+/// A `jwks_uri` found by discovery, and until when its document may be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub jwks_uri: String,
+    pub until: Instant,
 }
 
 /// Interrupts the requests of the [`Client`] it came from, from any thread: a read or write
@@ -535,14 +552,44 @@ impl Client {
 
     /// One fetch round of a source: discovery first if configured, all within the timeout.
     pub fn fetch_jwks(&self, source: &Source) -> Result<Fetched, FetchError> {
+        self.fetch_jwks_with(source, &mut None, Duration::ZERO)
+    }
+
+    /// [`Client::fetch_jwks`], reusing a discovered `jwks_uri` while its document may be used:
+    /// for its own `Cache-Control: max-age`, or `keep` when it gives none. A JWKS fetch that
+    /// fails forgets it, so a `jwks_uri` that moved is discovered again on the next round.
+    pub fn fetch_jwks_with(
+        &self,
+        source: &Source,
+        discovered: &mut Option<Discovered>,
+        keep: Duration,
+    ) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + self.cfg.timeout;
-        match source {
-            Source::Uri(url) => self.get_json(url, deadline),
-            Source::Discovery { issuer } => {
-                let url = self.discover(issuer, deadline)?;
-                self.get_json(&url, deadline)
+        let issuer = match source {
+            Source::Uri(url) => return self.get_json(url, deadline),
+            Source::Discovery { issuer } => issuer,
+        };
+        let now = Instant::now();
+        let cached = discovered
+            .as_ref()
+            .filter(|d| d.until > now)
+            .map(|d| d.jwks_uri.clone());
+        let url = match cached {
+            Some(url) => url,
+            None => {
+                let (url, max_age) = self.discover_for(issuer, deadline)?;
+                *discovered = Some(Discovered {
+                    jwks_uri: url.clone(),
+                    until: now + max_age.unwrap_or(keep),
+                });
+                url
             }
+        };
+        let fetched = self.get_json(&url, deadline);
+        if fetched.is_err() {
+            *discovered = None;
         }
+        fetched
     }
 }
 

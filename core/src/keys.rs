@@ -95,8 +95,13 @@ pub fn alg_name(alg: Algorithm) -> &'static str {
     }
 }
 
-/// Parses a JOSE algorithm name; names are case-sensitive (RFC 7515 §4.1.1).
+/// Parses a JOSE algorithm name; names are case-sensitive (RFC 7515 §4.1.1). `Ed25519`, the
+/// fully-specified name of RFC 9864 that current providers send, is EdDSA over Ed25519: the
+/// only EdDSA served (the crypto library has no Ed448, so `Ed448` stays unsupported).
 pub fn parse_alg(name: &str) -> Option<Algorithm> {
+    if name == "Ed25519" {
+        return Some(Algorithm::EdDSA);
+    }
     ALGORITHMS.into_iter().find(|a| alg_name(*a) == name)
 }
 
@@ -213,6 +218,17 @@ impl KeySet {
 
     /// Parses a JWKS document. A file is refused whole, never half-loaded.
     pub fn from_json(bytes: &[u8]) -> Result<KeySet, Error> {
+        KeySet::parse(bytes, KeySource::File)
+    }
+
+    /// Parses a JWKS fetched from an identity provider. Its keys are public (anyone can read the
+    /// URL), so a secret (`oct`) key there would let anyone mint tokens: such keys are passed
+    /// over, with a reason for the log.
+    pub fn fetched(bytes: &[u8]) -> Result<KeySet, Error> {
+        KeySet::parse(bytes, KeySource::Uri)
+    }
+
+    fn parse(bytes: &[u8], source: KeySource) -> Result<KeySet, Error> {
         let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
             // serde_json's messages give a position, never the text around it.
             Error::KeysFile(format!("not valid JSON ({e})"))
@@ -227,7 +243,7 @@ impl KeySet {
             let obj = jwk
                 .as_object()
                 .ok_or_else(|| Error::KeysFile(format!("key #{index} is not a JSON object")))?;
-            match parse_jwk(obj, index)? {
+            match parse_jwk(obj, index, source)? {
                 Parsed::Key(key) => {
                     if let Some(kid) = &key.kid {
                         if set.by_kid.insert(kid.clone(), set.keys.len()).is_some() {
@@ -248,6 +264,28 @@ impl KeySet {
             ));
         }
         Ok(set)
+    }
+
+    /// The keys passed over, as one log line: their count and the first few reasons (each
+    /// already escaped and capped), so a JWKS of thousands of unusable keys logs one line.
+    pub fn skipped_summary(&self) -> Option<String> {
+        const SHOWN: usize = 3;
+        let n = self.skipped.len();
+        if n == 0 {
+            return None;
+        }
+        let shown: Vec<&str> = self
+            .skipped
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        let more = match n.checked_sub(SHOWN) {
+            Some(rest) if rest > 0 => format!("; and {rest} more"),
+            _ => String::new(),
+        };
+        let s = if n == 1 { "" } else { "s" };
+        Some(format!("skipped {n} key{s}: {}{more}", shown.join("; ")))
     }
 
     /// Whether a key with this `kid` is loaded.
@@ -339,7 +377,7 @@ enum Parsed {
     Skipped(String),
 }
 
-fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
+fn parse_jwk(obj: &Map<String, Value>, index: usize, source: KeySource) -> Result<Parsed, Error> {
     let kid = match obj.get("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -409,6 +447,12 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
     };
 
     let (kty, algorithms, decoding) = match kty {
+        "oct" if source == KeySource::Uri => {
+            return Ok(Parsed::Skipped(format!(
+                "{label}: a secret (oct) key served at a URL, which anyone who can read it \
+                 could sign with (keys from an identity provider are public keys only)"
+            )))
+        }
         "oct" => {
             let secret = member("k")?;
             let algorithms = serve(&HMAC, "oct")?;
@@ -442,6 +486,14 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
             if e.is_empty() || e.len() > 8 || e.iter().all(|b| *b == 0) {
                 return Err(bad("RSA exponent \"e\" is not usable"));
             }
+            // e = 1 makes every signature its own message; an even e is no RSA key at all.
+            // Either would load and then refuse every token as BADSIG.
+            if bit_length(&e) == 1 {
+                return Err(bad("RSA exponent \"e\" is 1, which is no signature key"));
+            }
+            if e.last().is_some_and(|b| b % 2 == 0) {
+                return Err(bad("RSA exponent \"e\" is even, which is no RSA key"));
+            }
             (
                 "RSA",
                 serve(&RSA, "RSA")?,
@@ -468,6 +520,15 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
             point.push(0x04); // uncompressed SEC1 point, what aws-lc expects
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
+            // A point off the curve would load and then refuse every token as BADSIG (and
+            // invalid-curve points are how ECDH keys leak; refuse them on principle).
+            let check = match alg {
+                Algorithm::ES384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+                _ => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            };
+            if aws_lc_rs::signature::ParsedPublicKey::new(check, &point).is_err() {
+                return Err(bad(&format!("the point (x, y) is not on the curve {crv}")));
+            }
             ("EC", serve(&[alg], "EC")?, DecodingKey::from_ec_der(&point))
         }
         "OKP" => {
@@ -501,7 +562,7 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize) -> Result<Parsed, Error> {
         kty,
         algorithms,
         decoding,
-        source: KeySource::File,
+        source,
     }))
 }
 

@@ -33,14 +33,24 @@ impl Logout {
         self.exp.saturating_add(leeway).saturating_mul(1000)
     }
 
-    /// Refused on or after `exp` (+ leeway), as access tokens are. A logout token has no `nbf`
-    /// to honour, and its `iat` is not judged against this clock: it is the provider's own
-    /// instant of the logout, compared only with the `iat` of tokens the same provider issued.
+    /// Refused on or after `exp` (+ leeway), as access tokens are, and with an `iat` in the
+    /// future (beyond leeway): its `iat` is the cutoff it writes, and a cutoff in the future
+    /// would also revoke the tokens the user is given after logging in again, until then (as
+    /// `REVOKEALL AT <future>` is refused). A past `iat` is the provider's own instant of the
+    /// logout, compared only with the `iat` of tokens the same provider issued.
     pub fn check_time(&self, now_ms: i64, leeway: i64) -> Result<(), Error> {
         if now_ms >= self.expires_at_ms(leeway) {
             return Err(Error::Expired(format!(
                 "logout token expired at {} (exp) with {leeway}s leeway",
                 self.exp
+            )));
+        }
+        let now = now_ms.div_euclid(1000);
+        if self.iat > now.saturating_add(leeway) {
+            return Err(Error::BadClaims(format!(
+                "iat {} is in the future (now is {now}, leeway {leeway}s): a logout cannot \
+                 end sessions not begun yet",
+                self.iat
             )));
         }
         Ok(())
@@ -244,6 +254,7 @@ mod tests {
             issuer: Some(ISSUER),
             // The access tokens' audience is not the logout token's: it must not be required.
             audience: Some("the-api"),
+            typ: None,
             max_token_bytes: 8192,
             // Bounds access tokens only: the vectors' logout tokens live until 2100.
             max_lifetime: Some(3600),
@@ -478,11 +489,11 @@ mod tests {
     }
 
     #[test]
-    fn leeway_extends_exp_and_iat_is_not_judged_by_the_clock() {
+    fn leeway_extends_exp_and_a_past_iat_is_not_judged_by_the_clock() {
         let l = Logout {
             sub: "a".into(),
             sid: None,
-            iat: 10_000,
+            iat: -10_000,
             exp: 100,
         };
         assert!(l.check_time(99_999, 0).is_ok());
@@ -542,5 +553,25 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message().contains("max-token-bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_logout_from_the_future_is_refused() {
+        let now = now_ms() / 1000;
+        let at = |iat: i64, leeway: i64| {
+            Logout {
+                sub: "a".into(),
+                sid: None,
+                iat,
+                exp: now + 600,
+            }
+            .check_time(now * 1000, leeway)
+            .map_err(|e| e.code())
+        };
+        assert_eq!(at(now, 0), Ok(()));
+        assert_eq!(at(now - 100, 0), Ok(()));
+        assert_eq!(at(now + 1, 0), Err("BADCLAIMS"));
+        assert_eq!(at(now + 5, 5), Ok(()), "within leeway");
+        assert_eq!(at(now + 6, 5), Err("BADCLAIMS"));
     }
 }

@@ -23,6 +23,9 @@ pub struct Policy<'a> {
     pub algorithms: AlgSet,
     pub issuer: Option<&'a str>,
     pub audience: Option<&'a str>,
+    /// The `typ` header an access token must have (`at+jwt`); `None`: any type but another
+    /// kind of JWT's (see [`check_access_type`]).
+    pub typ: Option<&'a str>,
     pub max_token_bytes: usize,
     /// Longest `exp - iat` accepted, in seconds; `None` for no limit.
     pub max_lifetime: Option<i64>,
@@ -105,11 +108,14 @@ pub(crate) trait JoseHeader {
     fn has_crit(&self) -> bool;
 }
 
+/// An access token's header. A logout token reads its own (`logout::LogoutHeader`): what one
+/// kind reads must never change how the other's header parses.
 #[derive(Deserialize)]
 pub(crate) struct RawHeader {
     alg: Option<Value>,
     kid: Option<Value>,
     crit: Option<Value>,
+    typ: Option<Value>,
 }
 
 impl JoseHeader for RawHeader {
@@ -133,6 +139,55 @@ pub(crate) struct RawClaims {
     iss: Option<Value>,
     aud: Option<Value>,
     sid: Option<SessionId>,
+    /// Present (with any value, `null` included) only in Security Event Tokens such as
+    /// back-channel logout tokens: never in an access token.
+    #[serde(default, deserialize_with = "present")]
+    events: Option<IgnoredAny>,
+}
+
+/// Present with any value, `null` included (`Option` alone reads `null` as absent).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IgnoredAny>, D::Error> {
+    IgnoredAny::deserialize(d).map(Some)
+}
+
+/// RFC 8725 §3.11 explicit typing, for every access-token command: a token typed as another
+/// kind of JWT (a back-channel logout token, any Security Event Token) or carrying the `events`
+/// claim of one is never taken for an access token, whatever `aud` it names (a logout token's
+/// `aud` is the client id an API may well accept). With `jwtdeny.token-typ` set, the token's
+/// `typ` must be that one (RFC 9068's `at+jwt`). Media types are case-insensitive and may omit
+/// `application/` (RFC 7515 §4.1.9).
+fn check_access_type(header: &RawHeader, claims: &RawClaims, policy: &Policy) -> Result<(), Error> {
+    let typ = match &header.typ {
+        Some(Value::String(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    let bare = typ.map(|t| match t.get(..12) {
+        Some(head) if head.eq_ignore_ascii_case("application/") => &t[12..],
+        _ => t,
+    });
+    if let Some(b) = bare
+        .filter(|b| b.eq_ignore_ascii_case("logout+jwt") || b.eq_ignore_ascii_case("secevent+jwt"))
+    {
+        return Err(Error::BadClaims(format!(
+            "typ {} is not an access token's: another kind of JWT",
+            quote(b)
+        )));
+    }
+    if claims.events.is_some() {
+        return Err(Error::BadClaims(
+            "the events claim makes it a security event (a logout token), not an access token"
+                .into(),
+        ));
+    }
+    if let Some(want) = policy.typ {
+        if !bare.is_some_and(|b| b.eq_ignore_ascii_case(want)) {
+            return Err(Error::BadClaims(match typ {
+                Some(t) => format!("typ {} is not {want} (jwtdeny.token-typ)", quote(t)),
+                None => format!("typ is missing and jwtdeny.token-typ requires {want}"),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// An access token's `sid` as the claims need it: a non-empty string goes straight into an
@@ -192,6 +247,7 @@ pub(crate) struct Unverified<'t, H = RawHeader, C = RawClaims> {
 pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
     let t: Unverified = split(token, policy.max_token_bytes)?;
     check_signature(&t, keys, policy)?;
+    check_access_type(&t.header, &t.claims, policy)?;
     claims(&t.claims, policy)
 }
 
@@ -260,7 +316,9 @@ pub fn inspect(
         .as_ref()
         .and_then(|s| s.0.as_deref())
         .map(str::to_string);
-    (seen, claims(&t.claims, policy))
+    let judged =
+        check_access_type(&t.header, &t.claims, policy).and_then(|()| claims(&t.claims, policy));
+    (seen, judged)
 }
 
 /// The `kid` a token's header names, if it is a string (nothing is verified): used only to
@@ -528,6 +586,7 @@ mod tests {
             algorithms: AlgSet::ALL,
             issuer: None,
             audience: None,
+            typ: None,
             max_token_bytes: 8192,
             max_lifetime: None,
         }
@@ -857,5 +916,112 @@ mod tests {
         let sig = t.rsplit('.').next().unwrap();
         let twice = b64(r#"{"sub":"a","iat":1,"exp":4102444800,"sid":"x","sid":"y"}"#);
         assert_eq!(code(&format!("{head}.{twice}.{sig}")), "MALFORMED");
+    }
+
+    /// A header and payload signed with the shared HS256 key.
+    fn signed(header: Value, claims: Value) -> String {
+        let h = b64(&header.to_string());
+        let p = b64(&claims.to_string());
+        let input = format!("{h}.{p}");
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, HS256_SECRET);
+        let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    #[test]
+    fn a_token_of_another_kind_is_never_an_access_token() {
+        let header = |typ: Option<&str>| match typ {
+            Some(t) => json!({"alg": "HS256", "kid": "shared-hs256", "typ": t}),
+            None => json!({"alg": "HS256", "kid": "shared-hs256"}),
+        };
+        let body = json!({"sub": "a", "iat": 1_700_000_000, "exp": 1_900_000_000});
+        let mut logout = body.clone();
+        logout["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+        let judge = |typ: Option<&str>, claims: &Value, required: Option<&str>| {
+            let mut p = policy();
+            p.typ = required;
+            let t = signed(header(typ), claims.clone());
+            authenticate(t.as_bytes(), &keys(), &p)
+                .map(|_| ())
+                .map_err(|e| e.code())
+        };
+        for typ in [
+            "logout+jwt",
+            "application/logout+jwt",
+            "Logout+JWT",
+            "secevent+jwt",
+        ] {
+            assert_eq!(judge(Some(typ), &body, None), Err("BADCLAIMS"), "{typ}");
+        }
+        assert_eq!(
+            judge(Some("JWT"), &logout, None),
+            Err("BADCLAIMS"),
+            "events"
+        );
+        assert_eq!(
+            judge(None, &logout, None),
+            Err("BADCLAIMS"),
+            "events, no typ"
+        );
+        let mut null_events = body.clone();
+        null_events["events"] = Value::Null;
+        assert_eq!(
+            judge(None, &null_events, None),
+            Err("BADCLAIMS"),
+            "events: null"
+        );
+        for typ in [None, Some("JWT"), Some("at+jwt")] {
+            assert_eq!(judge(typ, &body, None), Ok(()), "{typ:?} without token-typ");
+        }
+        // jwtdeny.token-typ at+jwt: RFC 9068's type, nothing else.
+        for typ in ["at+jwt", "application/at+JWT", "AT+JWT"] {
+            assert_eq!(judge(Some(typ), &body, Some("at+jwt")), Ok(()), "{typ}");
+        }
+        for typ in [None, Some("JWT"), Some("jwt"), Some("logout+jwt")] {
+            assert_eq!(
+                judge(typ, &body, Some("at+jwt")),
+                Err("BADCLAIMS"),
+                "{typ:?}"
+            );
+        }
+        // A forged one learns nothing: the signature is judged first.
+        let forged = signed(header(Some("logout+jwt")), body.clone()).replace(".", ".x");
+        assert_ne!(
+            authenticate(forged.as_bytes(), &keys(), &policy())
+                .err()
+                .map(|e| e.code()),
+            Some("BADCLAIMS")
+        );
+        // A duplicate typ or events is refused as MALFORMED, never read one way or the other.
+        let dup = |h: &str, p: &str| {
+            let input = format!("{}.{}", b64(h), b64(p));
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, HS256_SECRET);
+            let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+            let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+            authenticate(t.as_bytes(), &keys(), &policy())
+                .map(|_| ())
+                .map_err(|e| e.code())
+        };
+        assert_eq!(
+            dup(
+                r#"{"alg":"HS256","kid":"shared-hs256","typ":"JWT","typ":"logout+jwt"}"#,
+                r#"{"sub":"a","iat":1700000000,"exp":1900000000}"#
+            ),
+            Err("MALFORMED")
+        );
+        assert_eq!(
+            dup(
+                r#"{"alg":"HS256","kid":"shared-hs256"}"#,
+                r#"{"sub":"a","iat":1700000000,"exp":1900000000,"events":1,"events":2}"#
+            ),
+            Err("MALFORMED")
+        );
+    }
+
+    #[test]
+    fn ed25519_is_the_fully_specified_name_of_eddsa() {
+        assert_eq!(parse_alg("Ed25519"), Some(jsonwebtoken::Algorithm::EdDSA));
+        assert_eq!(parse_alg("Ed448"), None);
+        assert_eq!(parse_alg("ed25519"), None, "names are case-sensitive");
     }
 }

@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         algorithms: AlgSet::ALL,
         issuer: None,
         audience: None,
+        typ: None,
         max_token_bytes: 1 << 20,
         max_lifetime: None,
     };

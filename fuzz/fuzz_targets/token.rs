@@ -35,6 +35,7 @@ fn open_policy() -> Policy<'static> {
         algorithms: AlgSet::ALL,
         issuer: None,
         audience: None,
+        typ: None,
         max_token_bytes: 8192,
         max_lifetime: None,
     }
@@ -46,6 +47,7 @@ fn strict_policy() -> Policy<'static> {
         algorithms: AlgSet::of(&[Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA]),
         issuer: Some("https://issuer.example"),
         audience: Some("api"),
+        typ: None,
         max_token_bytes: 4096,
         max_lifetime: Some(3600),
     }
