@@ -361,3 +361,95 @@ fn no_keys_file_means_nokey() {
         "RELOAD without keys file",
     );
 }
+
+/// Issue 17 §1.5: `jwtdeny.token-typ`. Empty (the default) takes any `typ` but another kind of
+/// JWT's; `at+jwt` is RFC 9068's strict check. A change empties the verification cache, so a
+/// token cached under the lax rule is judged by the strict one at once.
+#[test]
+fn token_typ_at_jwt_requires_rfc_9068_access_tokens() {
+    let server = Server::with_vector_keys();
+    assert_eq!(server.config_get("jwtdeny.token-typ"), "");
+    let claims = r#"{"sub":"t","iat":1767225600,"exp":4102444800}"#;
+    let typed = |typ: &str| {
+        sign_raw(
+            "ES256",
+            &format!(r#"{{"alg":"ES256","kid":"shared-es256","typ":"{typ}"}}"#),
+            claims,
+        )
+    };
+    let plain = typed("JWT");
+    let at = typed("at+jwt");
+    let at_long = typed("application/AT+JWT");
+    assert_int(&server.check(&plain), 1, "typ JWT, lax");
+    assert_int(&server.check(&at), 1, "typ at+jwt, lax");
+    for bad in ["JWT", "logout+jwt", "nonsense"] {
+        let r = server.config_set("jwtdeny.token-typ", bad);
+        assert!(
+            r.error().is_some_and(|e| e.contains("jwtdeny.token-typ")),
+            "{bad}: {r}"
+        );
+    }
+    ok(
+        server.config_set("jwtdeny.token-typ", "application/at+jwt"),
+        "set",
+    );
+    assert_eq!(server.config_get("jwtdeny.token-typ"), "at+jwt");
+    assert_err(
+        &server.check(&plain),
+        "BADCLAIMS",
+        "typ JWT, strict (was cached)",
+    );
+    assert_int(&server.check(&at), 1, "typ at+jwt, strict");
+    assert_int(&server.check(&at_long), 1, "application/at+jwt, strict");
+    ok(server.config_set("jwtdeny.token-typ", ""), "back to lax");
+    assert_int(&server.check(&plain), 1, "typ JWT, lax again");
+}
+
+/// Issue 17 §1.12: `jwtdeny.jwks-uri` may carry credentials (userinfo, query): INFO and the log
+/// redact them, and the config is registered sensitive (REDISMODULE_CONFIG_SENSITIVE) for the
+/// servers that redact such module configs from SLOWLOG and MONITOR. Redis 7.0.15 and Valkey
+/// 8.1 do not (observed: they redact `requirepass`, not a module's sensitive config), so that
+/// part is not asserted here.
+#[test]
+fn the_jwks_uri_shows_its_credentials_only_to_config_get() {
+    let server = ServerBuilder::new().start();
+    let uri = "https://user:s3cret@127.0.0.1:1/jwks.json?token=t0psecret";
+    ok(server.config_set("jwtdeny.jwks-uri", uri), "CONFIG SET");
+    // The fetch fails (nothing listens on port 1) and says so in the log and INFO.
+    wait_until("a failed fetch", ASYNC_DEADLINE, || {
+        info_field(&server, "jwtdeny", "jwtdeny_jwks_fetches_failed") != "0"
+    });
+    let info = server.cmd(&["INFO", "jwtdeny"]).text();
+    assert!(
+        info.contains("jwtdeny_jwks_uri:https://127.0.0.1:1/jwks.json"),
+        "{info}"
+    );
+    for secret in ["s3cret", "t0psecret"] {
+        assert!(!info.contains(secret), "INFO shows {secret}");
+        assert!(!server.log().contains(secret), "the log shows {secret}");
+    }
+    // CONFIG GET still gives it whole: the operator's own value.
+    assert_eq!(server.config_get("jwtdeny.jwks-uri"), uri);
+}
+
+/// Issue 17 §1.12: RFC 9864's fully-specified `Ed25519`, as current providers send it in the
+/// header and the JWK, is EdDSA over Ed25519; `Ed448` is refused as unsupported.
+#[test]
+fn ed25519_is_accepted_by_its_fully_specified_name() {
+    let server = Server::with_vector_keys();
+    let claims = r#"{"sub":"ed","iat":1767225600,"exp":4102444800}"#;
+    let t = sign_raw(
+        "EdDSA",
+        r#"{"alg":"Ed25519","kid":"shared-ed25519"}"#,
+        claims,
+    );
+    assert_int(&server.check(&t), 1, "alg Ed25519");
+    ok(
+        server.config_set("jwtdeny.algorithms", "ES256,Ed25519"),
+        "allowlist",
+    );
+    assert_eq!(server.config_get("jwtdeny.algorithms"), "ES256,EdDSA");
+    assert_int(&server.check(&t), 1, "alg Ed25519, allowed as EdDSA");
+    let ed448 = sign_raw("EdDSA", r#"{"alg":"Ed448","kid":"shared-ed25519"}"#, claims);
+    assert_err(&server.check(&ed448), "BADALG", "Ed448");
+}

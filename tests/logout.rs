@@ -879,3 +879,76 @@ fn worker_verified_checks_consult_the_session() {
         info(&server)
     );
 }
+
+/// Issue 17 §1.5: CHECK, CHECK WITHCLAIMS, REVOKE and INSPECT accepted a back-channel logout
+/// token as an access token for its `sub`, with `jwtdeny.audience` unset and also set to the
+/// client id. Every access-token command refuses it (BADCLAIMS), in every mode: the shared
+/// vectors' valid logout tokens (made by another implementation), and ours without a `typ`.
+#[test]
+fn a_logout_token_is_never_an_access_token() {
+    let accepted: Vec<String> = doc()["logout"]
+        .as_array()
+        .expect("logout[]")
+        .iter()
+        .filter(|v| v["expect"] == "ok")
+        .map(token_of)
+        .chain([logout_token(json!({"sub": "mallory", "sid": "s"}))])
+        .chain([{
+            // No typ at all: the events claim alone makes it a logout token.
+            let c = json!({"iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 120,
+                           "sub": "mallory", "events": {LOGOUT_EVENT: {}}});
+            sign_raw(
+                "ES256",
+                r#"{"alg":"ES256","kid":"shared-es256"}"#,
+                &c.to_string(),
+            )
+        }])
+        .collect();
+    assert!(accepted.len() >= 5);
+    for (audience, workers, cache) in [
+        ("", "0", "131072"),
+        (AUDIENCE, "2", "0"),
+        (AUDIENCE, "0", "131072"),
+    ] {
+        let server = ServerBuilder::new()
+            .vector_keys()
+            .conf(format!("jwtdeny.issuer {}", conf_quote(ISSUER)))
+            .conf(format!("jwtdeny.logout-audience {AUDIENCE}"))
+            .conf(format!("jwtdeny.workers {workers}"))
+            .conf(format!("jwtdeny.verify-cache-size {cache}"))
+            .start();
+        if !audience.is_empty() {
+            ok(server.config_set("jwtdeny.audience", audience), "audience");
+        }
+        let mode = format!("audience {audience:?}, workers {workers}, cache {cache}");
+        for t in &accepted {
+            assert_err(&server.check(t), "BADCLAIMS", &format!("CHECK, {mode}"));
+            let r = server.cmd(&["JWTDENY.CHECK", t, "WITHCLAIMS"]);
+            assert_err(&r, "BADCLAIMS", &format!("CHECK WITHCLAIMS, {mode}"));
+            assert_err(&server.revoke(t), "BADCLAIMS", &format!("REVOKE, {mode}"));
+            let r = server.cmd(&["JWTDENY.INSPECT", t]);
+            assert_eq!(r.array()[1].text(), "BADCLAIMS", "INSPECT, {mode}: {r}");
+        }
+        assert_eq!(server.dbsize(), 0, "nothing stored, {mode}");
+        // And it still is the logout it is.
+        assert_int(&logout(&server, &accepted[accepted.len() - 2]), 1, "LOGOUT");
+    }
+}
+
+/// Issue 17 §1.10: a logout token with `iat` beyond now + leeway was applied as is (without
+/// `sid`, the user could not log in again until then). It is refused, as REVOKEALL AT <future>.
+#[test]
+fn a_logout_from_the_future_is_refused() {
+    let server = server(TEN_YEARS);
+    let future = logout_token(json!({"sub": "eve", "iat": now() + 3600}));
+    let r = logout(&server, &future);
+    assert_err(&r, "BADCLAIMS", "iat an hour ahead");
+    assert!(r.error().is_some_and(|e| e.contains("future")), "{r}");
+    assert_eq!(server.dbsize(), 0, "nothing written");
+    let fresh = access("eve", None, now(), now() + 600);
+    assert_int(&server.check(&fresh), 1, "the user's tokens stay valid");
+    // Within the leeway, it is a clock skew like any other.
+    ok(server.config_set("jwtdeny.leeway", "60"), "leeway");
+    let skewed = logout_token(json!({"sub": "eve", "iat": now() + 30}));
+    assert_int(&logout(&server, &skewed), 1, "iat 30 s ahead, 60 s leeway");
+}
