@@ -38,7 +38,8 @@ struct Command {
     args: &'static [Arg],
 }
 
-/// `count` keys from argv index `first` on, all used the same way.
+/// `count` keys from argv index `first` on, all used the same way; a negative `count` runs up
+/// to that many arguments from the end (`-2`: every argument but the last is a key).
 struct KeySpec {
     notes: &'static CStr,
     flags: u64,
@@ -161,15 +162,29 @@ const READ_THREE: &[KeySpec] = &[KeySpec {
 }];
 
 /// KLOGOUT and KREVOKESESSION read the subject's cutoff (one that covers the logout already
-/// means `0`, nothing written) and move one of the two cutoffs forward: which one depends on the
-/// token and on max-lifetime, so both are RW, ACCESS and UPDATE, like KREVOKEALL's.
-const END_SESSION: &[KeySpec] = &[KeySpec {
-    notes: c"the subject's cutoff key and the session's cutoff key, read; one of them created or \
-        moved forward",
-    flags: RW | ACCESS | UPDATE,
-    first: 1,
-    count: 2,
-}];
+/// means `0`, nothing written) and move cutoffs forward: which ones depends on the token and on
+/// max-lifetime, so all are RW, ACCESS and UPDATE, like KREVOKEALL's. Their keys run from the
+/// first argument to the last before the token (KLOGOUT) or `<sub> <sid>` (KREVOKESESSION):
+/// two, or three with the sid-less cutoff key.
+const fn end_session(count: c_int) -> [KeySpec; 1] {
+    [KeySpec {
+        notes: c"the subject's cutoff key, the session's cutoff key and (optional) the subject's \
+            sid-less cutoff key, read; cutoffs created or moved forward",
+        flags: RW | ACCESS | UPDATE,
+        first: 1,
+        count,
+    }]
+}
+const KLOGOUT_KEYS: &[KeySpec] = &end_session(-2);
+const KREVOKESESSION_KEYS: &[KeySpec] = &end_session(-3);
+
+/// The third key of the end-session forms, optional for the clients that declare two.
+const SIDLESS_KEY: Arg = optional(arg(
+    c"sidless-key",
+    Kind::Key(0),
+    c"the subject's sid-less cutoff key <prefix>{<sub>}:nosid, which a session's end also moves \
+    (the tokens without sid)",
+));
 
 const COMMANDS: &[Command] = &[
     Command {
@@ -303,13 +318,17 @@ const COMMANDS: &[Command] = &[
     Command {
         name: c"jwtdeny.kscheck",
         arity: -5,
-        summary: c"JWTDENY.CHECK of a token with a sid, with its keys and its session's declared",
+        summary: c"JWTDENY.CHECK with every key it reads declared: the entry, the subject's and the \
+            session's cutoffs (the sid-less cutoff for a token without sid)",
         complexity: VERIFIES_CACHED,
         keys: READ_THREE,
         args: &[
             ENTRY_KEY,
             subject_key(0),
-            session_key(c"the session's cutoff key: <prefix>{<sub>}:sid:<sid>"),
+            session_key(
+                c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid \
+                the sid-less cutoff key <prefix>{<sub>}:nosid",
+            ),
             TOKEN,
             WITHCLAIMS,
         ],
@@ -317,42 +336,47 @@ const COMMANDS: &[Command] = &[
     Command {
         name: c"jwtdeny.ksinspect",
         arity: 5,
-        summary: c"JWTDENY.INSPECT of a token with a sid, with its keys and its session's declared",
+        summary: c"JWTDENY.INSPECT with every key it reads declared (as JWTDENY.KSCHECK)",
         complexity: VERIFIES,
         keys: READ_THREE,
         args: &[
             ENTRY_KEY,
             subject_key(0),
-            session_key(c"the session's cutoff key: <prefix>{<sub>}:sid:<sid>"),
+            session_key(
+                c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid \
+                the sid-less cutoff key <prefix>{<sub>}:nosid",
+            ),
             TOKEN,
         ],
     },
     Command {
         name: c"jwtdeny.klogout",
-        arity: 4,
+        arity: -4,
         summary: c"JWTDENY.LOGOUT with the subject's and the session's keys declared, for Redis \
             Cluster and ACL key patterns",
         complexity: VERIFIES,
-        keys: END_SESSION,
+        keys: KLOGOUT_KEYS,
         args: &[
             subject_key(0),
             session_key(
                 c"the session's cutoff key <prefix>{<sub>}:sid:<sid>; the subject key again for \
                 a logout token without sid",
             ),
+            SIDLESS_KEY,
             LOGOUT_TOKEN,
         ],
     },
     Command {
         name: c"jwtdeny.krevokesession",
-        arity: 5,
+        arity: -5,
         summary: c"JWTDENY.REVOKESESSION with the subject's and the session's keys declared, for \
             Redis Cluster and ACL key patterns",
         complexity: c"O(1)",
-        keys: END_SESSION,
+        keys: KREVOKESESSION_KEYS,
         args: &[
             subject_key(0),
             session_key(c"the session's cutoff key: <prefix>{<sub>}:sid:<sid>"),
+            SIDLESS_KEY,
             SUB,
             SID,
         ],
@@ -446,8 +470,12 @@ fn key_spec(spec: &KeySpec) -> raw::RedisModuleCommandKeySpec {
         find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
         fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
             range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
-                // Relative to `first`.
-                lastkey: spec.count - 1,
+                // Relative to `first`, or (negative) to the end of the arguments.
+                lastkey: if spec.count > 0 {
+                    spec.count - 1
+                } else {
+                    spec.count
+                },
                 keystep: 1,
                 limit: 0,
             },

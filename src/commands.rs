@@ -9,7 +9,7 @@ use crate::error::{quote, Error};
 use crate::fetch::Trigger;
 use crate::jwks::{self, Patience};
 use crate::keys::alg_name;
-use crate::keyscheme::{session_key, subject_key};
+use crate::keyscheme::{session_key, sidless_key, subject_key};
 use crate::log;
 use crate::state::{self, Snapshot};
 use crate::stats::{self, SessionEnd};
@@ -209,24 +209,21 @@ fn locate(v: &Verified, route: Route, command: &str) -> Result<(), Error> {
 }
 
 /// [`check_route`] for a token's keys. The three-key forms (`KSCHECK`, `KSINSPECT`) declare the
-/// session key too, so they need a token with a session. The two-key forms may leave it
-/// undeclared: it shares the subject's slot, and Redis runs a two-key command in a migrating
-/// slot only where both declared keys are, which holds the token's entry (a revoked token).
-/// A standalone CHECK or INSPECT in a cluster names the form that declares every key it reads.
+/// third cutoff a token is looked up in too: its session's, or for a token without `sid` its
+/// subject's sid-less cutoff. The two-key forms may leave it undeclared: it shares the
+/// subject's slot, and Redis runs a two-key command in a migrating slot only where both
+/// declared keys are, which holds the token's entry (a revoked token). A standalone CHECK or
+/// INSPECT of a token with a `sid` in a cluster names the form that declares every key it reads.
 #[cold]
 fn check_token_route(route: Route, place: &Place, command: &str) -> Result<(), Error> {
-    let (entry, subject, session) = (place.entry(), place.subject(), place.session());
+    let (entry, subject, third) = (place.entry(), place.subject(), place.session_cutoff());
     let three_keys = matches!(route, Route::Declared(d) if d.len() == 3);
-    match session {
-        None if three_keys => Err(Error::Usage(format!(
-            "the token has no sid claim, hence no session key: use JWTDENY.K{command}"
-        ))),
-        None => check_route(route, &[entry, subject], command),
-        Some(s) if three_keys => check_route(route, &[entry, subject, s], command),
-        Some(s) if matches!(route, Route::Derived) && matches!(command, "CHECK" | "INSPECT") => {
-            check_route(route, &[entry, subject, s], &format!("S{command}"))
+    match place.session() {
+        _ if three_keys => check_route(route, &[entry, subject, third], command),
+        Some(_) if matches!(route, Route::Derived) && matches!(command, "CHECK" | "INSPECT") => {
+            check_route(route, &[entry, subject, third], &format!("S{command}"))
         }
-        Some(_) => check_route(route, &[entry, subject], command),
+        _ => check_route(route, &[entry, subject], command),
     }
 }
 
@@ -582,7 +579,6 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
         (Some(p), Some(iat)) => p.revoked_by(ctx, iat),
         _ => Ok(None),
     };
-    let session = place.as_ref().and_then(Place::session);
     let keys = place.as_ref();
     let now = now_ms();
     let (status, reason) = match (&outcome, &revoked) {
@@ -600,9 +596,7 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     let expires_at_ms = match (&keys, revoked_by) {
         (Some(k), Some(RevokedBy::Token)) => denylist::expire_time_ms(ctx, k.entry()),
         (Some(k), Some(RevokedBy::Subject)) => denylist::expire_time_ms(ctx, k.subject()),
-        (Some(_), Some(RevokedBy::Session)) => {
-            session.and_then(|key| denylist::expire_time_ms(ctx, key))
-        }
+        (Some(k), Some(RevokedBy::Session)) => denylist::expire_time_ms(ctx, k.session_cutoff()),
         _ => None,
     };
     let text = |v: Option<String>| v.map_or(RedisValue::Null, RedisValue::BulkString);
@@ -637,7 +631,8 @@ pub fn logout(ctx: &Context, args: &[RedisString]) -> RedisResult {
 /// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>`: for a logout token without
 /// `sid`, the session key is the subject key again.
 pub fn klogout(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 2)?;
+    // `<subject-key> <session-key> [<sidless-key>] <logout_token>`
+    let (route, rest) = declared(args, args.len().saturating_sub(2).clamp(2, 3))?;
     logout_with(ctx, rest, route)
 }
 
@@ -688,7 +683,8 @@ pub fn revokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
 }
 
 pub fn krevokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 2)?;
+    // `<subject-key> <session-key> [<sidless-key>] <sub> <sid>`
+    let (route, rest) = declared(args, args.len().saturating_sub(3).clamp(2, 3))?;
     revokesession_with(ctx, rest, route)
 }
 
@@ -727,8 +723,11 @@ fn revokesession_with(ctx: &Context, args: &[RedisString], route: Route) -> Redi
 ///
 /// A session's cutoff can expire only once no token it revokes can still be valid, which takes
 /// max-lifetime; without one the subject's cutoff is raised instead (over-revoking, never
-/// under-revoking). Nothing is written when the subject's cutoff covers `at` already, nor when
-/// the cutoff would be born expired (every token it covers has expired).
+/// under-revoking). A session's end also raises the subject's sid-less cutoff: its tokens that
+/// carry no `sid` (most providers' access tokens) cannot be told apart by session, so any
+/// session's end revokes those issued up to it. Nothing is written when the subject's cutoff
+/// covers `at` already, nor when the cutoff would be born expired (every token it covers has
+/// expired).
 #[allow(clippy::too_many_arguments)]
 fn end_session(
     ctx: &Context,
@@ -742,10 +741,12 @@ fn end_session(
 ) -> Result<SessionEnd, Error> {
     let subject = subject_key(&s.prefix, sub);
     let session = sid.map(|sid| session_key(&s.prefix, sub, sid));
-    // The keyed forms declare both keys (the subject key twice without sid): which one is
-    // written depends on the token and on max-lifetime.
+    let sidless = sidless_key(&s.prefix, sub);
+    // The keyed forms declare the subject key, the session key (the subject key again without
+    // sid) and, in their three-key form, the sid-less key: which ones are written depends on
+    // the token and on max-lifetime.
     let second = session.as_deref().unwrap_or(&subject);
-    check_route(route, &[&subject, second], command)?;
+    check_route(route, &[&subject, second, &sidless], command)?;
     let expires_at_ms = (s.max_lifetime > 0).then(|| {
         at.saturating_add(s.max_lifetime)
             .saturating_add(s.leeway)
@@ -762,12 +763,12 @@ fn end_session(
         (Some(_), None) => (subject.as_str(), SessionEnd::SessionAsSubject),
         (None, _) => (subject.as_str(), SessionEnd::Subject),
     };
-    Ok(
-        match denylist::advance_cutoff(ctx, key, at, expires_at_ms, event)? {
-            None => ended,
-            Some(_) => SessionEnd::Already,
-        },
-    )
+    let moved = denylist::advance_cutoff(ctx, key, at, expires_at_ms, event)?.is_none();
+    if ended == SessionEnd::Session {
+        // Forward only, like every cutoff: a later session end may have moved it further.
+        denylist::advance_cutoff(ctx, &sidless, at, expires_at_ms, event)?;
+    }
+    Ok(if moved { ended } else { SessionEnd::Already })
 }
 
 /// `KEYS RELOAD`: re-reads the keys file, and refetches the provider's keys, replying (to this

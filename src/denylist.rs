@@ -7,7 +7,7 @@
 //! JSON string, NUL, CR and LF included, and every subject must be revocable.
 
 use crate::error::{quote, Error};
-use crate::keyscheme::{session_key, DenyKeys};
+use crate::keyscheme::{session_key, sidless_key, DenyKeys};
 use redis_module::{
     raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent, RedisString,
 };
@@ -94,7 +94,8 @@ pub enum RevokedBy {
     Token,
     /// Its subject's cutoff (`JWTDENY.REVOKEALL`) covers its `iat`.
     Subject,
-    /// Its session's cutoff (`JWTDENY.LOGOUT`, `JWTDENY.REVOKESESSION`) covers its `iat`.
+    /// Its session's cutoff (`JWTDENY.LOGOUT`, `JWTDENY.REVOKESESSION`) covers its `iat`; for
+    /// a token without `sid`, the cutoff of any session's end of its subject.
     Session,
 }
 
@@ -152,23 +153,31 @@ impl KeyName {
     }
 }
 
-/// Where a verified token's revocation would be stored: its entry, its subject's cutoff and,
-/// when it has a `sid`, its session's cutoff. Built once per token (the verification cache
-/// keeps it with the claims), as Redis strings only: lookups use them as they are, and the
-/// text the rarer paths need (routing, writes, replies) is read back from them.
+/// Where a verified token's revocation would be stored: its entry, its subject's cutoff and
+/// its session's cutoff: the one its `sid` names, or for a token without `sid` the subject's
+/// sid-less cutoff (any session's end). Built once per token (the verification cache keeps it
+/// with the claims), as Redis strings only: lookups use them as they are, and the text the
+/// rarer paths need (routing, writes, replies) is read back from them.
 pub struct Place {
     entry: KeyName,
     subject: KeyName,
-    session: Option<KeyName>,
+    session: KeyName,
+    /// Whether `session` is the token's own session (it has a `sid`).
+    has_sid: bool,
 }
 
 impl Place {
     pub fn new(prefix: &str, sub: &str, iat: i64, sid: Option<&str>) -> Place {
         let keys = DenyKeys::new(prefix, sub, iat);
+        let session = match sid {
+            Some(sid) => session_key(prefix, sub, sid),
+            None => sidless_key(prefix, sub),
+        };
         Place {
             entry: KeyName::new(keys.entry()),
             subject: KeyName::new(keys.subject()),
-            session: sid.map(|sid| KeyName::new(&session_key(prefix, sub, sid))),
+            session: KeyName::new(&session),
+            has_sid: sid.is_some(),
         }
     }
 
@@ -184,25 +193,25 @@ impl Place {
 
     /// `<prefix>{<sub>}:sid:<sid>`, for a token with a `sid`.
     pub fn session(&self) -> Option<&str> {
-        self.session.as_ref().map(KeyName::text)
+        self.has_sid.then(|| self.session.text())
+    }
+
+    /// The cutoff a session's end writes for this token: its session's, or for a token without
+    /// `sid` its subject's sid-less cutoff `<prefix>{<sub>}:nosid`.
+    pub fn session_cutoff(&self) -> &str {
+        self.session.text()
     }
 
     /// What it holds on the heap besides itself, for the cache's memory figure.
     pub fn heap_bytes(&self, size_class: fn(usize) -> usize) -> usize {
-        let names = [
-            Some(&self.entry),
-            Some(&self.subject),
-            self.session.as_ref(),
-        ];
-        names
+        [&self.entry, &self.subject, &self.session]
             .into_iter()
-            .flatten()
             .map(|n| KeyName::heap_bytes(n.0.as_slice().len(), size_class))
             .sum()
     }
 
-    /// Looks the token up in every place it can be revoked (a token without `sid` costs no
-    /// third lookup).
+    /// Looks the token up in every place it can be revoked: its entry, its subject's cutoff and
+    /// its session's (a missing cutoff costs one existence check).
     pub fn revoked_by(&self, ctx: &Context, iat: i64) -> Result<Option<RevokedBy>, Error> {
         if exists(ctx, &self.entry.0) {
             return Ok(Some(RevokedBy::Token));
@@ -212,11 +221,11 @@ impl Place {
         {
             return Ok(Some(RevokedBy::Subject));
         }
-        Ok(match &self.session {
-            Some(name) if exists(ctx, &name.0) => match read_cutoff(ctx, name.text())? {
-                Some(c) if iat <= c => Some(RevokedBy::Session),
-                _ => None,
-            },
+        if !exists(ctx, &self.session.0) {
+            return Ok(None);
+        }
+        Ok(match read_cutoff(ctx, self.session.text())? {
+            Some(c) if iat <= c => Some(RevokedBy::Session),
             _ => None,
         })
     }

@@ -106,7 +106,8 @@ fn kinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
 }
 
 /// `JWTDENY.KSCHECK <entry-key> <subject-key> <session-key> <token> [WITHCLAIMS]` → as
-/// JWTDENY.CHECK, for a token with a `sid`, its session key declared too.
+/// JWTDENY.CHECK, every key it reads declared: the session key of a token with a `sid`, the
+/// subject's sid-less cutoff key of one without.
 fn kscheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
     commands::kscheck(ctx, args)
 }
@@ -116,13 +117,14 @@ fn ksinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
     commands::ksinspect(ctx, args)
 }
 
-/// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>` → as JWTDENY.LOGOUT; without
-/// `sid` in the token, the session key is the subject key again.
+/// `JWTDENY.KLOGOUT <subject-key> <session-key> [<sidless-key>] <logout_token>` → as
+/// JWTDENY.LOGOUT; without `sid` in the token, the session key is the subject key again.
 fn klogout(ctx: &Context, args: &[RedisString]) -> RedisResult {
     commands::klogout(ctx, args)
 }
 
-/// `JWTDENY.KREVOKESESSION <subject-key> <session-key> <sub> <sid>` → as JWTDENY.REVOKESESSION.
+/// `JWTDENY.KREVOKESESSION <subject-key> <session-key> [<sidless-key>] <sub> <sid>` → as
+/// JWTDENY.REVOKESESSION.
 fn krevokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
     commands::krevokesession(ctx, args)
 }
@@ -269,18 +271,20 @@ const COMMANDS: [Command; 15] = [
         (1, 3, 1),
         "read fast"
     ),
+    // Two keys, or three with the sid-less cutoff: every argument before the token (KLOGOUT)
+    // or before `<sub> <sid>` (KREVOKESESSION).
     command!(
         c"jwtdeny.klogout",
         klogout,
         c"write deny-oom fast",
-        (1, 2, 1),
+        (1, -2, 1),
         "write fast"
     ),
     command!(
         c"jwtdeny.krevokesession",
         krevokesession,
         c"write deny-oom fast",
-        (1, 2, 1),
+        (1, -3, 1),
         "write fast"
     ),
 ];

@@ -67,6 +67,11 @@ fn session_key(sub: &str, sid: &str) -> String {
     format!("jwtdeny:{{{sub}}}:sid:{sid}")
 }
 
+/// The cutoff of `sub`'s tokens without sid: any session's end.
+fn sidless_key(sub: &str) -> String {
+    format!("jwtdeny:{{{sub}}}:nosid")
+}
+
 /// An access token of `sub` in session `sid` (none when `None`), signed by the shared ES256 key.
 fn access(sub: &str, sid: Option<&str>, iat: i64, exp: i64) -> String {
     let mut c = json!({"sub": sub, "iat": iat, "exp": exp, "iss": ISSUER});
@@ -113,17 +118,22 @@ fn every_logout_vector_gives_its_outcome_and_a_replay_answers_0() {
         let r = &v["revokes"];
         let sub = r["sub"].as_str().expect("sub");
         let iat = r["iat"].as_i64().expect("iat");
-        let key = match r["sid"].as_str() {
-            Some(sid) => session_key(sub, sid),
-            None => subject_key(sub),
+        let written = match r["sid"].as_str() {
+            // A session's end also ends the subject's tokens without sid.
+            Some(sid) => vec![session_key(sub, sid), sidless_key(sub)],
+            None => vec![subject_key(sub)],
         };
-        assert_eq!(server.cmd(&["GET", &key]).text(), iat.to_string(), "{name}");
-        assert_eq!(
-            server.pexpiretime(&key),
-            (iat + TEN_YEARS) * 1000,
-            "{name}: expires when no token it revokes can still be valid"
-        );
-        keys.push(key);
+        for key in written {
+            assert_eq!(server.cmd(&["GET", &key]).text(), iat.to_string(), "{name}");
+            assert_eq!(
+                server.pexpiretime(&key),
+                (iat + TEN_YEARS) * 1000,
+                "{name}: expires when no token it revokes can still be valid"
+            );
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
     }
     keys.sort();
     assert_eq!(server.keys(), keys, "only the cutoffs of the valid logouts");
@@ -169,10 +179,12 @@ fn the_vectors_access_tokens_follow_their_logouts() {
         1,
         "another session",
     );
+    // Issue 17 §1.7: a token without sid cannot be told apart by session, so any session's
+    // end of its subject revokes it (over-revocation, never under-revocation).
     assert_int(
         &server.check(access_vector("alice-no-sid")),
-        1,
-        "no session named",
+        0,
+        "no session named: revoked by any session's end",
     );
     assert_int(
         &logout(&server, &token_of(&logout_vector("sub-only"))),
@@ -282,7 +294,11 @@ fn a_session_ends_while_the_subjects_other_sessions_stay_active() {
     );
     assert_int(&server.check(&sess1), 0, "the ended session");
     assert_int(&server.check(&sess2), 1, "another session of alice");
-    assert_int(&server.check(&no_sid), 1, "a token of no session");
+    assert_int(
+        &server.check(&no_sid),
+        0,
+        "a token of no session: revoked by any session's end",
+    );
     assert_int(&server.check(&other), 1, "the same sid of another subject");
     assert_int(&server.check(&later), 1, "issued after the logout");
 
@@ -308,8 +324,11 @@ fn a_session_ends_while_the_subjects_other_sessions_stay_active() {
         0,
         "REVOKE of the ended session's token",
     );
-    assert_eq!(server.keys(), vec![session_key("alice", "sess-1")]);
-    assert_eq!(info_num(&server, "checks_revoked"), 2);
+    assert_eq!(
+        server.keys(),
+        vec![sidless_key("alice"), session_key("alice", "sess-1")]
+    );
+    assert_eq!(info_num(&server, "checks_revoked"), 3);
 }
 
 #[test]
@@ -572,14 +591,15 @@ fn logouts_replicate_and_persist_as_plain_sets() {
         .iter()
         .filter(|c| c.iter().any(|a| a.starts_with("jwtdeny:")))
         .collect();
+    // A session's end writes its session's cutoff and its subject's sid-less cutoff.
     assert_eq!(
         writes.len(),
-        3,
+        5,
         "one SET per change, none for the replay: {writes:?}"
     );
     let pxat = ((LOGOUT_IAT + TEN_YEARS) * 1000).to_string();
     let iat = LOGOUT_IAT.to_string();
-    for key in [skey.as_str(), &subject_key("bob")] {
+    for key in [skey.as_str(), &sidless_key("alice"), &subject_key("bob")] {
         let want = ["SET", key, &iat, "PXAT", &pxat];
         let found = writes.iter().any(|c| {
             c.len() == want.len() && c.iter().zip(want).all(|(a, b)| a.eq_ignore_ascii_case(b))
@@ -646,10 +666,37 @@ fn keyed_forms_declare_the_session_and_subject_keys() {
     let wrong = session_key("alice", "sess-2");
     let r = server.cmd(&["JWTDENY.KSCHECK", &entry, &subject, &wrong, &sess1]);
     assert_err(&r, "ERR", "KSCHECK with another session's key");
+    // A token without sid: its third key is the subject's sid-less cutoff, which the session's
+    // end moved too.
     let no_sid = access("alice", None, iat, exp);
     let r = server.cmd(&["JWTDENY.KSCHECK", &entry, &subject, &session, &no_sid]);
-    assert_err(&r, "ERR", "KSCHECK of a token without sid");
-    assert_int(&kcheck(&no_sid), 1, "KCHECK of it");
+    assert_err(
+        &r,
+        "ERR",
+        "KSCHECK of a token without sid naming a session key",
+    );
+    let sidless = sidless_key("alice");
+    let r = server.cmd(&["JWTDENY.KSCHECK", &entry, &subject, &sidless, &no_sid]);
+    assert_int(&r, 0, "KSCHECK of it with the sid-less key");
+    assert_int(
+        &kcheck(&no_sid),
+        0,
+        "KCHECK of it reads the sid-less key too",
+    );
+    // The three-key KLOGOUT declares the sid-less key; another third key is refused.
+    let lo2 = logout_token(json!({"sub": "alice", "sid": "sess-2", "iat": LOGOUT_IAT + 1}));
+    let sess2 = session_key("alice", "sess-2");
+    let r = server.cmd(&["JWTDENY.KLOGOUT", &subject, &sess2, &session, &lo2]);
+    assert_err(&r, "ERR", "KLOGOUT with a wrong third key");
+    assert_int(
+        &server.cmd(&["JWTDENY.KLOGOUT", &subject, &sess2, &sidless, &lo2]),
+        1,
+        "KLOGOUT with the sid-less key declared",
+    );
+    assert_eq!(
+        server.cmd(&["GET", &sidless]).text(),
+        (LOGOUT_IAT + 1).to_string()
+    );
 
     // Without sid: the subject key twice.
     let bob = token_of(&logout_vector("sub-only"));
@@ -700,6 +747,9 @@ fn logouts_notify_and_declare_their_command_info() {
     let m = sub.read().expect("event");
     assert_eq!(m.array()[1].text(), "__keyevent@0__:jwtdeny.logout", "{m}");
     assert_eq!(m.array()[2].text(), session_key("alice", "sess-1"), "{m}");
+    let m = sub.read().expect("event");
+    assert_eq!(m.array()[1].text(), "__keyevent@0__:jwtdeny.logout", "{m}");
+    assert_eq!(m.array()[2].text(), sidless_key("alice"), "{m}");
     assert_int(
         &server.cmd(&["JWTDENY.REVOKESESSION", "erin", "s"]),
         1,
@@ -712,12 +762,14 @@ fn logouts_notify_and_declare_their_command_info() {
         "{m}"
     );
     assert_eq!(m.array()[2].text(), session_key("erin", "s"), "{m}");
+    let m = sub.read().expect("event");
+    assert_eq!(m.array()[2].text(), sidless_key("erin"), "{m}");
 
     for (name, arity) in [
         ("jwtdeny.logout", 2),
         ("jwtdeny.revokesession", 3),
-        ("jwtdeny.klogout", 4),
-        ("jwtdeny.krevokesession", 5),
+        ("jwtdeny.klogout", -4),
+        ("jwtdeny.krevokesession", -5),
         ("jwtdeny.kscheck", -5),
         ("jwtdeny.ksinspect", 5),
     ] {
@@ -746,6 +798,27 @@ fn logouts_notify_and_declare_their_command_info() {
         })
         .collect();
     assert_eq!(flags, ["RW,access,update", "RW,access,update"], "{r}");
+    let r = server.cmd(&[
+        "COMMAND",
+        "GETKEYSANDFLAGS",
+        "jwtdeny.klogout",
+        "a{x}",
+        "a{x}:sid:s",
+        "a{x}:nosid",
+        "t",
+    ]);
+    assert_eq!(r.array().len(), 3, "KLOGOUT's third key: {r}");
+    let r = server.cmd(&[
+        "COMMAND",
+        "GETKEYSANDFLAGS",
+        "jwtdeny.krevokesession",
+        "a{x}",
+        "a{x}:sid:s",
+        "a{x}:nosid",
+        "x",
+        "s",
+    ]);
+    assert_eq!(r.array().len(), 3, "KREVOKESESSION's third key: {r}");
     let r = server.cmd(&[
         "COMMAND",
         "GETKEYSANDFLAGS",
@@ -951,4 +1024,82 @@ fn a_logout_from_the_future_is_refused() {
     ok(server.config_set("jwtdeny.leeway", "60"), "leeway");
     let skewed = logout_token(json!({"sub": "eve", "iat": now() + 30}));
     assert_int(&logout(&server, &skewed), 1, "iat 30 s ahead, 60 s leeway");
+}
+
+/// Issue 17 §1.7: most providers' access tokens carry no `sid` while their logout tokens do. A
+/// session's end (LOGOUT with a sid, REVOKESESSION) now revokes the subject's tokens without
+/// sid issued up to it, in every mode (workers, cache, replica); tokens with a sid keep their
+/// precise behaviour, and a later login is not locked out.
+#[test]
+fn a_session_end_reaches_the_subjects_tokens_without_sid_in_every_mode() {
+    for (workers, cache) in [("0", "131072"), ("2", "131072"), ("0", "0"), ("2", "0")] {
+        let mode = format!("workers {workers}, cache {cache}");
+        let master = ServerBuilder::new()
+            .vector_keys()
+            .conf(format!("jwtdeny.issuer {}", conf_quote(ISSUER)))
+            .conf(format!("jwtdeny.logout-audience {AUDIENCE}"))
+            .conf(format!("jwtdeny.max-lifetime {TEN_YEARS}"))
+            .conf(format!("jwtdeny.workers {workers}"))
+            .conf(format!("jwtdeny.verify-cache-size {cache}"))
+            .start();
+        let replica = ServerBuilder::new()
+            .vector_keys()
+            .conf(format!("jwtdeny.issuer {}", conf_quote(ISSUER)))
+            .conf(format!("jwtdeny.max-lifetime {TEN_YEARS}"))
+            .conf(format!("jwtdeny.workers {workers}"))
+            .replica_of(&master)
+            .start();
+        wait_for_link(&replica);
+        let at = now() - 10;
+        let (before, exp) = (at - 100, at + 3600);
+        let carol_plain = access("carol", None, before, exp);
+        let carol_other = access("carol", Some("other"), before, exp);
+        let carol_later = access("carol", None, at + 1, exp);
+        let dan_plain = access("dan", None, before, exp);
+        for t in [&carol_plain, &carol_other, &carol_later, &dan_plain] {
+            assert_int(&master.check(t), 1, &format!("before, {mode}"));
+        }
+        let lo = logout_token(json!({"sub": "carol", "sid": "web", "iat": at}));
+        assert_int(&logout(&master, &lo), 1, &format!("LOGOUT, {mode}"));
+        assert_int(
+            &master.check(&carol_plain),
+            0,
+            &format!("no sid, before, {mode}"),
+        );
+        assert_int(
+            &master.check(&carol_other),
+            1,
+            &format!("another sid, {mode}"),
+        );
+        assert_int(
+            &master.check(&carol_later),
+            1,
+            &format!("issued after, {mode}"),
+        );
+        assert_int(
+            &master.check(&dan_plain),
+            1,
+            &format!("another subject, {mode}"),
+        );
+        let i = inspect(&master, &carol_plain);
+        assert_eq!(i["revoked_by"], bulk("session"), "{mode}: {i:?}");
+        assert_eq!(
+            i["expires_at_ms"],
+            Reply::Int((at + TEN_YEARS) * 1000),
+            "{mode}"
+        );
+        assert_int(&master.revoke(&carol_plain), 0, "already revoked");
+        // REVOKESESSION: now.
+        assert_int(
+            &master.cmd(&["JWTDENY.REVOKESESSION", "dan", "mobile"]),
+            1,
+            "REVOKESESSION",
+        );
+        assert_int(&master.check(&dan_plain), 0, &format!("dan, {mode}"));
+        assert_int(&master.cmd(&["WAIT", "1", "5000"]), 1, "WAIT");
+        assert_int(&replica.check(&carol_plain), 0, &format!("replica, {mode}"));
+        assert_int(&replica.check(&carol_later), 1, &format!("replica, {mode}"));
+        assert_int(&replica.check(&dan_plain), 0, &format!("replica, {mode}"));
+        assert_eq!(info_i64(&master, "clients", "blocked_clients"), 0);
+    }
 }

@@ -2,14 +2,15 @@
 //! session's cutoff are stored.
 //!
 //! An entry is the string key `<prefix>{<sub>}:<iat>`; a subject's cutoff is `<prefix>{<sub>}`;
-//! a session's cutoff is `<prefix>{<sub>}:sid:<sid>`. Keys come from verified claims only, never
+//! a session's cutoff is `<prefix>{<sub>}:sid:<sid>`; the cutoff of a subject's tokens without
+//! `sid` (any session's end) is `<prefix>{<sub>}:nosid`. Keys come from verified claims only, never
 //! from the token's bytes, so every re-encoding of one token (a different signature, another
 //! NumericDate spelling) finds the same entry. The subject is the hash tag, so all of a
 //! subject's keys share one Redis Cluster slot.
 //!
-//! The three shapes never meet: the prefix has no braces and the encoded subject none either,
+//! The four shapes never meet: the prefix has no braces and the encoded subject none either,
 //! so the first `}` ends the tag; after it a cutoff has nothing, an entry `:` and an integer
-//! (a digit or `-`), a session `:sid:`.
+//! (a digit or `-`), a session `:sid:`, a sid-less cutoff `:nosid` and nothing more.
 
 /// Percent-encodes the characters that would make the hash tag ambiguous: `{` and `}` delimit
 /// it, and `%` is the escape itself. Ordinary subjects are left exactly as they are.
@@ -88,6 +89,20 @@ pub fn session_key(prefix: &str, sub: &str, sid: &str) -> String {
     key.push_str(sid);
     key
 }
+
+/// The key of a subject's sid-less cutoff: the last instant any session of `sub` ended
+/// (`JWTDENY.LOGOUT` with a `sid`, `JWTDENY.REVOKESESSION`). Tokens of `sub` that carry no
+/// `sid` cannot be attributed to a session, so any session's end revokes those issued up to
+/// it: over-revocation, never under-revocation. In the subject's slot like its other keys.
+pub fn sidless_key(prefix: &str, sub: &str) -> String {
+    let mut key = subject_key(prefix, sub);
+    key.push_str(SIDLESS_SUFFIX);
+    key
+}
+
+/// What follows the hash tag in a sid-less cutoff's key: neither an integer (an entry) nor
+/// `:sid:` (a session), so it meets no other shape.
+const SIDLESS_SUFFIX: &str = ":nosid";
 
 #[cfg(test)]
 mod tests {
@@ -196,5 +211,13 @@ mod tests {
             let session = session_key("p:", sub, "9");
             assert!(tag_and_rest(&session, "p:").1.starts_with(":sid:"));
         }
+    }
+
+    #[test]
+    fn the_sidless_cutoff_meets_no_other_shape() {
+        assert_eq!(sidless_key("jwtdeny:", "alice"), "jwtdeny:{alice}:nosid");
+        assert_eq!(sidless_key("jwtdeny:", "a{b}"), "jwtdeny:{a%7Bb%7D}:nosid");
+        assert_ne!(sidless_key("p:", "a"), session_key("p:", "a", "nosid"));
+        assert_ne!(sidless_key("p:", "a"), entry_key("p:", "a", 0));
     }
 }
