@@ -123,6 +123,10 @@ export declare function entryKey(sub: string, iat: number, options?: { prefix?: 
 export declare function sessionKey(sub: string, sid: string, options?: { prefix?: string }): string;
 /** `<prefix>{<sub>}:sid:<sid>` of a token with a session, null for a token without `sid`. */
 export declare function sessionKeyFor(token: Token, options?: { prefix?: string }): string | null;
+/** `<prefix>{<sub>}:nosid`: the cutoff any session's end moves for the subject's tokens without `sid`. */
+export declare function sidlessKey(sub: string, options?: { prefix?: string }): string;
+/** KSCHECK's third key for a token: its session key, or its subject's sid-less key without `sid`. */
+export declare function thirdKeyFor(token: Token, options?: { prefix?: string }): string;
 /** The keys JWTDENY.KLOGOUT declares for a logout token (session is the subject key without `sid`). */
 export declare function logoutKeysFor(logoutToken: Token, options?: { prefix?: string }): { subject: string; session: string };
 export declare function claimsOf(token: Token): { sub: string; iat: number };
@@ -140,6 +144,8 @@ declare const jwtdeny: {
   claimsOf: typeof claimsOf;
   sessionKey: typeof sessionKey;
   sessionKeyFor: typeof sessionKeyFor;
+  sidlessKey: typeof sidlessKey;
+  thirdKeyFor: typeof thirdKeyFor;
   logoutKeysFor: typeof logoutKeysFor;
   sidOf: typeof sidOf;
   encodeSubject: typeof encodeSubject;

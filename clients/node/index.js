@@ -123,16 +123,16 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     }
   }
 
-  // [firstKey, readonly, args] of a token command, standalone or keyed. A token with a session
-  // (sid) gets KSCHECK / KSINSPECT, which declare its session key too (so ACL key patterns
-  // cover every key the command reads).
+  // [firstKey, readonly, args] of a token command, standalone or keyed. CHECK and INSPECT get
+  // KSCHECK / KSINSPECT, which declare every key they read: the token's session key, or its
+  // subject's sid-less key for a token without sid (so ACL key patterns cover them all).
   function tokenCommand(name, token, readonly, extra = []) {
     token = asToken(token);
     if (!keyed) return [undefined, readonly, [`JWTDENY.${name}`, token, ...extra]];
     const { entry, subject } = orRefuse(() => keys.keysFor(token, { prefix }));
-    const session = name === 'REVOKE' ? null : orRefuse(() => keys.sessionKeyFor(token, { prefix }));
-    if (session === null) return [entry, readonly, [`JWTDENY.K${name}`, entry, subject, token, ...extra]];
-    return [entry, readonly, [`JWTDENY.KS${name}`, entry, subject, session, token, ...extra]];
+    if (name === 'REVOKE') return [entry, readonly, [`JWTDENY.K${name}`, entry, subject, token, ...extra]];
+    const third = orRefuse(() => keys.thirdKeyFor(token, { prefix }));
+    return [entry, readonly, [`JWTDENY.KS${name}`, entry, subject, third, token, ...extra]];
   }
 
   async function check(token, { withClaims = false } = {}) {
@@ -165,14 +165,16 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     logoutToken = asToken(logoutToken);
     if (!keyed) return int(await run(undefined, false, ['JWTDENY.LOGOUT', logoutToken])) === 1;
     const { subject, session } = orRefuse(() => keys.logoutKeysFor(logoutToken, { prefix }));
-    return int(await run(subject, false, ['JWTDENY.KLOGOUT', subject, session, logoutToken])) === 1;
+    const sidless = `${subject}:nosid`; // keys.sidlessKey of the same sub
+    return int(await run(subject, false, ['JWTDENY.KLOGOUT', subject, session, sidless, logoutToken])) === 1;
   }
 
   async function revokeSession(sub, sid) {
     if (!keyed) return int(await run(undefined, false, ['JWTDENY.REVOKESESSION', sub, sid])) === 1;
     const subject = keys.subjectKey(sub, { prefix });
     const session = keys.sessionKey(sub, sid, { prefix });
-    return int(await run(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sub, sid])) === 1;
+    const sidless = keys.sidlessKey(sub, { prefix });
+    return int(await run(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sidless, sub, sid])) === 1;
   }
 
   const jwtdeny = { check, revoke, revokeAll, inspect, logout, revokeSession, cluster: keyed };
@@ -287,6 +289,8 @@ module.exports = {
   entryKey: keys.entryKey,
   sessionKey: keys.sessionKey,
   sessionKeyFor: (token, options) => keys.sessionKeyFor(asToken(token), options),
+  sidlessKey: (sub, options) => keys.sidlessKey(sub, options),
+  thirdKeyFor: (token, options) => keys.thirdKeyFor(asToken(token), options),
   logoutKeysFor: (token, options) => keys.logoutKeysFor(asToken(token), options),
   claimsOf: (token) => keys.claimsOf(asToken(token)),
   sidOf: (token) => keys.sidOf(asToken(token)),

@@ -12,6 +12,8 @@ export const {
   entryKey,
   sessionKey,
   sessionKeyFor,
+  sidlessKey,
+  thirdKeyFor,
   logoutKeysFor,
   claimsOf,
   sidOf,

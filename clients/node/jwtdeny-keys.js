@@ -12,14 +12,15 @@
  *   JWTDENY.KINSPECT        <entry-key> <subject-key> <token>
  *   JWTDENY.KSINSPECT       <entry-key> <subject-key> <session-key> <token>
  *   JWTDENY.KREVOKEALL      <subject-key> <sub> [AT <unix-seconds>]
- *   JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <logout_token>
- *   JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sub> <sid>
+ *   JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <sidless-key> <logout_token>
+ *   JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sidless-key> <sub> <sid>
  *
  * This module derives those keys from a token exactly as the server does:
  *
  *   entry-key   = <prefix>{<enc(sub)>}:<iat>
  *   subject-key = <prefix>{<enc(sub)>}
  *   session-key = <prefix>{<enc(sub)>}:sid:<sid>
+ *   sidless-key = <prefix>{<enc(sub)>}:nosid  (KSCHECK's third key for a token without sid)
  *
  * enc() percent-encodes only `%`, `{` and `}` (as %25, %7B, %7D), so the hash tag is
  * unambiguous for any sub; iat is the floor of the NumericDate (1767225600, 1767225600.0 and
@@ -84,6 +85,14 @@ function subjectKey(sub, { prefix = DEFAULT_PREFIX } = {}) {
 function sessionKey(sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
   checkText(sid, 'sid');
   return `${subjectKey(sub, { prefix })}:sid:${sid}`;
+}
+
+/**
+ * The key of a subject's sid-less cutoff: `<prefix>{<enc(sub)>}:nosid`. Any session's end
+ * (LOGOUT with a sid, REVOKESESSION) moves it, revoking the subject's tokens that carry no sid.
+ */
+function sidlessKey(sub, { prefix = DEFAULT_PREFIX } = {}) {
+  return `${subjectKey(sub, { prefix })}:nosid`;
 }
 
 /** The key of one token's denylist entry: `<prefix>{<enc(sub)>}:<iat>` (iat whole seconds). */
@@ -173,6 +182,15 @@ function sessionKeyFor(token, { prefix = DEFAULT_PREFIX } = {}) {
 }
 
 /**
+ * The third key KSCHECK / KSINSPECT declare for an access token: its session key, or for a
+ * token without sid its subject's sid-less key.
+ */
+function thirdKeyFor(token, { prefix = DEFAULT_PREFIX } = {}) {
+  const session = sessionKeyFor(token, { prefix });
+  return session === null ? sidlessKey(claimsOf(token).sub, { prefix }) : session;
+}
+
+/**
  * `{ subject, session }`: the keys JWTDENY.KLOGOUT declares, read from a logout token's payload
  * (unverified); without sid, session is the subject key again. Throws for a token the server
  * refuses to place: no sub (even with a sid), or a sub/sid that is not a non-empty string.
@@ -195,15 +213,12 @@ function logoutKeysFor(logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
 // the command to the slot's node; node-redis follows MOVED and ASK.
 
 /**
- * `JWTDENY.KCHECK` (`KSCHECK` for a token with a session): 1 active, 0 revoked; token errors
- * reject with the server's error.
+ * `JWTDENY.KSCHECK`, every key it reads declared: 1 active, 0 revoked; token errors reject with
+ * the server's error.
  */
 function kcheck(cluster, token, { prefix = DEFAULT_PREFIX, withClaims = false } = {}) {
   const { entry, subject } = keysFor(token, { prefix });
-  const session = sessionKeyFor(token, { prefix });
-  const args = session === null
-    ? ['JWTDENY.KCHECK', entry, subject, token]
-    : ['JWTDENY.KSCHECK', entry, subject, session, token];
+  const args = ['JWTDENY.KSCHECK', entry, subject, thirdKeyFor(token, { prefix }), token];
   if (withClaims) args.push('WITHCLAIMS');
   return cluster.sendCommand(entry, true, args);
 }
@@ -214,13 +229,10 @@ function krevoke(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
   return cluster.sendCommand(entry, false, ['JWTDENY.KREVOKE', entry, subject, token]);
 }
 
-/** `JWTDENY.KINSPECT` (`KSINSPECT` for a token with a session): INSPECT's field/value array. */
+/** `JWTDENY.KSINSPECT`, every key it reads declared: INSPECT's field/value array. */
 function kinspect(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
   const { entry, subject } = keysFor(token, { prefix });
-  const session = sessionKeyFor(token, { prefix });
-  const args = session === null
-    ? ['JWTDENY.KINSPECT', entry, subject, token]
-    : ['JWTDENY.KSINSPECT', entry, subject, session, token];
+  const args = ['JWTDENY.KSINSPECT', entry, subject, thirdKeyFor(token, { prefix }), token];
   return cluster.sendCommand(entry, true, args);
 }
 
@@ -238,14 +250,15 @@ function krevokeall(cluster, sub, { at, prefix = DEFAULT_PREFIX } = {}) {
  */
 function klogout(cluster, logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
   const { subject, session } = logoutKeysFor(logoutToken, { prefix });
-  return cluster.sendCommand(subject, false, ['JWTDENY.KLOGOUT', subject, session, logoutToken]);
+  return cluster.sendCommand(subject, false, ['JWTDENY.KLOGOUT', subject, session, `${subject}:nosid`, logoutToken]);
 }
 
 /** `JWTDENY.KREVOKESESSION`: ends one OIDC session of sub. 1 ended now, 0 already. */
 function krevokesession(cluster, sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
   const subject = subjectKey(sub, { prefix });
   const session = sessionKey(sub, sid, { prefix });
-  return cluster.sendCommand(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sub, sid]);
+  const sidless = sidlessKey(sub, { prefix });
+  return cluster.sendCommand(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sidless, sub, sid]);
 }
 
 module.exports = {
@@ -254,6 +267,8 @@ module.exports = {
   subjectKey,
   entryKey,
   sessionKey,
+  sidlessKey,
+  thirdKeyFor,
   claimsOf,
   sidOf,
   keysFor,

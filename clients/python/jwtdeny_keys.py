@@ -10,8 +10,8 @@ server), so in cluster mode jwtdeny answers it with an error and expects the key
     JWTDENY.KINSPECT        <entry-key> <subject-key> <token>
     JWTDENY.KSINSPECT       <entry-key> <subject-key> <session-key> <token>
     JWTDENY.KREVOKEALL      <subject-key> <sub> [AT <unix-seconds>]
-    JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <logout_token>
-    JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sub> <sid>
+    JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <sidless-key> <logout_token>
+    JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sidless-key> <sub> <sid>
 
 This module derives those keys from a token exactly as the server does::
 
@@ -206,6 +206,20 @@ def sid_of(token) -> str | None:
     return sid
 
 
+def sidless_key(sub: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key of a subject's sid-less cutoff: ``<prefix>{<enc(sub)>}:nosid``. Any session's end
+    (LOGOUT with a ``sid``, REVOKESESSION) moves it, revoking the subject's tokens without
+    ``sid``."""
+    return sidless_of(subject_key(sub, prefix))
+
+
+def third_key_for(token, prefix: str = DEFAULT_PREFIX) -> str:
+    """The third key ``KSCHECK``/``KSINSPECT`` declare for an access token: its session key, or
+    for a token without ``sid`` its subject's sid-less key."""
+    session = session_key_for(token, prefix)
+    return session if session is not None else sidless_key(claims_of(token)[0], prefix)
+
+
 def session_key_for(token, prefix: str = DEFAULT_PREFIX) -> str | None:
     """The session key an access token is also checked against, or None when it has no ``sid``."""
     sub, _ = claims_of(token)
@@ -215,7 +229,8 @@ def session_key_for(token, prefix: str = DEFAULT_PREFIX) -> str | None:
 
 def logout_keys_for(logout_token, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
     """``(subject_key, session_key)`` to declare for ``JWTDENY.KLOGOUT``, read from a logout
-    token's payload (unverified). Without ``sid`` the second is the subject key again. Raises
+    token's payload (unverified); its third key is ``sidless_of(subject_key)``. Without ``sid``
+    the second is the subject key again. Raises
     ValueError for a token the server refuses to place: no ``sub`` (even with a ``sid``), or a
     ``sub``/``sid`` that is not a non-empty string."""
     claims = _payload(logout_token)
@@ -232,19 +247,22 @@ def logout_keys_for(logout_token, prefix: str = DEFAULT_PREFIX) -> tuple[str, st
     return subject, session_key(claims["sub"], claims["sid"], prefix)
 
 
+def sidless_of(subject_key_: str) -> str:
+    """The sid-less cutoff key of the subject whose cutoff key is ``subject_key_``."""
+    return subject_key_ + ":nosid"
+
+
 # Thin wrappers: the exact calls for redis-py's RedisCluster (they work with a plain
 # redis.Redis too). redis-py routes by the first declared key and follows MOVED/ASK/TRYAGAIN.
 
 
 def kcheck(client, token, prefix: str = DEFAULT_PREFIX, withclaims: bool = False):
-    """``JWTDENY.KCHECK`` (``KSCHECK`` for a token with a session): 1 active, 0 revoked; token
-    errors raise redis.ResponseError."""
+    """``JWTDENY.KSCHECK``, every key it reads declared: 1 active, 0 revoked; token errors raise
+    redis.ResponseError."""
     entry, subject = keys_for(token, prefix)
-    session = session_key_for(token, prefix)
     extra = ("WITHCLAIMS",) if withclaims else ()
-    if session is not None:
-        return client.execute_command("JWTDENY.KSCHECK", entry, subject, session, token, *extra)
-    return client.execute_command("JWTDENY.KCHECK", entry, subject, token, *extra)
+    third = third_key_for(token, prefix)
+    return client.execute_command("JWTDENY.KSCHECK", entry, subject, third, token, *extra)
 
 
 def krevoke(client, token, prefix: str = DEFAULT_PREFIX):
@@ -254,13 +272,11 @@ def krevoke(client, token, prefix: str = DEFAULT_PREFIX):
 
 
 def kinspect(client, token, prefix: str = DEFAULT_PREFIX):
-    """``JWTDENY.KINSPECT`` (``KSINSPECT`` for a token with a session): the flat field/value
-    array of JWTDENY.INSPECT."""
+    """``JWTDENY.KSINSPECT``, every key it reads declared: the flat field/value array of
+    JWTDENY.INSPECT."""
     entry, subject = keys_for(token, prefix)
-    session = session_key_for(token, prefix)
-    if session is not None:
-        return client.execute_command("JWTDENY.KSINSPECT", entry, subject, session, token)
-    return client.execute_command("JWTDENY.KINSPECT", entry, subject, token)
+    third = third_key_for(token, prefix)
+    return client.execute_command("JWTDENY.KSINSPECT", entry, subject, third, token)
 
 
 def krevokeall(client, sub: str, at: int | None = None, prefix: str = DEFAULT_PREFIX):
@@ -274,11 +290,16 @@ def klogout(client, logout_token, prefix: str = DEFAULT_PREFIX):
     """``JWTDENY.KLOGOUT``: ends what an OIDC back-channel logout token names (its ``sid``, or
     every session of its ``sub``). 1 ended now, 0 already ended."""
     subject, session = logout_keys_for(logout_token, prefix)
-    return client.execute_command("JWTDENY.KLOGOUT", subject, session, logout_token)
+    return client.execute_command("JWTDENY.KLOGOUT", subject, session, sidless_of(subject), logout_token)
 
 
 def krevokesession(client, sub: str, sid: str, prefix: str = DEFAULT_PREFIX):
     """``JWTDENY.KREVOKESESSION``: ends one OIDC session of ``sub``. 1 ended now, 0 already."""
     return client.execute_command(
-        "JWTDENY.KREVOKESESSION", subject_key(sub, prefix), session_key(sub, sid, prefix), sub, sid
+        "JWTDENY.KREVOKESESSION",
+        subject_key(sub, prefix),
+        session_key(sub, sid, prefix),
+        sidless_key(sub, prefix),
+        sub,
+        sid,
     )

@@ -149,10 +149,11 @@ def test_wrappers_send_the_documented_commands():
     jk.krevokeall(r, v["sub"])
     jk.krevokeall(r, v["sub"], at=1767225600)
     assert r.calls == [
-        ("JWTDENY.KCHECK", e, s, t),
-        ("JWTDENY.KCHECK", e, s, t, "WITHCLAIMS"),
+        # A token without sid declares its subject's sid-less cutoff as the third key.
+        ("JWTDENY.KSCHECK", e, s, s + ":nosid", t),
+        ("JWTDENY.KSCHECK", e, s, s + ":nosid", t, "WITHCLAIMS"),
         ("JWTDENY.KREVOKE", e, s, t),
-        ("JWTDENY.KINSPECT", e, s, t),
+        ("JWTDENY.KSINSPECT", e, s, s + ":nosid", t),
         ("JWTDENY.KREVOKEALL", s, v["sub"]),
         ("JWTDENY.KREVOKEALL", s, v["sub"], "AT", 1767225600),
     ]
@@ -176,7 +177,7 @@ def test_wrappers_declare_the_session_of_a_token_that_has_one():
         ("JWTDENY.KSCHECK", e, s, ss, t, "WITHCLAIMS"),
         ("JWTDENY.KSINSPECT", e, s, ss, t),
         ("JWTDENY.KREVOKE", e, s, t),
-        ("JWTDENY.KLOGOUT", s, ss, lo_sid),
-        ("JWTDENY.KLOGOUT", s, s, lo_sub),
-        ("JWTDENY.KREVOKESESSION", s, ss, "alice", "s-1"),
+        ("JWTDENY.KLOGOUT", s, ss, s + ":nosid", lo_sid),
+        ("JWTDENY.KLOGOUT", s, s, s + ":nosid", lo_sub),
+        ("JWTDENY.KREVOKESESSION", s, ss, s + ":nosid", "alice", "s-1"),
     ]

@@ -79,7 +79,11 @@ def test_a_session_ends_on_its_node_and_everywhere(sessions):
     assert kcheck(rc, s1) == 0  # KSCHECK, declaring the session key
     assert rc.execute_command("JWTDENY.KCHECK", *keys_for(s1), s1) == 0  # reads it undeclared
     assert kcheck(rc, s2) == 1
-    assert kcheck(rc, none) == 1
+    # A token without sid cannot be told apart by session: any session's end revokes it
+    # (KSCHECK declaring the subject's sid-less cutoff; KCHECK reads it undeclared).
+    assert kcheck(rc, none) == 0
+    assert rc.execute_command("JWTDENY.KCHECK", *keys_for(none), none) == 0
+    assert kcheck(rc, access(sub, None, iat=int(time.time()) + 2)) == 1  # issued after it
     fields = kinspect(rc, s1)
     assert dict(zip(fields[::2], fields[1::2]))[b"revoked_by"] == b"session"
 
@@ -119,7 +123,8 @@ def test_standalone_and_mismatched_forms_are_refused(sessions):
     with pytest.raises(ResponseError) as e:
         owner.execute_command("JWTDENY.LOGOUT", lo)
     assert str(e.value) == (f"in Redis Cluster use the keyed form JWTDENY.KLOGOUT '{subject}' "
-                            f"'{session}' ... so the command reaches the node that holds its keys")
+                            f"'{session}' '{subject}:nosid' ... so the command reaches the node that "
+                            "holds its keys")
     with pytest.raises(ResponseError) as e:
         owner.execute_command("JWTDENY.REVOKESESSION", sub, "d-1")
     assert "JWTDENY.KREVOKESESSION" in str(e.value)

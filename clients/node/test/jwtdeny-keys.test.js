@@ -126,10 +126,11 @@ test('wrappers send the documented cluster.sendCommand calls', async () => {
   await jk.krevokeall(cluster, v.sub);
   await jk.krevokeall(cluster, v.sub, { at: 1767225600 });
   assert.deepEqual(calls, [
-    [e, true, ['JWTDENY.KCHECK', e, s, t]],
-    [e, true, ['JWTDENY.KCHECK', e, s, t, 'WITHCLAIMS']],
+    // A token without sid declares its subject's sid-less cutoff as the third key.
+    [e, true, ['JWTDENY.KSCHECK', e, s, `${s}:nosid`, t]],
+    [e, true, ['JWTDENY.KSCHECK', e, s, `${s}:nosid`, t, 'WITHCLAIMS']],
     [e, false, ['JWTDENY.KREVOKE', e, s, t]],
-    [e, true, ['JWTDENY.KINSPECT', e, s, t]],
+    [e, true, ['JWTDENY.KSINSPECT', e, s, `${s}:nosid`, t]],
     [s, false, ['JWTDENY.KREVOKEALL', s, v.sub]],
     [s, false, ['JWTDENY.KREVOKEALL', s, v.sub, 'AT', '1767225600']],
   ]);
@@ -154,8 +155,8 @@ test('wrappers declare the session of a token that has one', async () => {
     [e, true, ['JWTDENY.KSCHECK', e, s, ss, t, 'WITHCLAIMS']],
     [e, true, ['JWTDENY.KSINSPECT', e, s, ss, t]],
     [e, false, ['JWTDENY.KREVOKE', e, s, t]],
-    [s, false, ['JWTDENY.KLOGOUT', s, ss, loSid]],
-    [s, false, ['JWTDENY.KLOGOUT', s, s, loSub]],
-    [s, false, ['JWTDENY.KREVOKESESSION', s, ss, 'alice', 's-1']],
+    [s, false, ['JWTDENY.KLOGOUT', s, ss, `${s}:nosid`, loSid]],
+    [s, false, ['JWTDENY.KLOGOUT', s, s, `${s}:nosid`, loSub]],
+    [s, false, ['JWTDENY.KREVOKESESSION', s, ss, `${s}:nosid`, 'alice', 's-1']],
   ]);
 });

@@ -24,6 +24,8 @@ from ._keys import (
     logout_keys_for,
     session_key,
     session_key_for,
+    sidless_key,
+    third_key_for,
     sid_of,
     subject_key,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "logout_keys_for",
     "session_key",
     "session_key_for",
+    "sidless_key",
+    "third_key_for",
     "sid_of",
     "subject_key",
 ]

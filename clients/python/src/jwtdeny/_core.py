@@ -72,24 +72,25 @@ class Commands:
         if not self.keyed:
             return (f"JWTDENY.{name}", token, *extra)
         entry, subject = _or_refuse(lambda: _keys.keys_for(token, self.prefix))
-        # A token with a session (sid) gets KSCHECK / KSINSPECT, which declare its session key
-        # too (so ACL key patterns cover every key the command reads); KREVOKE has no such form.
-        session = None if name == "REVOKE" else _or_refuse(lambda: _keys.session_key_for(token, self.prefix))
-        if session is None:
+        # CHECK and INSPECT get KSCHECK / KSINSPECT, which declare every key they read: the
+        # token's session key, or its subject's sid-less key for a token without sid (so ACL key
+        # patterns cover them all); KREVOKE has no such form.
+        if name == "REVOKE":
             return (f"JWTDENY.K{name}", entry, subject, token, *extra)
-        return (f"JWTDENY.KS{name}", entry, subject, session, token, *extra)
+        third = _or_refuse(lambda: _keys.third_key_for(token, self.prefix))
+        return (f"JWTDENY.KS{name}", entry, subject, third, token, *extra)
 
     def logout(self, logout_token: Token) -> Command:
         if not self.keyed:
             return ("JWTDENY.LOGOUT", logout_token)
         subject, session = _or_refuse(lambda: _keys.logout_keys_for(logout_token, self.prefix))
-        return ("JWTDENY.KLOGOUT", subject, session, logout_token)
+        return ("JWTDENY.KLOGOUT", subject, session, _keys.sidless_of(subject), logout_token)
 
     def revoke_session(self, sub: str, sid: str) -> Command:
         if not self.keyed:
             return ("JWTDENY.REVOKESESSION", sub, sid)
         subject, session = _keys.subject_key(sub, self.prefix), _keys.session_key(sub, sid, self.prefix)
-        return ("JWTDENY.KREVOKESESSION", subject, session, sub, sid)
+        return ("JWTDENY.KREVOKESESSION", subject, session, _keys.sidless_key(sub, self.prefix), sub, sid)
 
     def check(self, token: Token, with_claims: bool) -> Command:
         return self.token("CHECK", token, *(("WITHCLAIMS",) if with_claims else ()))
