@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-cluster bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
+.PHONY: help deps build run test test-cluster scenarios bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -67,6 +67,10 @@ test: deps ## Build, then run unit and integration tests (these start their own 
 	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/cluster/run.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/valkey.sh
+
+SCENARIO_SECONDS ?= 600
+scenarios: build ## Random scenarios across workers × key source × cache, checked against a model, for SCENARIO_SECONDS (SCENARIO_SEED, SCENARIO_CELL replay one)
+	SCENARIO_SECONDS=$(SCENARIO_SECONDS) JWTDENY_MODULE=$(TESTED_MODULE) cargo test --profile release-tests --test scenarios -- --nocapture
 
 test-cluster: build ## Redis Cluster tests only: 3 masters + 3 replicas on loopback (redis-py, node-redis, redis-cli -c)
 	bash tests/cluster/run.sh

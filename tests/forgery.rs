@@ -746,18 +746,26 @@ fn duplicate_members_are_malformed() {
 
 /// Only the members jwtdeny reads must be unique (README: Errors): a duplicate of another member
 /// is the application's affair, while `nbf`, `iss` and `aud` are read, and so must be unique,
-/// even when no config asks for them.
+/// even when no config asks for them. Since access tokens are typed (issue 17 §1.5), `typ` and
+/// `events` are read too: a duplicate could make two parsers see two kinds of token.
 #[test]
 fn duplicates_matter_only_for_members_jwtdeny_reads() {
     let server = Server::with_vector_keys();
     let (iat, exp) = (now() - 60, FAR_EXP);
     let t = sign_raw(
         "HS256",
-        r#"{"alg":"HS256","typ":"JWT","typ":"x","kid":"shared-hs256"}"#,
+        r#"{"alg":"HS256","typ":"JWT","cty":"a","cty":"b","kid":"shared-hs256"}"#,
         &format!(r#"{{"sub":"dup","iat":{iat},"exp":{exp},"jti":"1","jti":"2"}}"#),
     );
-    assert_int(&server.check(&t), 1, "duplicate typ and jti");
+    assert_int(&server.check(&t), 1, "duplicate cty and jti");
+    let t = sign_raw(
+        "HS256",
+        r#"{"alg":"HS256","typ":"JWT","typ":"logout+jwt","kid":"shared-hs256"}"#,
+        &format!(r#"{{"sub":"dup","iat":{iat},"exp":{exp}}}"#),
+    );
+    assert_err(&server.check(&t), "MALFORMED", "duplicate typ");
     for member in [
+        r#""events":{},"events":1"#,
         r#""aud":"a","aud":"b""#,
         r#""iss":"a","iss":"b""#,
         r#""nbf":1,"nbf":2"#,

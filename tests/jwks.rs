@@ -559,7 +559,7 @@ fn provider_text_is_logged_escaped_and_capped() {
     assert_eq!(server.cmd(&["PING"]), Reply::Status("PONG".into()));
     let log = server.log();
     assert!(!log.contains("forged line\n") && !log.lines().any(|l| l.starts_with("forged")));
-    assert!(log.contains("skipped key '%n%n%s"), "{log}");
+    assert!(log.contains("skipped 1 key: key '%n%n%s"), "{log}");
     for sign in ["writable segment", "crashed by signal"] {
         assert!(!log.contains(sign), "{log}");
     }

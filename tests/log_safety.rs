@@ -52,7 +52,7 @@ fn a_skipped_key_with_a_format_kid_is_logged_safely_at_load() {
     assert_serving(&server, "after load");
     let log = server.log();
     assert!(
-        log.contains(&format!("skipped key '{FORMAT}'")),
+        log.contains(&format!("skipped 1 key: key '{FORMAT}'")),
         "the kid is logged as text:\n{log}"
     );
 }
