@@ -56,6 +56,15 @@ export type Inspection = Record<string, string | number | null>;
 export interface GuardOptions<Req> {
   /** Where the token is; default: the `Authorization: Bearer` header. */
   getToken?: (req: Req) => string | null | undefined | Promise<string | null | undefined>;
+  /** How long the check may take before the guard answers 503 (default 2000 ms; 0: no limit). */
+  timeoutMs?: number;
+  /** The 503's `Retry-After`, in seconds (default 5). */
+  retryAfter?: number;
+}
+
+/** A guard's check that did not complete within its `timeoutMs` (given to `onUnavailable`). */
+export declare class CheckTimeoutError extends Error {
+  readonly name: 'CheckTimeoutError';
 }
 
 export interface IncomingLike {
@@ -136,6 +145,7 @@ export declare function encodeSubject(sub: string): string;
 declare const jwtdeny: {
   createJwtdeny: typeof createJwtdeny;
   JwtdenyError: typeof JwtdenyError;
+  CheckTimeoutError: typeof CheckTimeoutError;
   TOKEN_ERROR_CODES: typeof TOKEN_ERROR_CODES;
   bearerToken: typeof bearerToken;
   keysFor: typeof keysFor;

@@ -194,8 +194,34 @@ function bearerToken(req) {
   return m ? m[1] : null;
 }
 
+/** How long a guard waits for its check by default, and the Retry-After of its 503. */
+const DEFAULT_TIMEOUT_MS = 2000;
+const DEFAULT_RETRY_AFTER = 5;
+
+/** A guard's check that did not complete within its `timeoutMs`. */
+class CheckTimeoutError extends Error {
+  constructor(ms) {
+    super(`the jwtdeny check did not complete within ${ms} ms`);
+    this.name = 'CheckTimeoutError';
+  }
+}
+
+// The check, or a CheckTimeoutError once `ms` have passed: a client that queues commands while
+// Redis is down, or a Redis that accepts connections and never answers, would otherwise keep the
+// request waiting for ever. The abandoned check's own outcome is swallowed: it must not become
+// an unhandled rejection.
+function withDeadline(promise, ms) {
+  if (!(ms > 0) || !Number.isFinite(ms)) return promise;
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new CheckTimeoutError(ms)), ms);
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 // What a guard decides for a request: { claims, token } or { status, headers, body }.
-async function decide(jwtdeny, req, getToken) {
+async function decide(jwtdeny, req, getToken, timeoutMs) {
   const token = await getToken(req);
   if (!token) {
     // RFC 6750 §3.1: a request without credentials gets no error code.
@@ -203,7 +229,7 @@ async function decide(jwtdeny, req, getToken) {
   }
   let result;
   try {
-    result = await jwtdeny.check(token, { withClaims: true });
+    result = await withDeadline(jwtdeny.check(token, { withClaims: true }), timeoutMs);
   } catch (err) {
     if (err instanceof JwtdenyError) return refused(err.code);
     return { unavailable: err };
@@ -220,16 +246,25 @@ function refused(code) {
   };
 }
 
-const UNAVAILABLE = { status: 503, headers: {}, body: { error: 'unavailable' } };
+// Fail closed: Redis could not answer in time, so no token is taken for active.
+function unavailable(retryAfter) {
+  return { status: 503, headers: { 'retry-after': String(retryAfter) }, body: { error: 'unavailable' } };
+}
 
 /**
  * Express (and Connect / node:http) middleware. Sets req.auth to the verified claims (and
- * req.token); 401 for a missing, refused or revoked token; 503 when Redis cannot answer.
+ * req.token); 401 for a missing, refused or revoked token; 503 with Retry-After when Redis
+ * cannot answer, or does not within `timeoutMs`.
  *   getToken(req)                       default: the Authorization: Bearer token
+ *   timeoutMs                           how long the check may take (default 2000; 0: no limit)
+ *   retryAfter                          the 503's Retry-After, in seconds (default 5)
  *   onUnavailable(err, req, res, next)  replaces the 503. Calling next() from it lets requests in
  *                                       unchecked while Redis is down: revoked tokens pass too.
  */
-function expressGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
+function expressGuard(jwtdeny, {
+  getToken = bearerToken, onUnavailable, timeoutMs = DEFAULT_TIMEOUT_MS,
+  retryAfter = DEFAULT_RETRY_AFTER,
+} = {}) {
   const send = (res, { status, headers, body }) => {
     res.statusCode = status;
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
@@ -239,7 +274,7 @@ function expressGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
   return async function jwtdenyExpress(req, res, next) {
     let d;
     try {
-      d = await decide(jwtdeny, req, getToken);
+      d = await decide(jwtdeny, req, getToken, timeoutMs);
     } catch (err) {
       return next(err);
     }
@@ -250,7 +285,7 @@ function expressGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
     }
     if (d.unavailable) {
       if (onUnavailable) return onUnavailable(d.unavailable, req, res, next);
-      return send(res, UNAVAILABLE);
+      return send(res, unavailable(retryAfter));
     }
     return send(res, d);
   };
@@ -259,12 +294,16 @@ function expressGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
 /**
  * A Fastify onRequest/preHandler hook: app.addHook('onRequest', jwtdeny.fastify()). Sets
  * request.auth (declare it with app.decorateRequest('auth', null)) and request.token.
+ * timeoutMs and retryAfter as for expressGuard.
  *   onUnavailable(err, request, reply)  replaces the 503; returning without sending lets the
  *                                       request in unchecked (dangerous, see expressGuard).
  */
-function fastifyGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
+function fastifyGuard(jwtdeny, {
+  getToken = bearerToken, onUnavailable, timeoutMs = DEFAULT_TIMEOUT_MS,
+  retryAfter = DEFAULT_RETRY_AFTER,
+} = {}) {
   return async function jwtdenyFastify(request, reply) {
-    const d = await decide(jwtdeny, request, getToken);
+    const d = await decide(jwtdeny, request, getToken, timeoutMs);
     if (d.claims) {
       request.auth = d.claims;
       request.token = d.token;
@@ -272,7 +311,7 @@ function fastifyGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
     }
     if (d.unavailable) {
       if (onUnavailable) return onUnavailable(d.unavailable, request, reply);
-      Object.assign(d, UNAVAILABLE);
+      Object.assign(d, unavailable(retryAfter));
     }
     reply.code(d.status).headers(d.headers).send(d.body);
     return reply;
@@ -282,6 +321,7 @@ function fastifyGuard(jwtdeny, { getToken = bearerToken, onUnavailable } = {}) {
 module.exports = {
   createJwtdeny,
   JwtdenyError,
+  CheckTimeoutError,
   TOKEN_ERROR_CODES,
   bearerToken,
   keysFor: (token, options) => keys.keysFor(asToken(token), options),

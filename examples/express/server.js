@@ -11,8 +11,13 @@ const { createApp } = require('./app');
 async function main() {
   const client = createClient({
     url: process.env.REDIS_URL || 'redis://127.0.0.1:6390',
-    // Fail requests at once (503) while Redis is down instead of queueing them.
+    // Fail requests at once (503) while Redis is down instead of queueing them, and keep
+    // reconnecting so that they succeed again once it is back.
     disableOfflineQueue: true,
+    socket: {
+      connectTimeout: 2000,
+      reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000),
+    },
   });
   client.on('error', (err) => console.error(`redis: ${err.message}`));
   await client.connect();

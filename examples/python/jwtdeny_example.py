@@ -33,6 +33,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from jwtdeny import Jwtdeny, JwtdenyError
 
 DEFAULT_JWKS = Path(__file__).resolve().parent.parent / "jwks.json"
@@ -197,7 +199,14 @@ def backchannel_logout_app(r: redis.Redis):
 
 
 def main() -> None:
-    r = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6390"))
+    # Fail fast: bounded connect and read, one quick retry (redis-py's defaults would make a
+    # dead or hung Redis cost a request tens of seconds, or for ever without a socket timeout).
+    r = redis.Redis.from_url(
+        os.environ.get("REDIS_URL", "redis://127.0.0.1:6390"),
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    )
     secret = load_signing_key(os.environ.get("JWKS_FILE", DEFAULT_JWKS))
     token = login(secret, "alice", "wonderland")
     print("login         ->", token)

@@ -21,6 +21,7 @@ import pathlib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -254,10 +255,11 @@ def test_logout_and_revoke_session(server: tuple[str, int], flavour: str) -> Non
             assert await jd.revoke_session(other, "x") is True
             assert not (await jd.check(o)).active
         else:
-            assert (await jd.check(s2)).active and (await jd.check(plain)).active
+            # A token without sid cannot be told apart by session: any session's end revokes it.
+            assert (await jd.check(s2)).active and not (await jd.check(plain)).active
             assert await jd.revoke_session(sub, "s-2") is True
             assert await jd.revoke_session(sub, "s-2") is False
-            assert not (await jd.check(s2)).active and (await jd.check(plain)).active
+            assert not (await jd.check(s2)).active
             assert await jd.logout(logout_token(sub=sub)) is True  # no sid: every session of sub
             assert not (await jd.check(plain)).active
 
@@ -448,12 +450,13 @@ def test_unavailable_is_503_and_on_unavailable_decides() -> None:
 
 
 def _kcheck_stats() -> tuple[int, int, int]:
-    """KCHECK calls, KCHECKs answered MOVED, and COMMAND GETKEYS calls, over every node."""
+    """KSCHECK calls (every token's keyed check), KSCHECKs answered MOVED, and COMMAND GETKEYS
+    calls, over every node."""
     calls = rejected = getkeys = 0
     for host, port in NODES:
         with redis.Redis(host=host, port=port) as direct:
             stats = direct.info("commandstats")
-        stat = stats.get("cmdstat_jwtdeny.kcheck")
+        stat = stats.get("cmdstat_jwtdeny.kscheck")
         if stat:
             calls += int(stat["calls"])
             rejected += int(stat.get("rejected_calls", 0))
@@ -502,3 +505,133 @@ def test_keyed_commands_go_straight_to_the_owner(server: tuple[str, int], flavou
         assert tuple(a - b for a, b in zip(after, before)) == (len(tokens), 0, 0)
 
     run_with(server, flavour, body)
+
+
+# -- issue 17 §1.11: the guards' own deadline ---------------------------------------------------
+
+
+def within(bound: float, fn: Callable[[], Any]) -> Any:
+    """``fn()``, failing (not hanging) if it takes longer than ``bound`` seconds."""
+    box: list[Any] = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    started = time.monotonic()
+    t.start()
+    t.join(bound)
+    assert not t.is_alive(), f"no answer within {bound} s"
+    assert box, "the request raised"
+    took = time.monotonic() - started
+    assert took < bound, took
+    return box[0]
+
+
+@pytest.fixture()
+def silent() -> Iterator[tuple[str, int]]:
+    """A server that accepts connections and never answers (a hung Redis)."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        lsock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(lsock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield ("127.0.0.1", int(lsock.getsockname()[1]))
+    stop.set()
+    t.join(5)
+    for s in held:
+        s.close()
+    lsock.close()
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone only: a server of its own")
+def test_every_guard_answers_503_at_its_deadline_when_redis_hangs(silent: tuple[str, int]) -> None:
+    """Clients with redis-py's defaults (no socket timeout) on a Redis that never answers: each
+    guard answers 503 with Retry-After at its deadline instead of waiting with the client."""
+    _, token = fresh()
+    kw = {"timeout": 0.3, "retry_after": 7}
+    for asynchronous in (False, True):
+        with TestClient(fastapi_app(silent, asynchronous, **kw)) as c:
+            r = within(5, lambda: c.get("/me", headers=headers(token)))
+            assert r.status_code == 503 and r.headers["retry-after"] == "7", asynchronous
+    with TestClient(starlette_app(silent, timeout=0.3)) as c:
+        r = within(5, lambda: c.get("/me", headers=headers(token)))
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    f = flask_app(silent, **kw).test_client()
+    r = within(5, lambda: f.get("/me", headers=headers(token)))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+    seen: list[Exception] = []
+
+    def let_in(err: Exception, *_: Any) -> Any:
+        seen.append(err)
+        return {"sub": "unchecked"}
+
+    with TestClient(fastapi_app(silent, True, timeout=0.3, on_unavailable=let_in)) as c:
+        within(5, lambda: c.get("/me", headers=headers(token)))
+    assert seen and isinstance(seen[0], jwtdeny.CheckTimeout)
+
+
+def own_redis(port: int) -> subprocess.Popen[bytes]:
+    d = tempfile.mkdtemp(prefix="jwtdeny-py-down-")
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+         "--appendonly", "no", "--loadmodule", env("JWTDENY_MODULE"),
+         "keys-file", env("JWTDENY_TEST_KEYS_FILE")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 10
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return proc
+        except redis.ConnectionError:
+            assert proc.poll() is None and time.time() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone only: a server of its own")
+def test_the_quick_start_client_fails_fast_and_recovers() -> None:
+    """The client exactly as the README's quick start builds it: 503 within the deadline when
+    Redis stops, 200 again once it is back."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    port = free_port()
+    proc = own_redis(port)
+    jd = AsyncJwtdeny(redis.asyncio.Redis(
+        host="127.0.0.1", port=port,
+        socket_connect_timeout=1, socket_timeout=1,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    ))
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(claims: dict[str, Any] = Depends(jd.require())) -> dict[str, Any]:
+        return claims
+
+    _, token = fresh()
+    try:
+        with TestClient(app) as c:
+            assert c.get("/me", headers=headers(token)).status_code == 200
+            proc.kill()
+            proc.wait(10)
+            r = within(5, lambda: c.get("/me", headers=headers(token)))
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            proc = own_redis(port)
+            status = 0
+            for _ in range(100):
+                status = c.get("/me", headers=headers(token)).status_code
+                if status == 200:
+                    break
+                time.sleep(0.1)
+            assert status == 200, "requests succeed again once Redis is back"
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -217,12 +217,12 @@ for (const name of CLUSTER
         assert.equal((await jd.check(o)).active, false);
       } else {
         assert.equal((await jd.check(s2)).active, true);
-        assert.equal((await jd.check(plain)).active, true);
+        // A token without sid cannot be told apart by session: any session's end revokes it.
+        assert.equal((await jd.check(plain)).active, false);
 
         assert.equal(await jd.revokeSession(sub, 's-2'), true);
         assert.equal(await jd.revokeSession(sub, 's-2'), false);
         assert.equal((await jd.check(s2)).active, false);
-        assert.equal((await jd.check(plain)).active, true);
 
         // A logout token without sid ends every session of its sub.
         assert.equal(await jd.logout(logoutToken({ sub })), true);
@@ -265,7 +265,8 @@ for (const name of CLUSTER
             const direct = new IORedis({ host, port, lazyConnect: true });
             try {
               const info = await direct.info('commandstats');
-              const m = /cmdstat_jwtdeny\.kcheck:calls=(\d+),.*rejected_calls=(\d+)/.exec(info);
+              // Every token's keyed check is a KSCHECK (the third key: session or sid-less).
+              const m = /cmdstat_jwtdeny\.kscheck:calls=(\d+),.*rejected_calls=(\d+)/.exec(info);
               if (m) {
                 calls += Number(m[1]);
                 rejected += Number(m[2]);
@@ -315,7 +316,10 @@ async function listen(server) {
 }
 const get = async (base, token, urlPath = '/me') => {
   const res = await fetch(base + urlPath, token ? { headers: { authorization: `Bearer ${token}` } } : {});
-  return { status: res.status, auth: res.headers.get('www-authenticate'), body: await res.json() };
+  return {
+    status: res.status, auth: res.headers.get('www-authenticate'), headers: res.headers,
+    body: await res.json(),
+  };
 };
 
 async function guardCases(base) {
@@ -477,6 +481,138 @@ if (!CLUSTER) {
       } finally {
         server.closeAllConnections();
         server.close();
+      }
+    });
+  });
+}
+
+// Issue 17 §1.11: the guards hung while Redis did, and the quick start's client crashed the
+// process when Redis stopped. The guards have their own deadline (503 with Retry-After), and a
+// client built as the README's quick start survives Redis stopping and recovers.
+if (!CLUSTER) {
+  describe('standalone: Redis stopped or not answering', { timeout: 60000 }, () => {
+    // A redis-server of its own, to stop and start again on the same port.
+    async function ownRedis(port) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-down-'));
+      const child = spawn('redis-server', [
+        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
+        '--appendonly', 'no', '--loadmodule', env('JWTDENY_MODULE'),
+        'keys-file', env('JWTDENY_TEST_KEYS_FILE'),
+      ], { stdio: ['ignore', 'pipe', 'pipe'] });
+      process.on('exit', () => child.kill('SIGKILL'));
+      await new Promise((resolve, reject) => {
+        let log = '';
+        const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${log}`)), 10000);
+        const onData = (chunk) => {
+          log += chunk;
+          if (log.includes('Ready to accept connections')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+      });
+      return { child, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGKILL'); }) };
+    }
+
+    async function answersWithin(base, token, bound) {
+      const started = Date.now();
+      const res = await get(base, token);
+      const took = Date.now() - started;
+      assert.ok(took < bound, `answered after ${took} ms, bound ${bound} ms`);
+      return res;
+    }
+
+    test('a client that queues while Redis is down: 503 with Retry-After at the deadline', async () => {
+      const port = await freePort();
+      const redis = await ownRedis(port);
+      // node-redis with its defaults: an offline queue, reconnecting for ever.
+      const client = nodeRedis.createClient({ socket: { host: '127.0.0.1', port } });
+      client.on('error', () => {});
+      await client.connect();
+      const jd = createJwtdeny(client);
+      const server = expressApp(jd, { timeoutMs: 300, retryAfter: 7 }).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const app = await fastifyApp(jd, { timeoutMs: 300 });
+      try {
+        const { token } = fresh();
+        const base = `http://127.0.0.1:${server.address().port}`;
+        assert.equal((await get(base, token)).status, 200);
+        await redis.stop();
+        const res = await answersWithin(base, token, 3000);
+        assert.equal(res.status, 503);
+        assert.equal(res.headers.get('retry-after'), '7');
+        assert.deepEqual(res.body, { error: 'unavailable' });
+        const fres = await answersWithin(`http://127.0.0.1:${app.server.address().port}`, token, 3000);
+        assert.equal(fres.status, 503);
+        assert.equal(fres.headers.get('retry-after'), '5');
+      } finally {
+        server.closeAllConnections();
+        server.close();
+        await app.close();
+        client.destroy();
+      }
+    });
+
+    test('a Redis that accepts connections and never answers: 503 at the deadline', async () => {
+      const silent = net.createServer((sock) => sock.on('data', () => {}));
+      await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+      const client = new IORedis({ host: '127.0.0.1', port: silent.address().port, lazyConnect: true });
+      client.on('error', () => {});
+      const jd = createJwtdeny(client);
+      const server = expressApp(jd, { timeoutMs: 300 }).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      try {
+        const res = await answersWithin(`http://127.0.0.1:${server.address().port}`, fresh().token, 3000);
+        assert.equal(res.status, 503);
+        assert.equal(res.headers.get('retry-after'), '5');
+      } finally {
+        server.closeAllConnections();
+        server.close();
+        client.disconnect();
+        silent.close();
+      }
+    });
+
+    test("the quick start's client survives Redis stopping, and recovers", async () => {
+      const port = await freePort();
+      let redis = await ownRedis(port);
+      // Exactly as clients/node/README.md's quick start builds it.
+      const client = nodeRedis.createClient({
+        url: `redis://127.0.0.1:${port}`,
+        disableOfflineQueue: true,
+        socket: {
+          connectTimeout: 2000,
+          reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000),
+        },
+      });
+      const errors = [];
+      client.on('error', (err) => errors.push(err.message));
+      await client.connect();
+      const jd = createJwtdeny(client);
+      const server = expressApp(jd).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const base = `http://127.0.0.1:${server.address().port}`;
+      try {
+        const { token } = fresh();
+        assert.equal((await get(base, token)).status, 200);
+        await redis.stop();
+        const down = await answersWithin(base, token, 3000);
+        assert.equal(down.status, 503);
+        redis = await ownRedis(port);
+        let status = 0;
+        for (let i = 0; i < 100 && status !== 200; i += 1) {
+          status = (await get(base, token)).status;
+          if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(status, 200, 'requests succeed again once Redis is back');
+        assert.ok(errors.length > 0, 'the error listener saw the outage');
+      } finally {
+        server.closeAllConnections();
+        server.close();
+        await client.close().catch(() => {});
+        await redis.stop();
       }
     });
   });

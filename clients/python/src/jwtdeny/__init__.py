@@ -14,7 +14,7 @@
 
 from ._client import AsyncJwtdeny, Jwtdeny
 from ._core import TOKEN_ERROR_CODES, CheckResult, JwtdenyError, Token
-from ._http import bearer_token
+from ._http import CheckTimeout, bearer_token
 from ._keys import (
     DEFAULT_PREFIX,
     claims_of,
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncJwtdeny",
     "CheckResult",
+    "CheckTimeout",
     "DEFAULT_PREFIX",
     "Jwtdeny",
     "JwtdenyError",

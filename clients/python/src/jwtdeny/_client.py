@@ -81,6 +81,8 @@ class Jwtdeny:
         *,
         get_token: Optional[Callable[[], Optional[str]]] = None,
         on_unavailable: Optional[Callable[[Exception], Any]] = None,
+        timeout: Optional[float] = None,
+        retry_after: Optional[int] = None,
     ) -> Callable[[F], F]: ...
 
     def flask(self, view: Optional[F] = None, **options: Any) -> Any:

@@ -4,14 +4,13 @@
 
 Every HTTP request needs an active bearer token; its claims are put in ``scope["state"]["auth"]``
 (``request.state.auth`` in Starlette) and the token in ``scope["state"]["jwtdeny_token"]``.
-401 / 503 as in jwtdeny.fastapi. ``exclude`` lists paths let through unchecked (``/login``,
+401 / 503 (with ``Retry-After``, also at the ``timeout`` deadline) as in jwtdeny.fastapi. ``exclude`` lists paths let through unchecked (``/login``,
 ``/health``). ``on_unavailable(err, scope)`` returning True lets a request in unchecked while
 Redis is down: dangerous.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
@@ -39,12 +38,16 @@ class JwtdenyMiddleware:
         get_token: Callable[[Scope], Optional[str]] = _bearer,
         on_unavailable: Optional[Callable[[Exception, Scope], bool]] = None,
         exclude: Iterable[str] = (),
+        timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
+        retry_after: int = _http.DEFAULT_RETRY_AFTER,
     ) -> None:
         self.app = app
         self.jwtdeny = jwtdeny
         self.get_token = get_token
         self.on_unavailable = on_unavailable
         self.exclude = frozenset(exclude)
+        self.timeout = timeout
+        self.retry_after = retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exclude:
@@ -55,17 +58,15 @@ class JwtdenyMiddleware:
             await self._deny(send, _http.MISSING)
             return
         try:
-            # An AsyncJwtdeny awaits; a sync Jwtdeny would block the event loop, so use the async one.
-            result = self.jwtdeny.check(token, with_claims=True)
-            if inspect.isawaitable(result):
-                result = await result
+            # An AsyncJwtdeny awaits; a sync Jwtdeny runs off the event loop.
+            result = await _http.check_within_async(self.jwtdeny, token, self.timeout)
         except Exception as e:
             denial = _http.judge_error(e)
             if denial is None:
                 if self.on_unavailable is not None and self.on_unavailable(e, scope):
                     await self.app(scope, receive, send)
                     return
-                denial = _http.UNAVAILABLE
+                denial = _http.unavailable(self.retry_after)
             await self._deny(send, denial)
             return
         claims = _http.judge(result)

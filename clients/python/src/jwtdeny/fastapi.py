@@ -2,7 +2,9 @@
 
 The dependency returns the verified claims of the request's bearer token, or raises
 HTTPException: 401 (with an RFC 6750 ``WWW-Authenticate`` header) for a missing, refused or
-revoked token, 503 when Redis cannot answer. ``on_unavailable(err, request)`` replaces the 503:
+revoked token, 503 with ``Retry-After: <retry_after>`` (default 5) when Redis cannot answer, or
+not within ``timeout`` seconds (default 2; None for no limit: the check then waits as long as
+the client does). ``on_unavailable(err, request)`` replaces the 503:
 whatever it returns is used as the claims, so returning instead of raising lets requests in
 unchecked while Redis is down (revoked tokens too). Dangerous.
 """
@@ -33,7 +35,11 @@ def _raise(denial: _http.Denial) -> NoReturn:
 
 
 def require(
-    jd: "Jwtdeny", get_token: GetToken = _bearer, on_unavailable: Optional[OnUnavailable] = None
+    jd: "Jwtdeny",
+    get_token: GetToken = _bearer,
+    on_unavailable: Optional[OnUnavailable] = None,
+    timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
+    retry_after: int = _http.DEFAULT_RETRY_AFTER,
 ) -> Dependency:
     """The dependency for a sync ``Jwtdeny`` (FastAPI runs it in its thread pool)."""
 
@@ -42,7 +48,7 @@ def require(
         if not token:
             _raise(_http.MISSING)
         try:
-            result = jd.check(token, with_claims=True)
+            result = _http.check_within(jd, token, timeout)
         except Exception as e:
             denial = _http.judge_error(e)
             if denial is not None:
@@ -50,7 +56,7 @@ def require(
             if on_unavailable is not None:
                 let_in: dict[str, Any] = on_unavailable(e, request)
                 return let_in
-            _raise(_http.UNAVAILABLE)
+            _raise(_http.unavailable(retry_after))
         claims = _http.judge(result)
         if isinstance(claims, _http.Denial):
             _raise(claims)
@@ -61,7 +67,11 @@ def require(
 
 
 def require_async(
-    jd: "AsyncJwtdeny", get_token: GetToken = _bearer, on_unavailable: Optional[OnUnavailable] = None
+    jd: "AsyncJwtdeny",
+    get_token: GetToken = _bearer,
+    on_unavailable: Optional[OnUnavailable] = None,
+    timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
+    retry_after: int = _http.DEFAULT_RETRY_AFTER,
 ) -> AsyncDependency:
     """The dependency for an ``AsyncJwtdeny``."""
 
@@ -70,7 +80,7 @@ def require_async(
         if not token:
             _raise(_http.MISSING)
         try:
-            result = await jd.check(token, with_claims=True)
+            result = await _http.check_within_async(jd, token, timeout)
         except Exception as e:
             denial = _http.judge_error(e)
             if denial is not None:
@@ -78,7 +88,7 @@ def require_async(
             if on_unavailable is not None:
                 let_in: dict[str, Any] = on_unavailable(e, request)
                 return let_in
-            _raise(_http.UNAVAILABLE)
+            _raise(_http.unavailable(retry_after))
         claims = _http.judge(result)
         if isinstance(claims, _http.Denial):
             _raise(claims)

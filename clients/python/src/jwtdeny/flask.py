@@ -7,8 +7,10 @@
     def me():
         return flask.g.auth          # the verified claims
 
-401 (RFC 6750 ``WWW-Authenticate``) for a missing, refused or revoked token, 503 when Redis
-cannot answer. ``on_unavailable(err)`` replaces the 503: a response it returns is sent, None
+401 (RFC 6750 ``WWW-Authenticate``) for a missing, refused or revoked token, 503 with
+``Retry-After: <retry_after>`` (default 5) when Redis cannot answer, or not within ``timeout``
+seconds (default 2; the check runs on a small pool of daemon threads so that the view stops
+waiting at the deadline). ``on_unavailable(err)`` replaces the 503: a response it returns is sent, None
 lets the request in unchecked while Redis is down (revoked tokens too). Dangerous.
 """
 
@@ -40,6 +42,8 @@ def protect(
     view: Optional[F] = None,
     get_token: Callable[[], Optional[str]] = _bearer,
     on_unavailable: Optional[Callable[[Exception], Any]] = None,
+    timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
+    retry_after: int = _http.DEFAULT_RETRY_AFTER,
 ) -> Any:
     """``@protect(jd)``, ``@protect(jd, get_token=...)``, or ``protect(jd, view)``."""
 
@@ -50,13 +54,13 @@ def protect(
             if not token:
                 return _response(_http.MISSING)
             try:
-                result = jd.check(token, with_claims=True)
+                result = _http.check_within(jd, token, timeout)
             except Exception as e:
                 denial = _http.judge_error(e)
                 if denial is not None:
                     return _response(denial)
                 if on_unavailable is None:
-                    return _response(_http.UNAVAILABLE)
+                    return _response(_http.unavailable(retry_after))
                 reply = on_unavailable(e)
                 if reply is not None:
                     return reply
