@@ -70,16 +70,12 @@ function freePort() {
   });
 }
 
-let redisProc;
-let tmpDir;
-async function startRedis() {
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-pkg-'));
-  const port = await freePort();
+// A redis-server with the module on `port` in `dir`, once it accepts connections.
+async function spawnRedis(port, dir, moduleArgs) {
   const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', tmpDir, '--save', '',
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
     '--appendonly', 'no', '--loadmodule', env('JWTDENY_MODULE'),
-    'keys-file', env('JWTDENY_TEST_KEYS_FILE'),
-    'logout-audience', LOGOUT_AUDIENCE, 'max-lifetime', '86400',
+    'keys-file', env('JWTDENY_TEST_KEYS_FILE'), ...moduleArgs,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   process.on('exit', () => child.kill('SIGKILL'));
   await new Promise((resolve, reject) => {
@@ -96,7 +92,17 @@ async function startRedis() {
     child.stderr.on('data', onData);
     child.once('exit', (code) => reject(new Error(`redis-server exited (${code}):\n${log}`)));
   });
-  redisProc = child;
+  return child;
+}
+
+let redisProc;
+let tmpDir;
+async function startRedis() {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-pkg-'));
+  const port = await freePort();
+  redisProc = await spawnRedis(port, tmpDir, [
+    'logout-audience', LOGOUT_AUDIENCE, 'max-lifetime', '86400',
+  ]);
   return port;
 }
 
@@ -493,26 +499,7 @@ if (!CLUSTER) {
   describe('standalone: Redis stopped or not answering', { timeout: 60000 }, () => {
     // A redis-server of its own, to stop and start again on the same port.
     async function ownRedis(port) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-down-'));
-      const child = spawn('redis-server', [
-        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-        '--appendonly', 'no', '--loadmodule', env('JWTDENY_MODULE'),
-        'keys-file', env('JWTDENY_TEST_KEYS_FILE'),
-      ], { stdio: ['ignore', 'pipe', 'pipe'] });
-      process.on('exit', () => child.kill('SIGKILL'));
-      await new Promise((resolve, reject) => {
-        let log = '';
-        const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${log}`)), 10000);
-        const onData = (chunk) => {
-          log += chunk;
-          if (log.includes('Ready to accept connections')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        child.stdout.on('data', onData);
-        child.stderr.on('data', onData);
-      });
+      const child = await spawnRedis(port, fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-down-')), []);
       return { child, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGKILL'); }) };
     }
 
