@@ -21,7 +21,7 @@
 
 use crate::denylist::Place;
 use crate::stats::{self, CacheStats};
-use crate::token::Lifetime;
+use jwtdeny_core::token::Lifetime;
 use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;
 use siphasher::sip::SipHasher13;
@@ -451,7 +451,7 @@ pub fn verified<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Claims;
+    use jwtdeny_core::token::Claims;
 
     /// The allocation of an `Arc<str>` of `len` bytes: two counters, then the text, rounded up to
     /// their alignment.

@@ -1,32 +1,34 @@
-//! Command handlers: argument parsing and replies. The logic lives in `token`, `logout`,
-//! `keys`, `denylist` and `config`; errors become replies through `error::Error`.
+//! Command handlers: argument parsing and replies. The rules live elsewhere: verification in
+//! the core (`jwtdeny_core::token`, `jwtdeny_core::logout`), storage in `denylist`, routing in
+//! `route`, subject and session cutoffs in `revocation`, waits in `blocked` and `jwks`; errors
+//! become replies through `jwtdeny_core::error::Error`.
 
-use crate::backchannel;
+use crate::blocked;
 use crate::cache::{self, Verified};
-use crate::config::Settings;
+use crate::clock::{now_ms, now_secs};
+use crate::command_info::Command;
 use crate::denylist::{self, Place, RevokedBy};
-use crate::error::{quote, Error};
-use crate::fetch::Trigger;
 use crate::jwks::{self, Patience};
-use crate::keys::alg_name;
-use crate::keyscheme::{session_key, sidless_key, subject_key};
 use crate::log;
+use crate::revocation::{cutoff_expiry_ms, EndSession, SessionEnd};
+use crate::route::{self, Keys, Route};
 use crate::state::{self, Snapshot};
-use crate::stats::{self, SessionEnd};
-use crate::token::{self, Claims};
-use crate::workers;
-use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use crate::stats;
+use crate::workers::{self, Done};
+use jwtdeny_core::error::{quote, Error};
+use jwtdeny_core::fetch::Trigger;
+use jwtdeny_core::keys::alg_name;
+use jwtdeny_core::keyscheme::subject_key;
+use jwtdeny_core::logout as logout_token;
+use jwtdeny_core::token::{self, Claims, MAX_NUMERIC_DATE};
+use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub type Handler = fn(&Context, &[RedisString]) -> RedisResult;
-
-/// A command as Redis calls it: its arguments are lent to the handler without a vector (every
-/// command has a few; more go through one), the handler runs in the [`guard`], and its result
-/// is the reply.
+/// A command as Redis calls it (its row's `entry`): its arguments are lent to the handler
+/// without a vector (every command has a few; more go through one), its declared keys are
+/// taken off them, the handler runs in the [`guard`], and its result is the reply.
 ///
 /// # Safety
 /// `ctx`, `argv` and `argc` are what Redis passed to a command (or to a blocked client's
@@ -35,11 +37,30 @@ pub unsafe fn run(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
-    handler: Handler,
+    command: &'static Command,
 ) -> c_int {
     let context = Context::new(ctx);
-    let reply = with_args(ctx, argv, argc, |args| guard(&context, args, handler));
+    let reply = with_args(ctx, argv, argc, |args| {
+        guard(&context, args, |ctx, args| {
+            let (route, rest) = command.keys.split(args)?;
+            (command.handler)(ctx, rest, route, command)
+        })
+    });
     context.reply(reply) as c_int
+}
+
+/// A blocked client's reply or timeout callback (its row's `answer`): the command runs again,
+/// with the keys now in force, and answers at once (no worker, no second wait).
+///
+/// # Safety
+/// As [`run`], from a blocked client's callback.
+pub unsafe fn answer(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    command: &'static Command,
+) -> c_int {
+    blocked::answer(|| run(ctx, argv, argc, command))
 }
 
 /// Arguments a command's handler may borrow without a heap vector.
@@ -74,7 +95,11 @@ unsafe fn with_args<R>(
 /// Runs a handler in the denylist's database (the client gets its own back afterwards), so
 /// that a bug in it becomes an error reply and a log line. A panic that crossed into
 /// redis-server would abort it, and every client's data with it.
-fn guard(ctx: &Context, args: &[RedisString], handler: Handler) -> RedisResult {
+fn guard(
+    ctx: &Context,
+    args: &[RedisString],
+    handler: impl FnOnce(&Context, &[RedisString]) -> RedisResult,
+) -> RedisResult {
     let _db = denylist::InDb::select(ctx, state::db())?;
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(reply) => reply,
@@ -98,72 +123,6 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
     match args {
         [_, token] => Ok(token),
         _ => Err(RedisError::WrongArity),
-    }
-}
-
-/// The wall clock in ms, the same clock (gettimeofday) Redis expires keys by.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Whether the server runs Redis Cluster: fixed before modules load, so read once, not on
-/// every command.
-static IN_CLUSTER: AtomicBool = AtomicBool::new(false);
-
-/// Reads what the commands need to know of the server once, as the module loads.
-pub fn init(ctx: &Context) {
-    let cluster = ctx.get_flags().contains(ContextFlags::CLUSTER);
-    IN_CLUSTER.store(cluster, Ordering::Relaxed);
-}
-
-/// Where a command's Redis keys come from, and so how Redis routed it.
-#[derive(Clone, Copy)]
-enum Route<'a> {
-    /// Derived from the token or subject alone: the standalone forms.
-    Derived,
-    /// Also given as the leading arguments of a keyed form (`JWTDENY.K…`), so that Redis
-    /// Cluster routes the command, follows migrations and applies ACL key patterns by them.
-    Declared(&'a [RedisString]),
-}
-
-/// Takes a keyed form's `n` leading keys off its arguments. The rest keeps one leading
-/// element (the last key) standing in for the command name, so the standalone parsers apply.
-fn declared(args: &[RedisString], n: usize) -> Result<(Route<'_>, &[RedisString]), RedisError> {
-    match (args.get(1..=n), args.get(n..)) {
-        (Some(keys), Some(rest)) if rest.len() >= 2 => Ok((Route::Declared(keys), rest)),
-        _ => Err(RedisError::WrongArity),
-    }
-}
-
-/// Refuses to act on keys other than the ones Redis routed the command by. A keyed form must
-/// declare exactly the token's own keys (no pointing a revocation at someone else's entry); a
-/// standalone form in a cluster could be on the wrong node, so it names the keyed form instead.
-fn check_route(route: Route, derived: &[&str], command: &str) -> Result<(), Error> {
-    match route {
-        Route::Declared(declared) => {
-            for (given, want) in declared.iter().zip(derived) {
-                if given.as_slice() != want.as_bytes() {
-                    return Err(Error::Usage(format!(
-                        "key {} does not match the derived key {}",
-                        quote(&given.to_string_lossy()),
-                        quote(want)
-                    )));
-                }
-            }
-            Ok(())
-        }
-        Route::Derived if IN_CLUSTER.load(Ordering::Relaxed) => Err(Error::Usage(format!(
-            "in Redis Cluster use the keyed form JWTDENY.K{command} {} ... so the command \
-                 reaches the node that holds its keys",
-            derived
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ))),
-        Route::Derived => Ok(()),
     }
 }
 
@@ -193,40 +152,6 @@ fn verified(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error
     })
 }
 
-/// Checks the command may act where a verified token's revocation lives.
-fn locate(v: &Verified, route: Route, command: &str) -> Result<(), Error> {
-    if matches!(route, Route::Derived) && !IN_CLUSTER.load(Ordering::Relaxed) {
-        return Ok(()); // a standalone server holds every key: nothing to compare
-    }
-    let place = &v.place;
-    match place.session() {
-        // Every token without sid: the two keys, exactly as before sessions existed.
-        None if !matches!(route, Route::Declared(d) if d.len() == 3) => {
-            check_route(route, &[place.entry(), place.subject()], command)
-        }
-        _ => check_token_route(route, place, command),
-    }
-}
-
-/// [`check_route`] for a token's keys. The three-key forms (`KSCHECK`, `KSINSPECT`) declare the
-/// third cutoff a token is looked up in too: its session's, or for a token without `sid` its
-/// subject's sid-less cutoff. The two-key forms may leave it undeclared: it shares the
-/// subject's slot, and Redis runs a two-key command in a migrating slot only where both
-/// declared keys are, which holds the token's entry (a revoked token). A standalone CHECK or
-/// INSPECT of a token with a `sid` in a cluster names the form that declares every key it reads.
-#[cold]
-fn check_token_route(route: Route, place: &Place, command: &str) -> Result<(), Error> {
-    let (entry, subject, third) = (place.entry(), place.subject(), place.session_cutoff());
-    let three_keys = matches!(route, Route::Declared(d) if d.len() == 3);
-    match place.session() {
-        _ if three_keys => check_route(route, &[entry, subject, third], command),
-        Some(_) if matches!(route, Route::Derived) && matches!(command, "CHECK" | "INSPECT") => {
-            check_route(route, &[entry, subject, third], &format!("S{command}"))
-        }
-        _ => check_route(route, &[entry, subject], command),
-    }
-}
-
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
@@ -244,33 +169,6 @@ fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
     .into()
 }
 
-pub fn check(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    check_with(ctx, args, Route::Derived)
-}
-
-pub fn kcheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 2)?;
-    check_with(ctx, rest, route)
-}
-
-pub fn kscheck(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 3)?;
-    check_with(ctx, rest, route)
-}
-
-/// How many keys a keyed form of CHECK declares, by its name: 0 for the standalone form.
-fn declared_keys(args: &[RedisString]) -> usize {
-    let name = args
-        .first()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    match name.as_str() {
-        "jwtdeny.kcheck" => 2,
-        "jwtdeny.kscheck" => 3,
-        _ => 0,
-    }
-}
-
 fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> {
     Ok(match args {
         [_, token] => (token, false),
@@ -282,7 +180,13 @@ fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> 
     })
 }
 
-fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+/// `CHECK <token> [WITHCLAIMS]`, and its keyed forms.
+pub fn check(
+    ctx: &Context,
+    args: &[RedisString],
+    route: Route,
+    command: &'static Command,
+) -> RedisResult {
     let (token, with_claims) = check_args(args)?;
     let snap = state::current();
     let digest = match cache::lookup(token.as_slice(), snap.generation) {
@@ -295,14 +199,23 @@ fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult 
     // A token whose kid is not loaded may be waiting for a fetch: that is decided inline.
     // A command answering from a callback verifies inline: it may not block again.
     if workers::running()
-        && !answering()
+        && !blocked::answering()
         && !token::is_hmac(token.as_slice())
         && !may_refetch(token, &snap)
     {
         let (job_snap, job_token) = (snap.clone(), token.as_slice().to_vec());
         let verify = move || authenticate(&job_snap, &job_token);
-        if workers::submit(ctx, verify, digest, snap.generation, check_reply) {
-            return Ok(RedisValue::NoReply); // check_reply answers once a worker has verified it
+        let done = Done {
+            result: Err(Error::Internal("not verified".into())),
+            digest,
+            generation: snap.generation,
+            keys: match route {
+                Route::Derived => Keys::None,
+                Route::Declared(keys) => Keys::Leading(keys.len()),
+            },
+        };
+        if workers::submit(ctx, verify, done, checked_reply) {
+            return Ok(RedisValue::NoReply); // checked_reply answers once a worker has verified it
         }
     }
     stats::count_verification(false);
@@ -310,45 +223,16 @@ fn check_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult 
     if let (Ok(v), Some(d)) = (&verified, digest) {
         cache::store(d, snap.generation, v);
     }
-    if wait_for_keys(ctx, &verified, token, &snap, Patience::Brief) {
-        return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
+    if wait_for_keys(ctx, &verified, token, &snap, Patience::Brief, command) {
+        return Ok(RedisValue::NoReply); // its row's `answer` judges it by the new keys
     }
     finish_check(ctx, &snap, token, with_claims, route, verified)
-}
-
-thread_local! {
-    /// Set while a command runs from a blocked client's reply or timeout callback, where it
-    /// must answer there and then: a client blocked again from a callback never gets that
-    /// reply, and every later reply on its connection would answer the request before it.
-    static ANSWERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the command runs from a blocked client's callback (it may not block again).
-fn answering() -> bool {
-    ANSWERING.get()
-}
-
-/// Runs a command's handler from a blocked client's reply or timeout callback: it answers
-/// without blocking again (no worker, no second wait for keys).
-///
-/// # Safety
-/// As [`run`], from a blocked client's callback.
-unsafe fn answer(
-    ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-    handler: Handler,
-) -> c_int {
-    let before = ANSWERING.replace(true);
-    let answered = run(ctx, argv, argc, handler);
-    ANSWERING.set(before);
-    answered
 }
 
 /// Whether a token names a `kid` the keys in force lack while keys come from a provider:
 /// fresh keys might then verify it.
 fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
-    !answering()
+    !blocked::answering()
         && jwks::configured()
         && token::header_kid(token.as_slice()).is_some_and(|kid| !snap.keys.has_kid(&kid))
 }
@@ -357,13 +241,14 @@ fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
 /// provider's keys are fetched (one fetch shared by every such client, at most one per
 /// `jwtdeny.jwks-cooldown`), if a source is configured and the client may block; how long it
 /// may wait is `patience` (see `jwks::Patience`). Returns whether it blocked; the command then
-/// answers from [`refetched_reply`].
+/// runs again from its row's `answer`.
 fn wait_for_keys<T>(
     ctx: &Context,
     claims: &Result<T, Error>,
     token: &RedisString,
     snap: &Snapshot,
     patience: Patience,
+    command: &'static Command,
 ) -> bool {
     matches!(claims, Err(Error::NoKey(_)))
         && may_refetch(token, snap)
@@ -371,51 +256,36 @@ fn wait_for_keys<T>(
             ctx,
             Trigger::UnknownKid,
             patience,
-            refetched_reply,
-            refetched_reply,
+            command.answer,
+            command.answer,
         )
 }
 
-/// Reply (and timeout) callback of a command that waited for fresh keys: runs the command
-/// again, on the main thread, with the keys now in force.
-unsafe extern "C" fn refetched_reply(
+/// Reply callback of a CHECK whose token a worker verified: runs on the main thread with the
+/// command's original arguments, which the worker's result says how to read.
+unsafe extern "C" fn checked_reply(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let name = with_args(ctx, argv, argc, |args| {
-        args.first()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default()
+    let context = Context::new(ctx);
+    let done = workers::take_done(&context);
+    let keys = done.as_ref().map_or(Keys::None, |d| d.keys);
+    let reply = blocked::answer(|| {
+        with_args(ctx, argv, argc, |args| {
+            guard(&context, args, |ctx, args| checked(ctx, args, keys, done))
+        })
     });
-    let handler: Handler = match name.as_str() {
-        "jwtdeny.check" => check,
-        "jwtdeny.kcheck" => kcheck,
-        "jwtdeny.kscheck" => kscheck,
-        "jwtdeny.revoke" => revoke,
-        "jwtdeny.krevoke" => krevoke,
-        "jwtdeny.logout" => logout,
-        "jwtdeny.klogout" => klogout,
-        _ => |_, _| Err(Error::Internal("no command to answer".into()).into()),
-    };
-    answer(ctx, argv, argc, handler)
+    context.reply(reply) as c_int
 }
 
-/// Reply callback of a CHECK or KCHECK whose token a worker verified: runs on the main thread
-/// with the command's original arguments.
-unsafe extern "C" fn check_reply(
-    ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-) -> c_int {
-    answer(ctx, argv, argc, |ctx, args| {
-        let (route, rest) = match declared_keys(args) {
-            0 => (Route::Derived, args),
-            n => declared(args, n)?,
-        };
+/// [`checked_reply`]'s CHECK: the worker's verification if it still holds, else one now.
+fn checked(ctx: &Context, args: &[RedisString], keys: Keys, done: Option<Done>) -> RedisResult {
+    {
+        let (route, rest) = keys.split(args)?;
         let (token, with_claims) = check_args(rest)?;
         let snap = state::current();
-        let verified = match workers::take_done(ctx) {
+        let verified = match done {
             Some(done) if done.generation == snap.generation => {
                 let verified = done.result.map(|c| placed(&snap, c));
                 if let (Ok(v), Some(d)) = (&verified, done.digest) {
@@ -430,7 +300,7 @@ unsafe extern "C" fn check_reply(
             }
         };
         finish_check(ctx, &snap, token, with_claims, route, verified)
-    })
+    }
 }
 
 /// The main-thread half of CHECK: where the token's revocation would be, whether it is there,
@@ -444,7 +314,7 @@ fn finish_check(
     verified: Result<Arc<Verified>, Error>,
 ) -> RedisResult {
     let outcome = verified.and_then(|v| {
-        locate(&v, route, "CHECK")?;
+        route::locate(&v.place, route, "CHECK")?;
         status(ctx, &v, snap.settings.leeway)
     });
     stats::count_check(outcome.as_ref().map(Option::is_some));
@@ -460,25 +330,29 @@ fn finish_check(
     Ok(RedisValue::Array(vec![code, claims]))
 }
 
-pub fn revoke(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    revoke_with(ctx, args, Route::Derived)
-}
-
-pub fn krevoke(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 2)?;
-    revoke_with(ctx, rest, route)
-}
-
-fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+/// `REVOKE <token>`, and its keyed form.
+pub fn revoke(
+    ctx: &Context,
+    args: &[RedisString],
+    route: Route,
+    command: &'static Command,
+) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
     let verified = verified(&snap, token);
-    if wait_for_keys(ctx, &verified, token, &snap, Patience::UntilFetched) {
-        return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
+    if wait_for_keys(
+        ctx,
+        &verified,
+        token,
+        &snap,
+        Patience::UntilFetched,
+        command,
+    ) {
+        return Ok(RedisValue::NoReply); // its row's `answer` judges it by the new keys
     }
     let leeway = snap.settings.leeway;
     let outcome = verified.and_then(|v| {
-        locate(&v, route, "REVOKE")?;
+        route::locate(&v.place, route, "REVOKE")?;
         if status(ctx, &v, leeway)?.is_some() {
             return Ok(false);
         }
@@ -488,16 +362,13 @@ fn revoke_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
     Ok(RedisValue::Integer(i64::from(outcome?)))
 }
 
-pub fn revokeall(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    revokeall_with(ctx, args, Route::Derived)
-}
-
-pub fn krevokeall(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 1)?;
-    revokeall_with(ctx, rest, route)
-}
-
-fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+/// `REVOKEALL <sub> [AT <unix-seconds>]`, and its keyed form.
+pub fn revokeall(
+    ctx: &Context,
+    args: &[RedisString],
+    route: Route,
+    _: &'static Command,
+) -> RedisResult {
     let (sub, at) = match args {
         [_, sub] => (sub, None),
         [_, sub, kw, at] if kw.to_string_lossy().eq_ignore_ascii_case("AT") => (sub, Some(at)),
@@ -508,7 +379,7 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
         Ok(s) if !s.is_empty() => s,
         _ => return Err(Error::Usage("sub must be a non-empty UTF-8 string".into()).into()),
     };
-    let now = now_ms().div_euclid(1000);
+    let now = now_secs();
     let cutoff = match at {
         None => now,
         Some(at) => {
@@ -521,7 +392,7 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
                     Error::Usage(format!("AT {at} is in the future (now is {now})")).into(),
                 );
             }
-            if at < -token::MAX_NUMERIC_DATE {
+            if at < -MAX_NUMERIC_DATE {
                 return Err(Error::Usage(format!("AT {at} is out of range")).into());
             }
             at
@@ -529,8 +400,7 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
     };
     let (key, expires_at_ms) = {
         let s = &state::current().settings;
-        let expiry =
-            (s.max_lifetime > 0).then(|| (cutoff + s.max_lifetime + s.leeway).saturating_mul(1000));
+        let expiry = cutoff_expiry_ms(cutoff, s.max_lifetime, s.leeway);
         (subject_key(&s.prefix, sub), expiry)
     };
     // Such a cutoff covers only tokens that have expired already; and written with an expiry in
@@ -542,27 +412,19 @@ fn revokeall_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisRes
         ))
         .into());
     }
-    check_route(route, &[&key], "REVOKEALL")?;
+    route::check(route, &[&key], "REVOKEALL")?;
     stats::count_revokeall();
-    let in_force = denylist::raise_cutoff(ctx, &key, cutoff, expires_at_ms)?;
-    Ok(RedisValue::Integer(in_force))
+    let kept = denylist::advance_cutoff(ctx, &key, cutoff, expires_at_ms, "jwtdeny.revokeall")?;
+    Ok(RedisValue::Integer(kept.unwrap_or(cutoff)))
 }
 
-pub fn inspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    inspect_with(ctx, args, Route::Derived)
-}
-
-pub fn kinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 2)?;
-    inspect_with(ctx, rest, route)
-}
-
-pub fn ksinspect(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    let (route, rest) = declared(args, 3)?;
-    inspect_with(ctx, rest, route)
-}
-
-fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+/// `INSPECT <token>`, and its keyed forms.
+pub fn inspect(
+    ctx: &Context,
+    args: &[RedisString],
+    route: Route,
+    _: &'static Command,
+) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
     let (prefix, leeway) = (&snap.settings.prefix, snap.settings.leeway);
@@ -573,7 +435,7 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
         .zip(seen.iat)
         .map(|(sub, iat)| Place::new(prefix, sub, iat, seen.sid.as_deref()));
     if let Some(p) = &place {
-        check_token_route(route, p, "INSPECT")?;
+        route::check_token(route, p, "INSPECT")?;
     }
     let revoked = match (&place, seen.iat) {
         (Some(p), Some(iat)) => p.revoked_by(ctx, iat),
@@ -624,19 +486,14 @@ fn inspect_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResul
     ))
 }
 
-pub fn logout(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    logout_with(ctx, args, Route::Derived)
-}
-
-/// `JWTDENY.KLOGOUT <subject-key> <session-key> <logout_token>`: for a logout token without
-/// `sid`, the session key is the subject key again.
-pub fn klogout(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    // `<subject-key> <session-key> [<sidless-key>] <logout_token>`
-    let (route, rest) = declared(args, args.len().saturating_sub(2).clamp(2, 3))?;
-    logout_with(ctx, rest, route)
-}
-
-fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+/// `LOGOUT <logout_token>`, and its keyed form (`<subject-key> <session-key> [<sidless-key>]`:
+/// for a logout token without `sid`, the session key is the subject key again).
+pub fn logout(
+    ctx: &Context,
+    args: &[RedisString],
+    route: Route,
+    command: &'static Command,
+) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
     let s = &snap.settings;
@@ -647,7 +504,7 @@ fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
                 .into(),
         ))
     } else {
-        backchannel::authenticate(
+        logout_token::authenticate(
             token.as_slice(),
             &snap.keys,
             &s.policy(),
@@ -655,22 +512,29 @@ fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
         )
     };
     // A provider that rotated its keys signs logout tokens with the new one first.
-    if wait_for_keys(ctx, &verified, token, &snap, Patience::UntilFetched) {
-        return Ok(RedisValue::NoReply); // refetched_reply judges it by the new keys
+    if wait_for_keys(
+        ctx,
+        &verified,
+        token,
+        &snap,
+        Patience::UntilFetched,
+        command,
+    ) {
+        return Ok(RedisValue::NoReply); // its row's `answer` judges it by the new keys
     }
     let outcome = verified.and_then(|l| {
         l.check_time(now_ms(), s.leeway)?;
-        let sid = l.sid.as_deref();
-        end_session(
-            ctx,
-            s,
-            route,
-            "LOGOUT",
-            &l.sub,
-            sid,
-            l.iat,
-            "jwtdeny.logout",
-        )
+        EndSession {
+            prefix: &s.prefix,
+            max_lifetime: s.max_lifetime,
+            leeway: s.leeway,
+            sub: &l.sub,
+            sid: l.sid.as_deref(),
+            at: l.iat,
+            command: "LOGOUT",
+            event: "jwtdeny.logout",
+        }
+        .apply(ctx, route)
     });
     stats::count_logout(outcome.as_ref().copied());
     Ok(RedisValue::Integer(i64::from(
@@ -678,17 +542,13 @@ fn logout_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult
     )))
 }
 
-pub fn revokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    revokesession_with(ctx, args, Route::Derived)
-}
-
-pub fn krevokesession(ctx: &Context, args: &[RedisString]) -> RedisResult {
-    // `<subject-key> <session-key> [<sidless-key>] <sub> <sid>`
-    let (route, rest) = declared(args, args.len().saturating_sub(3).clamp(2, 3))?;
-    revokesession_with(ctx, rest, route)
-}
-
-fn revokesession_with(ctx: &Context, args: &[RedisString], route: Route) -> RedisResult {
+/// `REVOKESESSION <sub> <sid>`, and its keyed form.
+pub fn revokesession(
+    ctx: &Context,
+    args: &[RedisString],
+    route: Route,
+    _: &'static Command,
+) -> RedisResult {
     let (sub, sid) = match args {
         [_, sub, sid] => (sub, sid),
         _ => return Err(RedisError::WrongArity),
@@ -703,72 +563,20 @@ fn revokesession_with(ctx: &Context, args: &[RedisString], route: Route) -> Redi
     };
     let (sub, sid) = (text(sub, "sub")?, text(sid, "sid")?);
     let snap = state::current();
-    let now = now_ms().div_euclid(1000);
-    let ended = end_session(
-        ctx,
-        &snap.settings,
-        route,
-        "REVOKESESSION",
-        &sub,
-        Some(&sid),
-        now,
-        "jwtdeny.revokesession",
-    )?;
+    let s = &snap.settings;
+    let ended = EndSession {
+        prefix: &s.prefix,
+        max_lifetime: s.max_lifetime,
+        leeway: s.leeway,
+        sub: &sub,
+        sid: Some(&sid),
+        at: now_secs(),
+        command: "REVOKESESSION",
+        event: "jwtdeny.revokesession",
+    }
+    .apply(ctx, route)?;
     stats::count_revokesession(ended);
     Ok(RedisValue::Integer(i64::from(ended != SessionEnd::Already)))
-}
-
-/// Ends a session (or, for a logout without `sid`, every session of `sub`) up to `at`, in one
-/// atomic step: the logout token's `iat`, or now for REVOKESESSION.
-///
-/// A session's cutoff can expire only once no token it revokes can still be valid, which takes
-/// max-lifetime; without one the subject's cutoff is raised instead (over-revoking, never
-/// under-revoking). A session's end also raises the subject's sid-less cutoff: its tokens that
-/// carry no `sid` (most providers' access tokens) cannot be told apart by session, so any
-/// session's end revokes those issued up to it. Nothing is written when the subject's cutoff
-/// covers `at` already, nor when the cutoff would be born expired (every token it covers has
-/// expired).
-#[allow(clippy::too_many_arguments)]
-fn end_session(
-    ctx: &Context,
-    s: &Settings,
-    route: Route,
-    command: &str,
-    sub: &str,
-    sid: Option<&str>,
-    at: i64,
-    event: &str,
-) -> Result<SessionEnd, Error> {
-    let subject = subject_key(&s.prefix, sub);
-    let session = sid.map(|sid| session_key(&s.prefix, sub, sid));
-    let sidless = sidless_key(&s.prefix, sub);
-    // The keyed forms declare the subject key, the session key (the subject key again without
-    // sid) and, in their three-key form, the sid-less key: which ones are written depends on
-    // the token and on max-lifetime.
-    let second = session.as_deref().unwrap_or(&subject);
-    check_route(route, &[&subject, second, &sidless], command)?;
-    let expires_at_ms = (s.max_lifetime > 0).then(|| {
-        at.saturating_add(s.max_lifetime)
-            .saturating_add(s.leeway)
-            .saturating_mul(1000)
-    });
-    if expires_at_ms.is_some_and(|ms| ms <= now_ms()) {
-        return Ok(SessionEnd::Already);
-    }
-    if denylist::cutoff(ctx, &subject)?.is_some_and(|c| c >= at) {
-        return Ok(SessionEnd::Already);
-    }
-    let (key, ended) = match (&session, expires_at_ms) {
-        (Some(key), Some(_)) => (key.as_str(), SessionEnd::Session),
-        (Some(_), None) => (subject.as_str(), SessionEnd::SessionAsSubject),
-        (None, _) => (subject.as_str(), SessionEnd::Subject),
-    };
-    let moved = denylist::advance_cutoff(ctx, key, at, expires_at_ms, event)?.is_none();
-    if ended == SessionEnd::Session {
-        // Forward only, like every cutoff: a later session end may have moved it further.
-        denylist::advance_cutoff(ctx, &sidless, at, expires_at_ms, event)?;
-    }
-    Ok(if moved { ended } else { SessionEnd::Already })
 }
 
 /// `KEYS RELOAD`: re-reads the keys file, and refetches the provider's keys, replying (to this
@@ -830,7 +638,8 @@ unsafe extern "C" fn reloaded_reply(
     context.reply(reply) as c_int
 }
 
-pub fn keys(ctx: &Context, args: &[RedisString]) -> RedisResult {
+/// `KEYS RELOAD` and `KEYS LIST`.
+pub fn keys(ctx: &Context, args: &[RedisString], _: Route, _: &'static Command) -> RedisResult {
     let sub = match args {
         [_, sub] => sub.to_string_lossy(),
         _ => return Err(RedisError::WrongArity),

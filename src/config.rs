@@ -5,9 +5,9 @@
 //! a change has; `state` registers the rows with Redis and dispatches the effects. Adding a
 //! config is a field of `Settings` and a row of the table.
 
-use crate::error::quote;
-use crate::keys::{alg_name, AlgSet, ALGORITHMS as ALL_ALGORITHMS};
-use crate::token::Policy;
+use jwtdeny_core::error::quote;
+use jwtdeny_core::keys::{alg_name, AlgSet, ALGORITHMS as ALL_ALGORITHMS};
+use jwtdeny_core::token::Policy;
 
 /// The current value of every config, parsed.
 #[derive(Debug, Clone, Default)]
@@ -373,7 +373,7 @@ pub static SPECS: [Spec; 19] = [
             get: |s| s.jwks_uri.clone(),
             set: |s, v| {
                 if !v.is_empty() {
-                    crate::fetch::check_url(v).map_err(|e| e.to_string())?;
+                    jwtdeny_core::fetch::check_url(v).map_err(|e| e.to_string())?;
                 }
                 s.jwks_uri = v.to_string();
                 Ok(())
@@ -492,7 +492,7 @@ pub fn check_combination(s: &Settings) -> Result<(), String> {
         return Err("jwtdeny.discovery yes needs jwtdeny.issuer".into());
     }
     if s.discovery {
-        crate::fetch::discovery_url(&s.issuer)
+        jwtdeny_core::fetch::discovery_url(&s.issuer)
             .map_err(|e| format!("jwtdeny.issuer cannot be discovered: {e}"))?;
     }
     Ok(())

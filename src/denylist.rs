@@ -6,8 +6,8 @@
 //! Key names are handed to Redis by pointer and length, never as C strings: a subject is any
 //! JSON string, NUL, CR and LF included, and every subject must be revocable.
 
-use crate::error::{quote, Error};
-use crate::keyscheme::{session_key, sidless_key, DenyKeys};
+use jwtdeny_core::error::{quote, Error};
+use jwtdeny_core::keyscheme::{session_key, sidless_key, DenyKeys};
 use redis_module::{
     raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent, RedisString,
 };
@@ -283,17 +283,6 @@ fn read_cutoff(ctx: &Context, key: &str) -> Result<Option<i64>, Error> {
     }
 }
 
-/// Moves a subject's cutoff forward to `at` (never back), expiring at `expires_at_ms` if given.
-/// Returns the cutoff in force afterwards.
-pub fn raise_cutoff(
-    ctx: &Context,
-    key: &str,
-    at: i64,
-    expires_at_ms: Option<i64>,
-) -> Result<i64, Error> {
-    Ok(advance_cutoff(ctx, key, at, expires_at_ms, "jwtdeny.revokeall")?.unwrap_or(at))
-}
-
 /// Moves a cutoff (a subject's or a session's) forward to `at`, never back, expiring at
 /// `expires_at_ms` if given, and emits `event` on it when it moved. Returns the cutoff that was
 /// already in force and left as it was, or `None` when it moved.
@@ -309,6 +298,19 @@ pub fn advance_cutoff(
             return Ok(Some(current));
         }
     }
+    write_cutoff(ctx, key, at, expires_at_ms, event)?;
+    Ok(None)
+}
+
+/// Writes a cutoff the caller has read already and found below `at`: `SET key at [PXAT ms]`,
+/// replicated, and `event` on it.
+pub fn write_cutoff(
+    ctx: &Context,
+    key: &str,
+    at: i64,
+    expires_at_ms: Option<i64>,
+    event: &str,
+) -> Result<(), Error> {
     let (mut value, mut at_ms) = (itoa::Buffer::new(), itoa::Buffer::new());
     let value = value.format(at).as_bytes();
     match expires_at_ms {
@@ -316,7 +318,7 @@ pub fn advance_cutoff(
         None => set(ctx, key, &[value])?,
     };
     ctx.notify_keyspace_event(NotifyEvent::MODULE, event, &key_name(ctx, key));
-    Ok(None)
+    Ok(())
 }
 
 /// The absolute expiry (ms) of a key, `None` when it has none or does not exist.

@@ -10,16 +10,17 @@
 //! Lock order: `state`'s writer lock, then a fetcher's lock; never the other way round (the
 //! fetch thread releases its lock before it publishes).
 
-use crate::fetch::{self, FetchConfig, Schedule, Source, Trigger};
-use crate::keys::KeySet;
+use crate::blocked::{self, Blocked, Callback};
+use crate::clock::now_secs;
 use crate::log;
-use redis_module::{raw, Context, ContextFlags};
-use std::os::raw::{c_int, c_void};
+use jwtdeny_core::fetch::{self, FetchConfig, Schedule, Source, Trigger};
+use jwtdeny_core::keys::KeySet;
+use redis_module::Context;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How one source is fetched, from the settings; `None` in [`Inner`] when no source is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,16 +67,13 @@ impl SourceConfig {
     }
 }
 
-/// A client blocked until a fetch is over; RM_UnblockClient may come from any thread.
+/// A client blocked until a fetch is over.
 struct Waiter {
-    client: *mut raw::RedisModuleBlockedClient,
+    client: Blocked<Outcome>,
     /// When it started to wait: a fetch that had started before may have missed its key.
     arrived: Instant,
     patience: Patience,
 }
-
-// SAFETY: RM_UnblockClient is thread-safe, and each handle is unblocked exactly once.
-unsafe impl Send for Waiter {}
 
 /// How long a command waits for keys the provider has not served yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +126,7 @@ pub struct Info {
 /// Puts fetched keys in force if the check (run under the publisher's lock) says they still
 /// come from the source in force; returns whether the keys in force changed. `state` hands it
 /// over at start, so this module needs nothing of `state`.
-pub type Publish = fn(Arc<KeySet>, &dyn Fn() -> bool) -> Result<bool, crate::error::Error>;
+pub type Publish = fn(Arc<KeySet>, &dyn Fn() -> bool) -> Result<bool, jwtdeny_core::error::Error>;
 
 pub struct Fetcher {
     inner: Mutex<Inner>,
@@ -154,20 +152,14 @@ static FETCHER: LazyLock<Fetcher> = LazyLock::new(|| Fetcher {
     thread: Mutex::new(None),
 });
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Unix seconds of a monotonic instant, for INFO.
 fn unix_of(at: Instant) -> i64 {
     let now = Instant::now();
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     if at >= now {
-        now_unix().saturating_add(secs(at - now))
+        now_secs().saturating_add(secs(at - now))
     } else {
-        now_unix().saturating_sub(secs(now - at))
+        now_secs().saturating_sub(secs(now - at))
     }
 }
 
@@ -244,12 +236,6 @@ pub fn try_info() -> Option<Info> {
         .map(|inner| inner.info.clone())
 }
 
-pub type ReplyFn = unsafe extern "C" fn(
-    *mut raw::RedisModuleCtx,
-    *mut *mut raw::RedisModuleString,
-    c_int,
-) -> c_int;
-
 /// Asks for fresh keys on behalf of a command (`trigger`: an unknown `kid`, or `KEYS RELOAD`)
 /// and, where the client may block, blocks it until a fetch is over: `reply` then runs on the
 /// main thread with the command's arguments, or `timeout` once the wait's bound has passed.
@@ -260,8 +246,8 @@ pub fn await_keys(
     ctx: &Context,
     trigger: Trigger,
     patience: Patience,
-    reply: ReplyFn,
-    timeout: ReplyFn,
+    reply: Callback,
+    timeout: Callback,
 ) -> bool {
     let mut inner = FETCHER.lock();
     let Some(config) = inner.config.clone() else {
@@ -285,12 +271,9 @@ pub fn await_keys(
         fetch::Decision::Deferred(_) => patience == Patience::UntilFetched,
         fetch::Decision::Refuse => false,
     };
-    if !may_wait || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+    if !may_wait {
         return false;
     }
-    let Some(block) = (unsafe { raw::RedisModule_BlockClient }) else {
-        return false;
-    };
     // A brief wait is one fetch; a patient one may also wait out the cooldown and, having
     // arrived during a fetch that started before it, the one fetch after that. A second for
     // the work after the fetch.
@@ -300,19 +283,10 @@ pub fn await_keys(
         Patience::UntilFetched => config.policy.cooldown + fetch + fetch,
     } + Duration::from_secs(1);
     let ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
-    // SAFETY: main thread, inside a command, as RM_BlockClient requires.
-    let client = unsafe {
-        block(
-            ctx.get_raw(),
-            Some(reply),
-            Some(timeout),
-            Some(free_outcome),
-            ms,
-        )
-    };
-    if client.is_null() {
+    // Not in MULTI or Lua, nor from a callback: the command then answers at once.
+    let Some(client) = Blocked::new(ctx, reply, Some(timeout), ms) else {
         return false;
-    }
+    };
     inner.waiters.push(Waiter {
         client,
         arrived: now,
@@ -323,31 +297,16 @@ pub fn await_keys(
 
 /// In a reply callback of [`await_keys`]: how the fetch went (`None` if there is no word).
 pub fn outcome(ctx: &Context) -> Option<&Outcome> {
-    let get = unsafe { raw::RedisModule_GetBlockedClientPrivateData }?;
-    // SAFETY: the private data is an Outcome boxed by `finish`, or null; freed by free_outcome.
-    let data = unsafe { get(ctx.get_raw()) }.cast::<Outcome>();
-    (!data.is_null()).then(|| unsafe { &*data })
-}
-
-unsafe extern "C" fn free_outcome(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
-    if !data.is_null() {
-        // SAFETY: `data` is the Box<Outcome> that `finish` leaked.
-        drop(unsafe { Box::from_raw(data.cast::<Outcome>()) });
-    }
+    // SAFETY: the reply callbacks given to `await_keys`, of clients blocked as Blocked<Outcome>.
+    unsafe { blocked::data::<Outcome>(ctx) }.map(|o| &*o)
 }
 
 /// Unblocks every waiting client with `error` (None: the fetch succeeded).
 fn finish(waiters: Vec<Waiter>, error: Option<&str>) {
-    let Some(unblock) = (unsafe { raw::RedisModule_UnblockClient }) else {
-        return;
-    };
     for Waiter { client, .. } in waiters {
-        let outcome = Box::into_raw(Box::new(Outcome {
+        client.unblock(Some(Outcome {
             error: error.map(str::to_string),
         }));
-        // SAFETY: each handle came from RM_BlockClient and is unblocked exactly once; Redis
-        // hands `outcome` to the reply callback and then to free_outcome (also on timeout).
-        unsafe { unblock(client, outcome.cast::<c_void>()) };
     }
 }
 
@@ -530,7 +489,7 @@ fn run(publish: Publish) {
             continue; // a new source: its own fetch starts at once, for the same waiters
         }
         let now = Instant::now();
-        inner.info.last_fetch_time = now_unix();
+        inner.info.last_fetch_time = now_secs();
         let error = match (result, published) {
             (Ok((set, max_age)), Ok(changed)) => {
                 inner.schedule.succeeded(now, max_age, &config.policy);

@@ -6,7 +6,7 @@
 //! outside text can neither forge log lines nor flood the log. Nothing else in the module may
 //! log (clippy's `disallowed-methods` and `tests/log_safety.rs` hold the code to that).
 
-use crate::error::printable;
+use jwtdeny_core::error::printable;
 use redis_module::{raw, Context};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicPtr, Ordering};

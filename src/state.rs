@@ -8,13 +8,14 @@
 //! globals, so a change can never be half-seen.
 
 use crate::cache;
+use crate::clock::now_secs;
 use crate::config::{self, Effect, Kind, Settings, Spec, SPECS};
-use crate::error::{printable, quote, Error};
 use crate::jwks;
-use crate::keys::KeySet;
 use crate::log;
 use crate::stats;
 use crate::workers;
+use jwtdeny_core::error::{printable, quote, Error};
+use jwtdeny_core::keys::KeySet;
 use redis_module::configuration::{
     register_bool_configuration, register_i64_configuration, register_string_configuration,
     ConfigurationContext, ConfigurationFlags, ConfigurationValue,
@@ -146,12 +147,6 @@ fn set_uri_keys_if(set: Arc<KeySet>, still_current: &dyn Fn() -> bool) -> Result
     }
     publish(&old, old.settings.clone(), Keys::Uri(set), false)?;
     Ok(true)
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn load_keys(path: &str) -> Result<Arc<KeySet>, Error> {

@@ -1,11 +1,12 @@
 //! Counters since start, shown by `info` as the `jwtdeny` section of INFO. Relaxed atomics:
 //! they are statistics and must cost next to nothing. A leaf: it only counts.
 
-use crate::error::Error;
+use crate::revocation::SessionEnd;
+use jwtdeny_core::error::Error;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// The token error codes, in the order INFO lists their counters.
-pub use crate::error::CODES;
+pub use jwtdeny_core::error::CODES;
 
 pub struct Stats {
     pub checks_active: AtomicU64,
@@ -126,19 +127,6 @@ pub fn count_verification(offloaded: bool) {
     } else {
         &STATS.verifications_inline
     });
-}
-
-/// What a LOGOUT or a REVOKESESSION did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// Wrote the session's cutoff.
-    Session,
-    /// Wrote the subject's cutoff: the logout named no session.
-    Subject,
-    /// Wrote the subject's cutoff for a session: no max-lifetime bounds a session's cutoff.
-    SessionAsSubject,
-    /// Changed nothing: already revoked, or nothing left to revoke.
-    Already,
 }
 
 pub fn count_logout(outcome: Result<SessionEnd, &Error>) {

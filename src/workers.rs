@@ -8,28 +8,23 @@
 //! from another module) the command runs inline, and so it does in Redis Cluster (see
 //! [`submit`]).
 
+use crate::blocked::{self, Blocked, Callback};
 use crate::cache::Digest;
-use crate::error::Error;
+use crate::route::Keys;
 use crate::stats;
-use crate::token::Claims;
-use redis_module::{raw, Context, ContextFlags};
-use std::os::raw::{c_int, c_void};
+use jwtdeny_core::error::Error;
+use jwtdeny_core::token::Claims;
+use redis_module::{Context, ContextFlags};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-
-/// A blocked client handle; Redis allows unblocking it from any thread.
-struct Blocked(*mut raw::RedisModuleBlockedClient);
-
-// SAFETY: RM_UnblockClient is documented as thread-safe; the handle is used exactly once.
-unsafe impl Send for Blocked {}
 
 /// A verification: it owns everything it needs (the token, and the snapshot of settings and
 /// keys it is judged by), so a worker reads no global state.
 pub type Verify = Box<dyn FnOnce() -> Result<Claims, Error> + Send>;
 
 struct Job {
-    client: Blocked,
+    client: Blocked<Done>,
     verify: Verify,
     done: Done,
 }
@@ -39,9 +34,12 @@ pub struct Done {
     pub result: Result<Claims, Error>,
     /// The cache slot to fill, if the cache is on.
     pub digest: Option<Digest>,
-    /// The cache generation when the job was queued: if it moved (keys reloaded, rules
-    /// changed), the result is stale and the token is verified again inline.
+    /// The generation of the snapshot the job was verified by: if the snapshot in force has
+    /// another (keys reloaded, rules changed), the result is stale and the token is verified
+    /// again inline.
     pub generation: u64,
+    /// Where the command's declared keys are, to read its arguments again in the reply.
+    pub keys: Keys,
 }
 
 struct Pool {
@@ -109,14 +107,7 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
         stats::count_verification(true); // before the unblock, so INFO after the reply shows it
         done.result = verified
             .unwrap_or_else(|_| Err(Error::Internal("verification failed unexpectedly".into())));
-        let done = Box::into_raw(Box::new(done));
-        // SAFETY: the handle came from RM_BlockClient and is unblocked exactly once; Redis
-        // hands `done` to the reply callback and then to `free_done`.
-        unsafe {
-            if let Some(unblock) = raw::RedisModule_UnblockClient {
-                unblock(client.0, done.cast::<c_void>());
-            }
-        }
+        client.unblock(Some(done));
     }
 }
 
@@ -135,70 +126,39 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
 pub fn submit(
     ctx: &Context,
     verify: impl FnOnce() -> Result<Claims, Error> + Send + 'static,
-    digest: Option<Digest>,
-    generation: u64,
-    reply: unsafe extern "C" fn(
-        *mut raw::RedisModuleCtx,
-        *mut *mut raw::RedisModuleString,
-        c_int,
-    ) -> c_int,
+    done: Done,
+    reply: Callback,
 ) -> bool {
-    let flags = ctx.get_flags();
-    if flags.contains(ContextFlags::DENY_BLOCKING) || flags.contains(ContextFlags::CLUSTER) {
+    if ctx.get_flags().contains(ContextFlags::CLUSTER) {
         return false;
     }
     let guard = pool();
     let Some(p) = guard.as_ref() else {
         return false;
     };
-    let Some(block) = (unsafe { raw::RedisModule_BlockClient }) else {
+    let Some(client) = Blocked::new(ctx, reply, None, 0) else {
         return false;
     };
-    // SAFETY: called on the main thread inside a command, as RM_BlockClient requires.
-    let client = unsafe { block(ctx.get_raw(), Some(reply), None, Some(free_done), 0) };
-    if client.is_null() {
-        return false;
-    }
     let job = Job {
-        client: Blocked(client),
+        client,
         verify: Box::new(verify),
-        done: Done {
-            result: Err(Error::Internal("not verified".into())),
-            digest,
-            generation,
-        },
+        done,
     };
     if let Err(mpsc::SendError(job)) = p.sender.send(job) {
         // No worker left to take it: unblock with nothing; the callback verifies inline.
-        unsafe {
-            if let Some(unblock) = raw::RedisModule_UnblockClient {
-                unblock(job.client.0, std::ptr::null_mut());
-            }
-        }
+        job.client.unblock(None);
     }
     true
 }
 
 /// Takes the worker's result in a reply callback; `None` if there is none.
 pub fn take_done(ctx: &Context) -> Option<Done> {
-    let get = unsafe { raw::RedisModule_GetBlockedClientPrivateData }?;
-    // SAFETY: in a reply callback the private data is what a worker passed, a Box<Done>, or
-    // null. It is freed by `free_done`, so it is read here without taking ownership.
-    let data = unsafe { get(ctx.get_raw()) }.cast::<Done>();
-    if data.is_null() {
-        return None;
-    }
-    let done = unsafe { &mut *data };
+    // SAFETY: `check`'s reply callback, of a client blocked by `submit` as a Blocked<Done>.
+    let done = unsafe { blocked::data::<Done>(ctx) }?;
     Some(Done {
         result: std::mem::replace(&mut done.result, Err(Error::Internal("taken".into()))),
         digest: done.digest,
         generation: done.generation,
+        keys: done.keys,
     })
-}
-
-unsafe extern "C" fn free_done(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
-    if !data.is_null() {
-        // SAFETY: `data` is the Box<Done> a worker leaked with Box::into_raw.
-        drop(unsafe { Box::from_raw(data.cast::<Done>()) });
-    }
 }

@@ -89,3 +89,43 @@ fn config_is_a_leaf() {
         "config imports {used:?}; it may use only the core crate"
     );
 }
+
+/// The core crate is imported by its own name: no module re-exports it under a local one (a
+/// reader would look for `src/token.rs` and find nothing, and every such import runs back up
+/// through `lib.rs`).
+#[test]
+fn the_core_is_imported_by_its_name() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let core = ["error", "fetch", "keys", "keyscheme", "token", "logout", "backchannel"];
+    for entry in fs::read_dir(&src).expect("read src") {
+        let path = entry.expect("entry").path();
+        let text = fs::read_to_string(&path).expect("read");
+        for m in core {
+            for form in [format!("crate::{m}::"), format!("crate::{m};"), format!("crate::{m}}}")] {
+                assert!(
+                    !text.contains(&form),
+                    "{} names the core's `{m}` as `{form}`: import jwtdeny_core::{m}",
+                    path.display()
+                );
+            }
+        }
+        let lib = text.lines().any(|l| l.trim_start().starts_with("use jwtdeny_core::{"));
+        assert!(
+            !(path.ends_with("lib.rs") && lib),
+            "lib.rs re-exports the core under local names"
+        );
+    }
+}
+
+/// Commands are one row each of the command table: no handler or callback picks a command by
+/// the text of its name.
+#[test]
+fn no_command_is_matched_by_its_name() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in ["commands.rs", "lib.rs", "jwks.rs", "workers.rs", "blocked.rs", "route.rs"] {
+        let text = fs::read_to_string(src.join(file)).expect("read");
+        for name in ["\"jwtdeny.check\"", "\"jwtdeny.kcheck\"", "\"jwtdeny.kscheck\""] {
+            assert!(!text.contains(name), "{file} matches a command by its name {name}");
+        }
+    }
+}
