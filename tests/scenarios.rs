@@ -420,13 +420,14 @@ impl Run {
             (Reply::Error(_), _) => None,
             _ => self.fail(&format!("{what}: a reply of the wrong shape {r}")),
         };
-        // A token whose kid the provider serves but the server has not fetched yet may get a
-        // fetch of its own (1) or NOKEY (within the cooldown); either is fine.
+        // A token whose kid the provider serves but the server has not been synchronised with
+        // may have been fetched meanwhile (an unknown-kid fetch): it is then judged like any
+        // token of a served key, or refused (NOKEY) if not.
         let pending = self.model.provider.contains(&t.kid) && !self.model.served.contains(&t.kid);
+        let fetched = (pending && t.authentic && !t.expired).then(|| self.model.revoked(t));
         match (self.model.expect(t), got) {
             (Some(revoked), Some(n)) if n == i64::from(!revoked) => {}
-            (Some(false), Some(1)) => {}
-            (None, Some(1)) if pending && t.authentic && !t.expired && !self.model.revoked(t) => {}
+            (None, Some(n)) if fetched.is_some_and(|revoked| n == i64::from(!revoked)) => {}
             (None, None) => {
                 let code = r.err_code().unwrap_or_default().to_string();
                 if !is_error_code(&code) {
@@ -622,7 +623,16 @@ impl Run {
         let ok = match self.model.expect(&t) {
             Some(true) => status == "revoked",
             Some(false) => status == "active",
-            None => status != "active" || (pending && !self.model.revoked(&t)),
+            None if pending && t.authentic && !t.expired => {
+                status
+                    == if self.model.revoked(&t) {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                    || (status != "active" && status != "revoked")
+            }
+            None => status != "active",
         };
         if !ok {
             self.fail(&format!("INSPECT of {t:?}: status {status}"));

@@ -96,12 +96,24 @@ fn config_is_a_leaf() {
 #[test]
 fn the_core_is_imported_by_its_name() {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
-    let core = ["error", "fetch", "keys", "keyscheme", "token", "logout", "backchannel"];
+    let core = [
+        "error",
+        "fetch",
+        "keys",
+        "keyscheme",
+        "token",
+        "logout",
+        "backchannel",
+    ];
     for entry in fs::read_dir(&src).expect("read src") {
         let path = entry.expect("entry").path();
         let text = fs::read_to_string(&path).expect("read");
         for m in core {
-            for form in [format!("crate::{m}::"), format!("crate::{m};"), format!("crate::{m}}}")] {
+            for form in [
+                format!("crate::{m}::"),
+                format!("crate::{m};"),
+                format!("crate::{m}}}"),
+            ] {
                 assert!(
                     !text.contains(&form),
                     "{} names the core's `{m}` as `{form}`: import jwtdeny_core::{m}",
@@ -109,7 +121,9 @@ fn the_core_is_imported_by_its_name() {
                 );
             }
         }
-        let lib = text.lines().any(|l| l.trim_start().starts_with("use jwtdeny_core::{"));
+        let lib = text
+            .lines()
+            .any(|l| l.trim_start().starts_with("use jwtdeny_core::{"));
         assert!(
             !(path.ends_with("lib.rs") && lib),
             "lib.rs re-exports the core under local names"
@@ -122,10 +136,24 @@ fn the_core_is_imported_by_its_name() {
 #[test]
 fn no_command_is_matched_by_its_name() {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
-    for file in ["commands.rs", "lib.rs", "jwks.rs", "workers.rs", "blocked.rs", "route.rs"] {
+    for file in [
+        "commands.rs",
+        "lib.rs",
+        "jwks.rs",
+        "workers.rs",
+        "blocked.rs",
+        "route.rs",
+    ] {
         let text = fs::read_to_string(src.join(file)).expect("read");
-        for name in ["\"jwtdeny.check\"", "\"jwtdeny.kcheck\"", "\"jwtdeny.kscheck\""] {
-            assert!(!text.contains(name), "{file} matches a command by its name {name}");
+        for name in [
+            "\"jwtdeny.check\"",
+            "\"jwtdeny.kcheck\"",
+            "\"jwtdeny.kscheck\"",
+        ] {
+            assert!(
+                !text.contains(name),
+                "{file} matches a command by its name {name}"
+            );
         }
     }
 }
