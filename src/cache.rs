@@ -432,7 +432,7 @@ pub fn release() {
 
 /// Verifies through the cache: a hit returns what was verified earlier, a miss runs `verify`
 /// (without holding the cache) and keeps its success. Main thread only.
-pub fn verified<E>(
+pub fn verify_through<E>(
     token: &[u8],
     generation: u64,
     verify: impl FnOnce() -> Result<Arc<Verified>, E>,

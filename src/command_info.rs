@@ -13,7 +13,7 @@
 
 use crate::blocked::Callback;
 use crate::log;
-use crate::route::{Keys, Route};
+use crate::route::{KeyArgs, Route};
 use redis_module::{raw, Context, RedisResult, RedisString};
 use std::ffi::CStr;
 use std::mem::size_of;
@@ -29,7 +29,7 @@ pub const ACCESS: u64 = raw::REDISMODULE_CMD_KEY_ACCESS as u64;
 pub const UPDATE: u64 = raw::REDISMODULE_CMD_KEY_UPDATE as u64;
 pub const INSERT: u64 = raw::REDISMODULE_CMD_KEY_INSERT as u64;
 
-/// What runs a command: its arguments (the declared keys taken off, see [`Keys::split`]), how
+/// What runs a command: its arguments (the declared keys taken off, see [`KeyArgs::split`]), how
 /// Redis routed it, and its row (for the callbacks of a client it blocks).
 pub type Handler = fn(&Context, &[RedisString], Route, &'static Command) -> RedisResult;
 
@@ -39,7 +39,7 @@ pub struct Command {
     pub name: &'static CStr,
     pub handler: Handler,
     /// Where its declared keys are (Redis routes by them; legacy positions derive from it).
-    pub keys: Keys,
+    pub keys: KeyArgs,
     /// `RedisModule_CreateCommand`'s flags.
     pub flags: &'static CStr,
     /// Built-in ACL categories (and `jwtdeny` where modules may add one).

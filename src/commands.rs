@@ -11,7 +11,7 @@ use crate::denylist::{self, Place, RevokedBy};
 use crate::jwks::{self, Patience};
 use crate::log;
 use crate::revocation::{cutoff_expiry_ms, EndSession, SessionEnd};
-use crate::route::{self, Keys, Route};
+use crate::route::{self, KeyArgs, Route};
 use crate::state::{self, Snapshot};
 use crate::stats;
 use crate::workers::{self, Done};
@@ -127,8 +127,8 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
 }
 
 /// Verifies a token's signature and claims now, on this thread.
-fn authenticate(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
-    token::authenticate(token, &snap.keys, &snap.settings.policy())
+fn verify_now(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
+    token::verify(token, &snap.keys, &snap.settings.policy())
 }
 
 /// A verified token's claims with where their revocation would be stored.
@@ -146,9 +146,9 @@ fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
 }
 
 /// Verifies through the verification cache.
-fn verified(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error> {
-    cache::verified(token.as_slice(), snap.generation, || {
-        authenticate(snap, token.as_slice()).map(|c| placed(snap, c))
+fn verify_cached(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error> {
+    cache::verify_through(token.as_slice(), snap.generation, || {
+        verify_now(snap, token.as_slice()).map(|c| placed(snap, c))
     })
 }
 
@@ -204,14 +204,14 @@ pub fn check(
         && !may_refetch(token, &snap)
     {
         let (job_snap, job_token) = (snap.clone(), token.as_slice().to_vec());
-        let verify = move || authenticate(&job_snap, &job_token);
+        let verify = move || verify_now(&job_snap, &job_token);
         let done = Done {
             result: Err(Error::Internal("not verified".into())),
             digest,
             generation: snap.generation,
             keys: match route {
-                Route::Derived => Keys::None,
-                Route::Declared(keys) => Keys::Leading(keys.len()),
+                Route::Derived => KeyArgs::None,
+                Route::Declared(keys) => KeyArgs::Leading(keys.len()),
             },
         };
         if workers::submit(ctx, verify, done, checked_reply) {
@@ -219,7 +219,7 @@ pub fn check(
         }
     }
     stats::count_verification(false);
-    let verified = authenticate(&snap, token.as_slice()).map(|c| placed(&snap, c));
+    let verified = verify_now(&snap, token.as_slice()).map(|c| placed(&snap, c));
     if let (Ok(v), Some(d)) = (&verified, digest) {
         cache::store(d, snap.generation, v);
     }
@@ -270,7 +270,7 @@ unsafe extern "C" fn checked_reply(
 ) -> c_int {
     let context = Context::new(ctx);
     let done = workers::take_done(&context);
-    let keys = done.as_ref().map_or(Keys::None, |d| d.keys);
+    let keys = done.as_ref().map_or(KeyArgs::None, |d| d.keys);
     let reply = blocked::answer(|| {
         with_args(ctx, argv, argc, |args| {
             guard(&context, args, |ctx, args| checked(ctx, args, keys, done))
@@ -280,7 +280,7 @@ unsafe extern "C" fn checked_reply(
 }
 
 /// [`checked_reply`]'s CHECK: the worker's verification if it still holds, else one now.
-fn checked(ctx: &Context, args: &[RedisString], keys: Keys, done: Option<Done>) -> RedisResult {
+fn checked(ctx: &Context, args: &[RedisString], keys: KeyArgs, done: Option<Done>) -> RedisResult {
     {
         let (route, rest) = keys.split(args)?;
         let (token, with_claims) = check_args(rest)?;
@@ -296,7 +296,7 @@ fn checked(ctx: &Context, args: &[RedisString], keys: Keys, done: Option<Done>) 
             // Keys or rules changed while it was queued: judge it by the ones in force.
             _ => {
                 stats::count_verification(false);
-                verified(&snap, token)
+                verify_cached(&snap, token)
             }
         };
         finish_check(ctx, &snap, token, with_claims, route, verified)
@@ -339,7 +339,7 @@ pub fn revoke(
 ) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
-    let verified = verified(&snap, token);
+    let verified = verify_cached(&snap, token);
     if wait_for_keys(
         ctx,
         &verified,
@@ -504,7 +504,7 @@ pub fn logout(
                 .into(),
         ))
     } else {
-        logout_token::authenticate(
+        logout_token::verify(
             token.as_slice(),
             &snap.keys,
             &s.policy(),

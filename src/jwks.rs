@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub struct SourceConfig {
     pub source: Source,
     pub fetch: FetchConfig,
-    pub policy: fetch::Policy,
+    pub periods: fetch::Periods,
 }
 
 impl SourceConfig {
@@ -50,7 +50,7 @@ impl SourceConfig {
                 timeout: Duration::from_millis(u64::try_from(s.jwks_timeout).unwrap_or(0)),
                 max_body: fetch::MAX_BODY,
             },
-            policy: fetch::Policy {
+            periods: fetch::Periods {
                 refresh: secs(s.jwks_refresh),
                 cooldown: secs(s.jwks_cooldown),
             },
@@ -186,7 +186,7 @@ pub fn configure(settings: &crate::config::Settings) -> bool {
     if same_source {
         // Only the periods changed: keep the schedule, but never wait longer than the new one.
         if let Some(c) = &config {
-            let latest = Instant::now() + c.policy.refresh;
+            let latest = Instant::now() + c.periods.refresh;
             if inner.schedule.next_fetch() > latest && inner.schedule.in_flight().is_none() {
                 inner.schedule = Schedule::new(latest);
             }
@@ -254,7 +254,7 @@ pub fn await_keys(
         return false;
     };
     let now = Instant::now();
-    let decision = inner.schedule.request(trigger, now, &config.policy);
+    let decision = inner.schedule.request(trigger, now, &config.periods);
     match decision {
         fetch::Decision::Start => {
             if trigger == Trigger::UnknownKid {
@@ -280,7 +280,7 @@ pub fn await_keys(
     let fetch = config.fetch.timeout;
     let bound = match patience {
         Patience::Brief => fetch,
-        Patience::UntilFetched => config.policy.cooldown + fetch + fetch,
+        Patience::UntilFetched => config.periods.cooldown + fetch + fetch,
     } + Duration::from_secs(1);
     let ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
     // Not in MULTI or Lua, nor from a callback: the command then answers at once.
@@ -424,7 +424,7 @@ fn run(publish: Publish) {
                     break config; // asked for by a command
                 }
                 let now = Instant::now();
-                match inner.schedule.due(now, &config.policy) {
+                match inner.schedule.due(now, &config.periods) {
                     Some(Trigger::UnknownKid) => {
                         inner.info.unknown_kid_fetches += 1;
                         break config;
@@ -492,7 +492,7 @@ fn run(publish: Publish) {
         inner.info.last_fetch_time = now_secs();
         let error = match (result, published) {
             (Ok((set, max_age)), Ok(changed)) => {
-                inner.schedule.succeeded(now, max_age, &config.policy);
+                inner.schedule.succeeded(now, max_age, &config.periods);
                 inner.info.fetches_ok += 1;
                 inner.info.last_fetch_result = "ok".into();
                 // Only when the key set changed: an unchanged refresh (every jwks-refresh, every
@@ -510,7 +510,7 @@ fn run(publish: Publish) {
                 None
             }
             (Err((code, why)), _) | (Ok(_), Err((code, why))) => {
-                inner.schedule.failed(now, &config.policy);
+                inner.schedule.failed(now, &config.periods);
                 inner.info.fetches_failed += 1;
                 inner.info.last_fetch_result = code.to_string();
                 log::warning(&format!(
@@ -526,7 +526,7 @@ fn run(publish: Publish) {
             .into_iter()
             .partition(|w| w.patience == Patience::Brief || w.arrived <= started);
         if !kept.is_empty() {
-            inner.schedule.follow_up(now, &config.policy);
+            inner.schedule.follow_up(now, &config.periods);
         }
         inner.waiters = kept;
         drop(inner);
@@ -543,7 +543,7 @@ fn fetch_keys(
 ) -> Result<(Arc<KeySet>, Option<Duration>), (&'static str, String)> {
     // A discovery document without max-age is read again once per jwks-refresh.
     let fetched = client
-        .fetch_jwks_with(&config.source, discovered, config.policy.refresh)
+        .fetch_jwks_with(&config.source, discovered, config.periods.refresh)
         .map_err(|e| (e.code(), e.to_string()))?;
     let set = KeySet::fetched(&fetched.body)
         .map_err(|e| ("jwks", format!("not a usable JWKS: {}", e.message())))?;

@@ -25,7 +25,7 @@ pub fn in_cluster() -> bool {
 
 /// Where a command's declared keys are among its arguments: its row of the command table says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keys {
+pub enum KeyArgs {
     /// None: the standalone forms derive every key from the token or subject.
     None,
     /// The first `n` arguments.
@@ -39,15 +39,15 @@ pub enum Keys {
     },
 }
 
-impl Keys {
+impl KeyArgs {
     /// The legacy (first, last, step) Redis routes by where it has no key specs; a negative
     /// last key counts from the end.
     pub fn legacy(self) -> (c_int, c_int, c_int) {
         let n = |v: usize| c_int::try_from(v).unwrap_or(0);
         match self {
-            Keys::None => (0, 0, 0),
-            Keys::Leading(count) => (1, n(count), 1),
-            Keys::BeforeLast { trailing, .. } => (1, -n(trailing) - 1, 1),
+            KeyArgs::None => (0, 0, 0),
+            KeyArgs::Leading(count) => (1, n(count), 1),
+            KeyArgs::BeforeLast { trailing, .. } => (1, -n(trailing) - 1, 1),
         }
     }
 
@@ -56,9 +56,9 @@ impl Keys {
     /// serves the standalone and the keyed form.
     pub fn split(self, args: &[RedisString]) -> Result<(Route<'_>, &[RedisString]), RedisError> {
         let n = match self {
-            Keys::None => return Ok((Route::Derived, args)),
-            Keys::Leading(n) => n,
-            Keys::BeforeLast { trailing, min, max } => {
+            KeyArgs::None => return Ok((Route::Derived, args)),
+            KeyArgs::Leading(n) => n,
+            KeyArgs::BeforeLast { trailing, min, max } => {
                 args.len().saturating_sub(trailing + 1).clamp(min, max)
             }
         };

@@ -83,7 +83,7 @@ pub fn current() -> Arc<Snapshot> {
 }
 
 /// Which key set a change replaces.
-enum Keys {
+enum KeySets {
     Same,
     File(Arc<KeySet>),
     Uri(Arc<KeySet>),
@@ -97,14 +97,14 @@ enum Keys {
 fn publish(
     old: &Snapshot,
     settings: Settings,
-    keys: Keys,
+    keys: KeySets,
     rules_changed: bool,
 ) -> Result<(), Error> {
     let (file_keys, uri_keys) = match keys {
-        Keys::Same => (old.file_keys.clone(), old.uri_keys.clone()),
-        Keys::File(set) => (set, old.uri_keys.clone()),
-        Keys::Uri(set) => (old.file_keys.clone(), set),
-        Keys::Both(file, uri) => (file, uri),
+        KeySets::Same => (old.file_keys.clone(), old.uri_keys.clone()),
+        KeySets::File(set) => (set, old.uri_keys.clone()),
+        KeySets::Uri(set) => (old.file_keys.clone(), set),
+        KeySets::Both(file, uri) => (file, uri),
     };
     let keys = if uri_keys.is_empty() {
         file_keys.clone()
@@ -145,7 +145,7 @@ fn set_uri_keys_if(set: Arc<KeySet>, still_current: &dyn Fn() -> bool) -> Result
     if old.uri_keys.same_keys(&set) {
         return Ok(false);
     }
-    publish(&old, old.settings.clone(), Keys::Uri(set), false)?;
+    publish(&old, old.settings.clone(), KeySets::Uri(set), false)?;
     Ok(true)
 }
 
@@ -175,11 +175,11 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
         config::check_combination(&settings).map_err(|e| format!("jwtdeny.{}: {e}", spec.name))?;
     }
     let refuse = |e: Error| format!("jwtdeny.{}: {}", spec.name, e.message());
-    let mut keys = Keys::Same;
+    let mut keys = KeySets::Same;
     if spec.effect == Effect::LoadKeys && started {
         // Before the load is over the file is read once, in `start`, after every source of
         // configs has been applied.
-        keys = Keys::File(if settings.keys_file.is_empty() {
+        keys = KeySets::File(if settings.keys_file.is_empty() {
             Arc::default() // explicitly no file keys
         } else {
             let set = load_keys(&settings.keys_file).map_err(refuse)?;
@@ -191,8 +191,8 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
     let no_source = jwks::SourceConfig::from_settings(&settings).is_none();
     if no_source && !old.uri_keys.is_empty() {
         keys = match keys {
-            Keys::File(set) => Keys::Both(set, Arc::default()),
-            _ => Keys::Uri(Arc::default()),
+            KeySets::File(set) => KeySets::Both(set, Arc::default()),
+            _ => KeySets::Uri(Arc::default()),
         };
     }
     let n = |v: i64| usize::try_from(v).unwrap_or(0);
@@ -222,7 +222,7 @@ pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
     }
     let set = load_keys(path)?;
     log_skipped(&set);
-    publish(&old, old.settings.clone(), Keys::File(set), false)?;
+    publish(&old, old.settings.clone(), KeySets::File(set), false)?;
     Ok(current().keys.clone())
 }
 
@@ -273,7 +273,12 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
         return Ok(None);
     }
     let set = load_keys(path)?;
-    publish(&old, old.settings.clone(), Keys::File(set.clone()), false)?;
+    publish(
+        &old,
+        old.settings.clone(),
+        KeySets::File(set.clone()),
+        false,
+    )?;
     Ok(Some(set))
 }
 

@@ -4,7 +4,7 @@
 
 use crate::command_info::*;
 use crate::commands;
-use crate::route::Keys;
+use crate::route::KeyArgs;
 
 /// What Redis calls for the row `$row`: its arguments lent to its handler (`commands::run`).
 macro_rules! entry {
@@ -59,7 +59,7 @@ pub static COMMANDS: [&Command; 15] = [
 pub static CHECK: Command = Command {
     name: c"jwtdeny.check",
     handler: commands::check,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"readonly fast",
     acl: "read fast",
     arity: -2,
@@ -74,7 +74,7 @@ pub static CHECK: Command = Command {
 pub static INSPECT: Command = Command {
     name: c"jwtdeny.inspect",
     handler: commands::inspect,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"readonly fast",
     acl: "read fast",
     arity: 2,
@@ -89,7 +89,7 @@ pub static INSPECT: Command = Command {
 pub static REVOKE: Command = Command {
     name: c"jwtdeny.revoke",
     handler: commands::revoke,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"write deny-oom fast",
     acl: "write fast",
     arity: 2,
@@ -104,7 +104,7 @@ pub static REVOKE: Command = Command {
 pub static REVOKEALL: Command = Command {
     name: c"jwtdeny.revokeall",
     handler: commands::revokeall,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"write deny-oom fast",
     acl: "write fast",
     arity: -2,
@@ -119,7 +119,7 @@ pub static REVOKEALL: Command = Command {
 pub static KEYS: Command = Command {
     name: c"jwtdeny.keys",
     handler: commands::keys,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"admin deny-script",
     acl: "admin dangerous",
     arity: 2,
@@ -149,7 +149,7 @@ pub static KEYS: Command = Command {
 pub static KCHECK: Command = Command {
     name: c"jwtdeny.kcheck",
     handler: commands::check,
-    keys: Keys::Leading(2),
+    keys: KeyArgs::Leading(2),
     flags: c"readonly fast",
     acl: "read fast",
     arity: -4,
@@ -165,7 +165,7 @@ pub static KCHECK: Command = Command {
 pub static KINSPECT: Command = Command {
     name: c"jwtdeny.kinspect",
     handler: commands::inspect,
-    keys: Keys::Leading(2),
+    keys: KeyArgs::Leading(2),
     flags: c"readonly fast",
     acl: "read fast",
     arity: 4,
@@ -181,7 +181,7 @@ pub static KINSPECT: Command = Command {
 pub static KREVOKE: Command = Command {
     name: c"jwtdeny.krevoke",
     handler: commands::revoke,
-    keys: Keys::Leading(2),
+    keys: KeyArgs::Leading(2),
     flags: c"write deny-oom fast",
     acl: "write fast",
     arity: 4,
@@ -213,7 +213,7 @@ pub static KREVOKE: Command = Command {
 pub static KREVOKEALL: Command = Command {
     name: c"jwtdeny.krevokeall",
     handler: commands::revokeall,
-    keys: Keys::Leading(1),
+    keys: KeyArgs::Leading(1),
     flags: c"write deny-oom fast",
     acl: "write fast",
     arity: -3,
@@ -237,7 +237,7 @@ pub static KREVOKEALL: Command = Command {
 pub static LOGOUT: Command = Command {
     name: c"jwtdeny.logout",
     handler: commands::logout,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"write deny-oom fast",
     acl: "write fast",
     arity: 2,
@@ -253,7 +253,7 @@ pub static LOGOUT: Command = Command {
 pub static REVOKESESSION: Command = Command {
     name: c"jwtdeny.revokesession",
     handler: commands::revokesession,
-    keys: Keys::None,
+    keys: KeyArgs::None,
     flags: c"write deny-oom fast",
     acl: "write fast",
     arity: 3,
@@ -268,7 +268,7 @@ pub static REVOKESESSION: Command = Command {
 pub static KSCHECK: Command = Command {
     name: c"jwtdeny.kscheck",
     handler: commands::check,
-    keys: Keys::Leading(3),
+    keys: KeyArgs::Leading(3),
     flags: c"readonly fast",
     acl: "read fast",
     arity: -5,
@@ -293,7 +293,7 @@ pub static KSCHECK: Command = Command {
 pub static KSINSPECT: Command = Command {
     name: c"jwtdeny.ksinspect",
     handler: commands::inspect,
-    keys: Keys::Leading(3),
+    keys: KeyArgs::Leading(3),
     flags: c"readonly fast",
     acl: "read fast",
     arity: 5,
@@ -316,7 +316,7 @@ pub static KSINSPECT: Command = Command {
 pub static KLOGOUT: Command = Command {
     name: c"jwtdeny.klogout",
     handler: commands::logout,
-    keys: Keys::BeforeLast {
+    keys: KeyArgs::BeforeLast {
         trailing: 1,
         min: 2,
         max: 3,
@@ -344,7 +344,7 @@ pub static KLOGOUT: Command = Command {
 pub static KREVOKESESSION: Command = Command {
     name: c"jwtdeny.krevokesession",
     handler: commands::revokesession,
-    keys: Keys::BeforeLast {
+    keys: KeyArgs::BeforeLast {
         trailing: 2,
         min: 2,
         max: 3,

@@ -10,7 +10,7 @@
 
 use crate::blocked::{self, Blocked, Callback};
 use crate::cache::Digest;
-use crate::route::Keys;
+use crate::route::KeyArgs;
 use crate::stats;
 use jwtdeny_core::error::Error;
 use jwtdeny_core::token::Claims;
@@ -39,7 +39,7 @@ pub struct Done {
     /// again inline.
     pub generation: u64,
     /// Where the command's declared keys are, to read its arguments again in the reply.
-    pub keys: Keys,
+    pub keys: KeyArgs,
 }
 
 struct Pool {

@@ -18,9 +18,7 @@ use std::sync::LazyLock;
 use common::{b64, encoding_key, is_error_code, ALL_ALGS};
 use jwtdeny_core::keys::{AlgSet, KeySet};
 use jwtdeny_core::keyscheme::{encode_subject, entry_key, subject_key, DenyKeys};
-use jwtdeny_core::token::{
-    authenticate, inspect, is_hmac, payload, Claims, Policy, MAX_NUMERIC_DATE,
-};
+use jwtdeny_core::token::{inspect, is_hmac, payload, verify, Claims, Policy, MAX_NUMERIC_DATE};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -47,9 +45,9 @@ fn policy() -> Policy<'static> {
 /// Returns the verdict for further checks.
 fn exercise(token: &[u8]) -> Result<Claims, String> {
     let keys = &*KEYS;
-    let verdict = authenticate(token, keys, &policy());
+    let verdict = verify(token, keys, &policy());
     let (seen, again) = inspect(token, keys, &policy());
-    assert_eq!(verdict, again, "authenticate and inspect disagree");
+    assert_eq!(verdict, again, "verify and inspect disagree");
     let _ = payload(token);
     let _ = is_hmac(token);
     match verdict {
@@ -494,7 +492,7 @@ proptest! {
                 jtis[i % 4], exps[i % 4]
             );
             let token = sign(alg, &header, &claims);
-            let c = authenticate(token.as_bytes(), &KEYS, &policy())
+            let c = verify(token.as_bytes(), &KEYS, &policy())
                 .unwrap_or_else(|e| panic!("{alg} token with iat {spelled} refused: {e}"));
             prop_assert_eq!(c.iat, iat, "iat {} is not second {}", spelled, iat);
             let key = entry_key(PREFIX, &c.sub, c.iat);
@@ -508,7 +506,7 @@ proptest! {
         for alg in ["HS256", "HS384", "ES256", "ES256", "PS256", "EdDSA"] {
             let header = format!(r#"{{"alg":"{alg}","kid":"{}"}}"#, kid_of(alg));
             let token = sign(alg, &header, &claims);
-            let c = authenticate(token.as_bytes(), &KEYS, &policy()).expect("authentic");
+            let c = verify(token.as_bytes(), &KEYS, &policy()).expect("authentic");
             seen.insert(entry_key(PREFIX, &c.sub, c.iat));
             tokens.insert(token);
         }
@@ -530,7 +528,7 @@ proptest! {
         };
         let claims = format!(r#"{{"sub":"s","iat":{spelled},"exp":{MAX_NUMERIC_DATE}}}"#);
         let token = sign("HS256", r#"{"alg":"HS256","kid":"shared-hs256"}"#, &claims);
-        let c = authenticate(token.as_bytes(), &KEYS, &policy())
+        let c = verify(token.as_bytes(), &KEYS, &policy())
             .unwrap_or_else(|e| panic!("iat {spelled} refused: {e}"));
         prop_assert_eq!(c.iat, secs, "floor({}) is not {}", spelled, secs);
     }
@@ -627,7 +625,7 @@ fn fuzz_jwks_input(data: &[u8]) {
             let header = b64(header.to_string().as_bytes());
             for sig in [&[0x01u8; 64][..], &[0x5au8; 256][..]] {
                 let token = format!("{header}.{payload}.{}", b64(sig));
-                assert!(authenticate(token.as_bytes(), &set, &policy()).is_err());
+                assert!(verify(token.as_bytes(), &set, &policy()).is_err());
             }
         }
     }

@@ -704,7 +704,7 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// The configured periods (`jwtdeny.jwks-refresh`, `jwtdeny.jwks-cooldown`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub struct Periods {
     pub refresh: Duration,
     pub cooldown: Duration,
 }
@@ -789,7 +789,7 @@ impl Schedule {
 
     /// Asks for a fetch; on `Start` the fetch counts as running until [`Schedule::succeeded`]
     /// or [`Schedule::failed`]. Concurrent callers get `Join`, so they share that one fetch.
-    pub fn request(&mut self, trigger: Trigger, now: Instant, policy: &Policy) -> Decision {
+    pub fn request(&mut self, trigger: Trigger, now: Instant, policy: &Periods) -> Decision {
         if self.in_flight.is_some() {
             return Decision::Join;
         }
@@ -812,18 +812,18 @@ impl Schedule {
     }
 
     /// The end of the cooldown of the last unknown-kid fetch, if there was one.
-    fn cooldown_end(&self, policy: &Policy) -> Option<Instant> {
+    fn cooldown_end(&self, policy: &Periods) -> Option<Instant> {
         self.last_unknown_kid.map(|t| t + policy.cooldown)
     }
 
     /// Shorthand for a token whose `kid` is not loaded.
-    pub fn unknown_kid(&mut self, now: Instant, policy: &Policy) -> Decision {
+    pub fn unknown_kid(&mut self, now: Instant, policy: &Periods) -> Decision {
         self.request(Trigger::UnknownKid, now, policy)
     }
 
     /// For the fetch thread: starts the fetch that is due at `now`, if any (a deferred
     /// unknown-kid fetch first), and says why it runs.
-    pub fn due(&mut self, now: Instant, policy: &Policy) -> Option<Trigger> {
+    pub fn due(&mut self, now: Instant, policy: &Periods) -> Option<Trigger> {
         if self.in_flight.is_some() {
             return None;
         }
@@ -839,7 +839,7 @@ impl Schedule {
     /// Asks for one more unknown-kid fetch, as soon as the cooldown allows, for callers that
     /// arrived after the fetch that just ended had started (it may have missed their key).
     /// Returns when it is due.
-    pub fn follow_up(&mut self, now: Instant, policy: &Policy) -> Instant {
+    pub fn follow_up(&mut self, now: Instant, policy: &Periods) -> Instant {
         let at = self.cooldown_end(policy).map_or(now, |t| t.max(now));
         let at = self.deferred.map_or(at, |d| d.min(at));
         self.deferred = Some(at);
@@ -847,7 +847,7 @@ impl Schedule {
     }
 
     /// The running fetch succeeded at `now`; the response allowed caching for `max_age`.
-    pub fn succeeded(&mut self, now: Instant, max_age: Option<Duration>, policy: &Policy) {
+    pub fn succeeded(&mut self, now: Instant, max_age: Option<Duration>, policy: &Periods) {
         self.in_flight = None;
         self.failures = 0;
         // max-age only ever shortens the period, and never below the floor (unless the
@@ -858,7 +858,7 @@ impl Schedule {
 
     /// The running fetch failed at `now`: retry after 1 s, 2 s, 4 s, …, never later than
     /// `jwks-refresh`, so a recovered provider is seen at least as soon as a refresh would.
-    pub fn failed(&mut self, now: Instant, policy: &Policy) {
+    pub fn failed(&mut self, now: Instant, policy: &Periods) {
         self.in_flight = None;
         self.failures = self.failures.saturating_add(1);
         let doublings = self.failures.saturating_sub(1).min(20);
@@ -1050,7 +1050,7 @@ mod tests {
         assert!(text.bytes().all(is_plain), "{text}");
     }
 
-    const POLICY: Policy = Policy {
+    const POLICY: Periods = Periods {
         refresh: Duration::from_secs(300),
         cooldown: Duration::from_secs(30),
     };
@@ -1071,7 +1071,7 @@ mod tests {
     fn next_fetch_after_success() {
         let t0 = Instant::now();
         let mut s = Schedule::new(t0);
-        let run = |s: &mut Schedule, max_age: Option<u64>, policy: &Policy| {
+        let run = |s: &mut Schedule, max_age: Option<u64>, policy: &Periods| {
             assert_eq!(s.request(Trigger::Operator, t0, policy), Decision::Start);
             s.succeeded(t0, max_age.map(secs), policy);
             s.next_fetch() - t0
@@ -1083,7 +1083,7 @@ mod tests {
         assert_eq!(run(&mut s, Some(5), &POLICY), secs(30));
         assert_eq!(run(&mut s, Some(0), &POLICY), secs(30));
         // With a period below the floor, the period rules.
-        let fast = Policy {
+        let fast = Periods {
             refresh: secs(10),
             ..POLICY
         };
@@ -1131,7 +1131,7 @@ mod tests {
         s.failed(t0, &POLICY);
         assert_eq!(s.next_fetch() - t0, secs(1));
         // Capped by a short refresh period.
-        let fast = Policy {
+        let fast = Periods {
             refresh: secs(10),
             ..POLICY
         };

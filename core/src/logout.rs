@@ -8,7 +8,10 @@
 
 use crate::error::{quote, Error};
 use crate::keys::KeySet;
-use crate::token::{check_signature, numeric_date, split, JoseHeader, Policy, Unverified};
+use crate::token::{
+    check_audience, check_issuer, check_signature, numeric_date, split, JoseHeader, Lifetime,
+    Policy, Unverified,
+};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -28,9 +31,18 @@ pub struct Logout {
 }
 
 impl Logout {
+    /// Its times, judged as an access token's are (a logout token has no `nbf`).
+    fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            iat: self.iat,
+            exp: self.exp,
+            nbf: None,
+        }
+    }
+
     /// The instant (ms since the epoch) from which the logout token is expired.
     pub fn expires_at_ms(&self, leeway: i64) -> i64 {
-        self.exp.saturating_add(leeway).saturating_mul(1000)
+        self.lifetime().expires_at_ms(leeway)
     }
 
     /// Refused on or after `exp` (+ leeway), as access tokens are, and with an `iat` in the
@@ -39,12 +51,9 @@ impl Logout {
     /// `REVOKEALL AT <future>` is refused). A past `iat` is the provider's own instant of the
     /// logout, compared only with the `iat` of tokens the same provider issued.
     pub fn check_time(&self, now_ms: i64, leeway: i64) -> Result<(), Error> {
-        if now_ms >= self.expires_at_ms(leeway) {
-            return Err(Error::Expired(format!(
-                "logout token expired at {} (exp) with {leeway}s leeway",
-                self.exp
-            )));
-        }
+        self.lifetime()
+            .check_time(now_ms, leeway)
+            .map_err(|e| Error::Expired(format!("logout {}", e.message())))?;
         let now = now_ms.div_euclid(1000);
         if self.iat > now.saturating_add(leeway) {
             return Err(Error::BadClaims(format!(
@@ -106,7 +115,7 @@ struct LogoutClaims {
 /// not its audience, which is the access tokens', nor its max-lifetime, which bounds access
 /// tokens) and checks it names `audience`, the application's OIDC client id. Does not look at
 /// the clock: call [`Logout::check_time`] for that.
-pub fn authenticate(
+pub fn verify(
     token: &[u8],
     keys: &KeySet,
     policy: &Policy,
@@ -142,35 +151,8 @@ fn check_typ(typ: Option<&Value>) -> Result<(), Error> {
 }
 
 fn claims(raw: &LogoutClaims, policy: &Policy, audience: &str) -> Result<Logout, Error> {
-    if let Some(want) = policy.issuer {
-        match &raw.iss {
-            Some(Value::String(iss)) if iss == want => {}
-            Some(Value::String(iss)) => {
-                return Err(Error::BadClaims(format!(
-                    "iss {} does not match jwtdeny.issuer",
-                    quote(iss)
-                )))
-            }
-            Some(_) => return Err(Error::BadClaims("iss is not a string".into())),
-            None => {
-                return Err(Error::BadClaims(
-                    "iss is missing and jwtdeny.issuer requires one".into(),
-                ))
-            }
-        }
-    }
-    let aud_ok = match &raw.aud {
-        Some(Value::String(aud)) => aud == audience,
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(Error::BadClaims(if raw.aud.is_none() {
-            "aud is missing and jwtdeny.logout-audience requires one".into()
-        } else {
-            "aud does not contain jwtdeny.logout-audience".into()
-        }));
-    }
+    check_issuer(raw.iss.as_ref(), policy.issuer)?;
+    check_audience(raw.aud.as_ref(), audience, "jwtdeny.logout-audience")?;
     let iat = numeric_date(raw.iat.as_ref(), "iat")?
         .ok_or_else(|| Error::BadClaims("iat is missing".into()))?;
     let exp = numeric_date(raw.exp.as_ref(), "exp")?
@@ -269,7 +251,7 @@ mod tests {
     }
 
     fn judge(token: &str) -> Result<Logout, Error> {
-        authenticate(token.as_bytes(), &keys(), &policy(), AUDIENCE)
+        verify(token.as_bytes(), &keys(), &policy(), AUDIENCE)
             .and_then(|l| l.check_time(now_ms(), 0).map(|()| l))
     }
 
@@ -341,7 +323,7 @@ mod tests {
         p.max_lifetime = None;
         for v in doc["access"].as_array().unwrap() {
             let name = v["name"].as_str().unwrap();
-            let c = token::authenticate(v["token"].as_str().unwrap().as_bytes(), &keys(), &p)
+            let c = token::verify(v["token"].as_str().unwrap().as_bytes(), &keys(), &p)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = match name {
                 "alice-sess-1" => Some("sess-1"),
@@ -485,7 +467,7 @@ mod tests {
         let mut p = policy();
         p.issuer = None;
         let t = mint(None, json!({"iss": null}));
-        assert!(authenticate(t.as_bytes(), &keys(), &p, AUDIENCE).is_ok());
+        assert!(verify(t.as_bytes(), &keys(), &p, AUDIENCE).is_ok());
     }
 
     #[test]
@@ -517,9 +499,7 @@ mod tests {
         // The algorithm allowlist applies to logout tokens too.
         let mut p = policy();
         p.algorithms = AlgSet::of(&[Algorithm::ES256]);
-        let e = authenticate(t.as_bytes(), &keys(), &p, AUDIENCE)
-            .err()
-            .unwrap();
+        let e = verify(t.as_bytes(), &keys(), &p, AUDIENCE).err().unwrap();
         assert_eq!(e.code(), "BADALG");
         let unknown_kid = b64(r#"{"alg":"HS256","kid":"nope"}"#);
         assert_eq!(code(&format!("{unknown_kid}.{payload}.AAAA")), "NOKEY");
@@ -549,9 +529,7 @@ mod tests {
         assert_eq!(code(&t), "ok");
         let mut p = policy();
         p.max_token_bytes = 64;
-        let e = authenticate(t.as_bytes(), &keys(), &p, AUDIENCE)
-            .err()
-            .unwrap();
+        let e = verify(t.as_bytes(), &keys(), &p, AUDIENCE).err().unwrap();
         assert!(e.message().contains("max-token-bytes"), "{e}");
     }
 

@@ -244,7 +244,7 @@ pub(crate) struct Unverified<'t, H = RawHeader, C = RawClaims> {
 
 /// Verifies `token` against `keys` and `policy`. Does not look at the clock: call
 /// [`Claims::check_time`] for that, after any lookup whose result must agree with it.
-pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
+pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
     let t: Unverified = split(token, policy.max_token_bytes)?;
     check_signature(&t, keys, policy)?;
     check_access_type(&t.header, &t.claims, policy)?;
@@ -252,7 +252,7 @@ pub fn authenticate(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Clai
 }
 
 /// The payload JSON of a token exactly as its issuer signed it. Only meaningful for a token
-/// that [`authenticate`] accepted.
+/// that [`verify`] accepted.
 pub fn payload(token: &[u8]) -> Result<Vec<u8>, Error> {
     let segment = token
         .split(|b| *b == b'.')
@@ -276,7 +276,7 @@ pub struct Inspection {
     pub sid: Option<String>,
 }
 
-/// Like [`authenticate`], and also returns whatever could be shown of the token.
+/// Like [`verify`], and also returns whatever could be shown of the token.
 pub fn inspect(
     token: &[u8],
     keys: &KeySet,
@@ -498,36 +498,9 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
         }
     }
 
-    if let Some(want) = policy.issuer {
-        match &raw.iss {
-            Some(Value::String(iss)) if iss == want => {}
-            Some(Value::String(iss)) => {
-                return Err(Error::BadClaims(format!(
-                    "iss {} does not match jwtdeny.issuer",
-                    quote(iss)
-                )))
-            }
-            Some(_) => return Err(Error::BadClaims("iss is not a string".into())),
-            None => {
-                return Err(Error::BadClaims(
-                    "iss is missing and jwtdeny.issuer requires one".into(),
-                ))
-            }
-        }
-    }
+    check_issuer(raw.iss.as_ref(), policy.issuer)?;
     if let Some(want) = policy.audience {
-        let ok = match &raw.aud {
-            Some(Value::String(aud)) => aud == want,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(want)),
-            _ => false,
-        };
-        if !ok {
-            return Err(Error::BadClaims(if raw.aud.is_none() {
-                "aud is missing and jwtdeny.audience requires one".into()
-            } else {
-                "aud does not contain jwtdeny.audience".into()
-            }));
-        }
+        check_audience(raw.aud.as_ref(), want, "jwtdeny.audience")?;
     }
     let sid = raw.sid.as_ref().and_then(|s| s.0.clone());
     Ok(Claims {
@@ -537,6 +510,45 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
         nbf,
         sid,
     })
+}
+
+/// The claims every kind of token is judged by alike (an access token here, a logout token in
+/// `logout`): one checker, so the two can never judge `iss` or `aud` differently. Their header
+/// structs stay apart on purpose: what one kind reads must not change how the other parses.
+///
+/// `iss` must equal `want` when one is configured (`jwtdeny.issuer`).
+pub(crate) fn check_issuer(iss: Option<&Value>, want: Option<&str>) -> Result<(), Error> {
+    let Some(want) = want else {
+        return Ok(());
+    };
+    match iss {
+        Some(Value::String(iss)) if iss == want => Ok(()),
+        Some(Value::String(iss)) => Err(Error::BadClaims(format!(
+            "iss {} does not match jwtdeny.issuer",
+            quote(iss)
+        ))),
+        Some(_) => Err(Error::BadClaims("iss is not a string".into())),
+        None => Err(Error::BadClaims(
+            "iss is missing and jwtdeny.issuer requires one".into(),
+        )),
+    }
+}
+
+/// `aud` (a string or an array) must contain `want`, the value of the config named `config`.
+pub(crate) fn check_audience(aud: Option<&Value>, want: &str, config: &str) -> Result<(), Error> {
+    let ok = match aud {
+        Some(Value::String(aud)) => aud == want,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(want)),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::BadClaims(if aud.is_none() {
+        format!("aud is missing and {config} requires one")
+    } else {
+        format!("aud does not contain {config}")
+    }))
 }
 
 /// A NumericDate (RFC 7519 §2) as whole seconds: `1767225600`, `1767225600.0` and `1.7672256e9`
@@ -608,7 +620,7 @@ mod tests {
     }
 
     fn code(token: &str) -> &'static str {
-        match authenticate(token.as_bytes(), &keys(), &policy())
+        match verify(token.as_bytes(), &keys(), &policy())
             .and_then(|c| c.check_time(1_800_000_000_000, 0))
         {
             Ok(()) => "active",
@@ -627,7 +639,7 @@ mod tests {
             let name = v["name"].as_str().unwrap();
             let token = v["token"].as_str().unwrap();
             let want = v["expect"].as_str().unwrap();
-            let got = authenticate(token.as_bytes(), &keys(), &policy())
+            let got = verify(token.as_bytes(), &keys(), &policy())
                 .and_then(|c| c.check_time(now_ms, 0).map(|()| c));
             match got {
                 Ok(c) => {
@@ -775,16 +787,14 @@ mod tests {
     #[test]
     fn the_payload_is_returned_verbatim() {
         let t = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64,"role":"admin"}));
-        assert!(authenticate(t.as_bytes(), &keys(), &policy()).is_ok());
+        assert!(verify(t.as_bytes(), &keys(), &policy()).is_ok());
         let back: Value = serde_json::from_slice(&payload(t.as_bytes()).unwrap()).unwrap();
         assert_eq!(back["role"], "admin");
     }
 
     #[test]
     fn oversized_tokens_are_refused_before_decoding() {
-        let e = authenticate(&vec![b'!'; 9000], &keys(), &policy())
-            .err()
-            .unwrap();
+        let e = verify(&vec![b'!'; 9000], &keys(), &policy()).err().unwrap();
         assert_eq!(e.code(), "MALFORMED");
         assert!(e.message().contains("max-token-bytes"), "{e}");
     }
@@ -823,7 +833,7 @@ mod tests {
         p.issuer = Some("https://issuer.example");
         p.audience = Some("api");
         let ok = |claims: Value, p: &Policy| {
-            authenticate(hs256(claims).as_bytes(), &k, p)
+            verify(hs256(claims).as_bytes(), &k, p)
                 .map(|_| ())
                 .map_err(|e| e.code())
         };
@@ -882,7 +892,7 @@ mod tests {
     fn sid_is_read_only_when_it_is_a_non_empty_string() {
         let sid_of = |sid: Value| {
             let t = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64,"sid":sid}));
-            authenticate(t.as_bytes(), &keys(), &policy()).map(|c| c.sid)
+            verify(t.as_bytes(), &keys(), &policy()).map(|c| c.sid)
         };
         assert_eq!(sid_of(json!("sess-1")).unwrap().as_deref(), Some("sess-1"));
         assert_eq!(
@@ -901,10 +911,7 @@ mod tests {
             assert_eq!(sid_of(other.clone()).unwrap(), None, "{other}");
         }
         let t = hs256(json!({"sub":"a","iat":1,"exp":4102444800u64}));
-        assert_eq!(
-            authenticate(t.as_bytes(), &keys(), &policy()).unwrap().sid,
-            None
-        );
+        assert_eq!(verify(t.as_bytes(), &keys(), &policy()).unwrap().sid, None);
         let (seen, _) = inspect(
             hs256(json!({"sub":"a","iat":1,"exp":4102444800u64,"sid":"s-9"})).as_bytes(),
             &keys(),
@@ -941,7 +948,7 @@ mod tests {
             let mut p = policy();
             p.typ = required;
             let t = signed(header(typ), claims.clone());
-            authenticate(t.as_bytes(), &keys(), &p)
+            verify(t.as_bytes(), &keys(), &p)
                 .map(|_| ())
                 .map_err(|e| e.code())
         };
@@ -987,7 +994,7 @@ mod tests {
         // A forged one learns nothing: the signature is judged first.
         let forged = signed(header(Some("logout+jwt")), body.clone()).replace(".", ".x");
         assert_ne!(
-            authenticate(forged.as_bytes(), &keys(), &policy())
+            verify(forged.as_bytes(), &keys(), &policy())
                 .err()
                 .map(|e| e.code()),
             Some("BADCLAIMS")
@@ -998,7 +1005,7 @@ mod tests {
             let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, HS256_SECRET);
             let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
             let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
-            authenticate(t.as_bytes(), &keys(), &policy())
+            verify(t.as_bytes(), &keys(), &policy())
                 .map(|_| ())
                 .map_err(|e| e.code())
         };

@@ -6,7 +6,7 @@
 //! 2. if it holds a NUL byte, as `<header JSON> NUL <payload JSON>` signed with the shared HS256
 //!    key, so that fuzzed JSON reaches the claims checks behind a signature that holds.
 //!
-//! Besides "no panic", every outcome must be consistent: `authenticate` and `inspect` agree, an
+//! Besides "no panic", every outcome must be consistent: `verify` and `inspect` agree, an
 //! accepted token has a non-empty `sub` and NumericDates in range, and error text is bounded and
 //! single-line (it goes into a Redis error reply and the log).
 #![no_main]
@@ -18,7 +18,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use jwtdeny_core::keyscheme::{entry_key, subject_key, DenyKeys};
 use jwtdeny_core::keys::{AlgSet, KeySet};
-use jwtdeny_core::token::{authenticate, inspect, is_hmac, payload, Policy, MAX_NUMERIC_DATE};
+use jwtdeny_core::token::{inspect, is_hmac, payload, verify, Policy, MAX_NUMERIC_DATE};
 use libfuzzer_sys::fuzz_target;
 
 const JWKS: &[u8] = include_bytes!("../../tests/vectors/jwks.json");
@@ -55,9 +55,9 @@ fn strict_policy() -> Policy<'static> {
 
 fn check(token: &[u8], policy: &Policy) {
     let keys = &*KEYS;
-    let verdict = authenticate(token, keys, policy);
+    let verdict = verify(token, keys, policy);
     let (seen, again) = inspect(token, keys, policy);
-    assert_eq!(verdict, again, "authenticate and inspect disagree");
+    assert_eq!(verdict, again, "verify and inspect disagree");
 
     match &verdict {
         Ok(c) => {
@@ -133,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
         let token = format!("{input}.{sig}");
         check(token.as_bytes(), &open_policy());
         // The optional checks (iss, aud, max-lifetime, allow-list); consistency is covered above.
-        if let Ok(c) = authenticate(token.as_bytes(), &KEYS, &strict_policy()) {
+        if let Ok(c) = verify(token.as_bytes(), &KEYS, &strict_policy()) {
             assert!(!c.sub.is_empty() && c.exp - c.iat <= 3600);
         }
     }
