@@ -20,14 +20,10 @@ pub fn server_with_own_keys_file() -> (Server, std::path::PathBuf) {
     (server, path)
 }
 
-/// `INFO jwtdeny` as field → value, with the `jwtdeny_` prefix Redis adds taken off.
+/// `INFO jwtdeny` as field → value, with the `jwtdeny_` prefix Redis adds taken off: the
+/// harness's one INFO reader (`info_section`), for the module's own section.
 pub fn info(server: &Server) -> BTreeMap<String, String> {
-    let text = server.cmd(&["INFO", "jwtdeny"]).text();
-    assert!(
-        text.lines().any(|l| l.trim() == "# jwtdeny"),
-        "INFO jwtdeny has no '# jwtdeny' section:\n{text}"
-    );
-    info_pairs(&text)
+    info_section(server, "jwtdeny")
         .into_iter()
         .map(|(k, v)| {
             let field = k
