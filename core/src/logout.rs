@@ -9,7 +9,7 @@
 use crate::error::{quote, Error};
 use crate::keys::KeySet;
 use crate::token::{
-    check_audience, check_issuer, check_signature, numeric_date, split, JoseHeader, Lifetime,
+    check_audience, check_issuer, check_signature, jose_header, numeric_date, split, Lifetime,
     Policy, Unverified,
 };
 use serde::{Deserialize, Deserializer};
@@ -81,17 +81,7 @@ struct LogoutHeader {
     typ: Option<Value>,
 }
 
-impl JoseHeader for LogoutHeader {
-    fn alg(&self) -> Option<&Value> {
-        self.alg.as_ref()
-    }
-    fn kid(&self) -> Option<&Value> {
-        self.kid.as_ref()
-    }
-    fn has_crit(&self) -> bool {
-        self.crit.is_some()
-    }
-}
+jose_header!(LogoutHeader);
 
 /// Every claim read, so that a duplicate of any of them is refused as MALFORMED (two parsers
 /// must never see two different logout tokens).

@@ -118,17 +118,25 @@ pub(crate) struct RawHeader {
     typ: Option<Value>,
 }
 
-impl JoseHeader for RawHeader {
-    fn alg(&self) -> Option<&Value> {
-        self.alg.as_ref()
-    }
-    fn kid(&self) -> Option<&Value> {
-        self.kid.as_ref()
-    }
-    fn has_crit(&self) -> bool {
-        self.crit.is_some()
-    }
+/// [`JoseHeader`] for a header struct with `alg`, `kid` and `crit` members.
+macro_rules! jose_header {
+    ($header:ty) => {
+        impl $crate::token::JoseHeader for $header {
+            fn alg(&self) -> Option<&serde_json::Value> {
+                self.alg.as_ref()
+            }
+            fn kid(&self) -> Option<&serde_json::Value> {
+                self.kid.as_ref()
+            }
+            fn has_crit(&self) -> bool {
+                self.crit.is_some()
+            }
+        }
+    };
 }
+pub(crate) use jose_header;
+
+jose_header!(RawHeader);
 
 #[derive(Deserialize)]
 pub(crate) struct RawClaims {

@@ -14,13 +14,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Jwtdeny:
-    """jwtdeny's commands over a redis-py ``Redis`` or ``RedisCluster``.
-
-    A cluster client gets the keyed forms (``JWTDENY.KCHECK <entry-key> <subject-key> <token>``),
-    whose keys route each command to the node that holds them. ``prefix`` is the server's
-    ``jwtdeny.prefix``; ``cluster`` forces the keyed (True) or standalone (False) forms.
-    """
+class _Over:
+    """A client and the command forms it gets: keyed on a cluster client, standalone otherwise
+    (``cluster`` forces one); ``prefix`` is the server's ``jwtdeny.prefix``."""
 
     def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, cluster: Optional[bool] = None) -> None:
         self.client = client
@@ -30,6 +26,16 @@ class Jwtdeny:
     @property
     def cluster(self) -> bool:
         return self._cmd.keyed
+
+
+class Jwtdeny(_Over):
+    """jwtdeny's commands over a redis-py ``Redis`` or ``RedisCluster``.
+
+    A cluster client gets the keyed forms (``JWTDENY.KSCHECK <entry-key> <subject-key> <third-key>
+    <token>`` and the like), whose keys route each command to the node that holds them.
+    ``prefix`` is the server's ``jwtdeny.prefix``; ``cluster`` forces the keyed (True) or
+    standalone (False) forms.
+    """
 
     def _run(self, args: _core.Command) -> Any:
         try:
@@ -92,17 +98,8 @@ class Jwtdeny:
         return protect(self, view, **{k: v for k, v in options.items() if v is not None})
 
 
-class AsyncJwtdeny:
+class AsyncJwtdeny(_Over):
     """The same over ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``."""
-
-    def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, cluster: Optional[bool] = None) -> None:
-        self.client = client
-        keyed = _core.is_cluster(client) if cluster is None else bool(cluster)
-        self._cmd = _core.Commands(keyed, prefix)
-
-    @property
-    def cluster(self) -> bool:
-        return self._cmd.keyed
 
     async def _run(self, args: _core.Command) -> Any:
         try:
