@@ -3,8 +3,8 @@
 //! the module's own `@jwtdeny` category only where the server lists it in ACL CAT (Valkey,
 //! Redis 7.4+).
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use support::*;

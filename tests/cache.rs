@@ -1,8 +1,8 @@
 //! The verification cache (issue 4 §3): hits are counted, a hit still has its times and the
 //! denylist checked, and the cache never outlives the keys or the rules a token passed.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::json;

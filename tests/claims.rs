@@ -1,6 +1,6 @@
 //! Time claims with leeway at both ends, issuer, audience and the algorithm allowlist.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

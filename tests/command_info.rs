@@ -2,8 +2,8 @@
 //! command's flags, true arity and key specs, COMMAND DOCS its summary and arguments, and
 //! COMMAND GETKEYS finds the keyed forms' keys.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use support::*;

@@ -1,7 +1,7 @@
 //! Command surface: arity, hostile input, the order of checks, header handling, metadata.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use jsonwebtoken::EncodingKey;

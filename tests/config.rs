@@ -1,7 +1,7 @@
 //! Module configs: defaults, bad values refused with the config's name, the three ways of
 //! loading them, the immutable prefix, and a keys file that is bad at startup.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

@@ -3,7 +3,7 @@
 //! client keeps its own database, and replicas, the AOF and keyspace events see the writes in
 //! that database. A `jwtdeny.db` the server does not have refuses the load.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The denylist key scheme `<prefix>{<enc(sub)>}:<iat>` and its absolute expiry.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::json;

@@ -11,8 +11,8 @@
 //! - Boundaries: revoked tokens checked in a tight loop across `exp + leeway` never answer 1,
 //!   and their entry is gone once they are expired.
 
-mod common;
-mod faults;
+use crate::common;
+use crate::faults;
 
 use common::*;
 use faults::*;

@@ -3,8 +3,8 @@
 //! limits, max-age, OIDC discovery, and that nothing a provider sends reaches an error's text
 //! unescaped.
 
-mod common;
-mod idp;
+use crate::common;
+use crate::idp;
 
 use common::*;
 use idp::{Idp, Reply, DISCOVERY_PATH, JWKS_PATH};

@@ -5,7 +5,7 @@
 //! Every case is its own assertion naming the attack. CHECK and REVOKE are both sent: a forged
 //! token must neither pass nor write anything.
 
-mod common;
+use crate::common;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;

@@ -1,8 +1,8 @@
 //! The `jwtdeny` INFO section (issue 3 §4, issue 4 §3): every counter moves exactly as a known
 //! sequence of commands says, reloads are recorded, and no key material is ever shown.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! JWTDENY.INSPECT (issue 3 §3): every field for every kind of token, claims shown only for
 //! authentic tokens, and no change to the keyspace or the counters.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::json;

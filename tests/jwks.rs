@@ -2,9 +2,9 @@
 //! provider on loopback (tests/idp), followed through rotation, removal, outages and discovery,
 //! without ever blocking Redis's main thread.
 
-mod common;
-mod idp;
-mod support;
+use crate::common;
+use crate::idp;
+use crate::support;
 
 use common::*;
 use idp::{Idp, JWKS_PATH};

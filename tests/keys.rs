@@ -1,7 +1,7 @@
 //! The keys file: KEYS LIST, KEYS RELOAD with a rotated or a bad file, key selection rules,
 //! and key material never leaving the file.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Reading the keys file can neither hang nor exhaust the server: a FIFO, a device or a huge
 //! file is refused at once, without blocking the main thread, and the old keys stay.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

@@ -2,7 +2,7 @@
 //! config values full of `%n` are logged (escaped) and the server stays up. Before the one
 //! logging path (src/log.rs) each of these aborted redis-server (`%n in writable segment`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

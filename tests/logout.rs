@@ -3,8 +3,8 @@
 //! same without one, and CHECK of a token with a `sid` consults its session. Session cutoffs
 //! expire with max-lifetime, replicate and persist as plain SETs, and have keyed forms.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::{json, Value};

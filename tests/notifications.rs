@@ -2,8 +2,8 @@
 //! `jwtdeny.revokeall` for the subject key when a cutoff moves, and nothing for reads or for
 //! writes that change nothing.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use std::time::Duration;

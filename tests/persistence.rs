@@ -1,8 +1,8 @@
 //! Revocations survive a restart (SIGKILL, so nothing is saved on the way down) with AOF and
 //! with RDB, and the AOF records an effect with the absolute expiry, never JWTDENY.REVOKE.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use support::{assert_no_module_commands, assert_set_pxat, touching};

@@ -10,7 +10,7 @@
 //!
 //! Needs no server; `cargo test --release --test props`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;

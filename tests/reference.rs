@@ -4,7 +4,7 @@
 //! INFO shows, and its error codes against the codes INFO counts. A change to one without the
 //! other fails here, so the reference cannot drift from the code.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};

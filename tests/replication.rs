@@ -2,8 +2,8 @@
 //! expiry, answers CHECK, refuses REVOKE, and receives effects (SET … PXAT), never
 //! JWTDENY.REVOKE.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use support::{

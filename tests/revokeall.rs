@@ -2,8 +2,8 @@
 //! before it, only moves forward, expires with jwtdeny.max-lifetime, and travels to replicas
 //! and the AOF as a plain SET.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use support::*;

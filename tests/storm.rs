@@ -9,7 +9,7 @@
 //! Reproduce a run with `JWTDENY_STORM_SEED=<seed printed by the failing run>`; change the count
 //! with `JWTDENY_STORM_TOKENS=<n>`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 #
 # Exit status: 0 when every test passed, or when Valkey cannot be had here (a "skipped: ..."
 # line says why); non-zero when a test fails. Extra arguments go to `cargo test`, e.g.
-#   bash tests/valkey.sh --test revokeall
+#   bash tests/valkey.sh --test server revokeall
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1

@@ -1,7 +1,7 @@
 //! The shared vectors (made by PyJWT, not by jsonwebtoken) against a real server, and
 //! REVOKE → CHECK for every algorithm.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,8 +1,8 @@
 //! JWTDENY.CHECK <token> WITHCLAIMS (issue 3 §2): `[1, <payload JSON as signed>]` for an
 //! active token, `[0, nil]` for a revoked one, and the usual error otherwise.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::{json, Value};

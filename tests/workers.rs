@@ -5,8 +5,8 @@
 //! by INFO's `verifications_offloaded` / `verifications_inline`; the threads themselves are
 //! counted in /proc.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use std::fs;

@@ -1,0 +1,14 @@
+//! The integration tests that also need the in-process HTTPS identity provider (`tests/idp`):
+//! the JWKS fetch, alone (`fetch`) and through the module (`jwks`).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../idp/mod.rs"]
+mod idp;
+
+#[path = "../jwks.rs"]
+mod jwks;
+#[path = "../fetch.rs"]
+mod fetch;
