@@ -3,12 +3,12 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-#[path = "../support/mod.rs"]
-mod support;
 #[path = "../idp/mod.rs"]
 mod idp;
+#[path = "../support/mod.rs"]
+mod support;
 
-#[path = "../jwks.rs"]
-mod jwks;
 #[path = "../fetch.rs"]
 mod fetch;
+#[path = "../jwks.rs"]
+mod jwks;

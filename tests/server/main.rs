@@ -4,10 +4,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-#[path = "../support/mod.rs"]
-mod support;
 #[path = "../faults/mod.rs"]
 mod faults;
+#[path = "../support/mod.rs"]
+mod support;
 
 #[path = "../acl.rs"]
 mod acl;
