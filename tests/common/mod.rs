@@ -40,7 +40,15 @@ pub const SOME_IAT: i64 = 1_767_225_600;
 // Paths
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The module's crate is the repository's root; the core crate's tests (core/tests) share
+    // this harness from one level down.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match manifest.file_name() {
+        Some(name) if name == "core" => {
+            manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+        }
+        _ => manifest,
+    }
 }
 
 pub fn vectors_dir() -> PathBuf {

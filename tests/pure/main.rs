@@ -1,10 +1,5 @@
-//! Tests that start no server: property tests of the core (`props`) and the module's layout
-//! rules read from its source (`structure`).
+//! Tests that start no server and need the module's own source: its layout rules
+//! (`structure`). The core's property tests are the core crate's (`core/tests/props.rs`).
 
-#[path = "../common/mod.rs"]
-mod common;
-
-#[path = "../props.rs"]
-mod props;
 #[path = "../structure.rs"]
 mod structure;

@@ -10,7 +10,8 @@
 //!
 //! Needs no server; `cargo test --release --test props`.
 
-use crate::common;
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
