@@ -580,7 +580,9 @@ impl Client {
                 let (url, max_age) = self.discover_for(issuer, deadline)?;
                 *discovered = Some(Discovered {
                     jwks_uri: url.clone(),
-                    until: now + max_age.unwrap_or(keep),
+                    // Never longer than `keep` (jwks-refresh): a provider's max-age only
+                    // shortens it, and a huge one can neither overflow the clock nor pin a URL.
+                    until: now + max_age.map_or(keep, |m| m.min(keep)),
                 });
                 url
             }
