@@ -82,14 +82,14 @@ impl EndSession<'_> {
                 self.advance(ctx, &sidless, expires_at_ms)?;
                 moved.then_some(SessionEnd::Session)
             }
-            // The subject's cutoff was read above: it is below `at`, so it moves.
-            (Some(_), None) => {
+            // By subject: its cutoff was read above and is below `at`, so it moves.
+            (sid, _) => {
                 denylist::write_cutoff(ctx, &subject, self.at, expires_at_ms, self.event)?;
-                Some(SessionEnd::SessionAsSubject)
-            }
-            (None, _) => {
-                denylist::write_cutoff(ctx, &subject, self.at, expires_at_ms, self.event)?;
-                Some(SessionEnd::Subject)
+                Some(if sid.is_some() {
+                    SessionEnd::SessionAsSubject
+                } else {
+                    SessionEnd::Subject
+                })
             }
         };
         Ok(moved.unwrap_or(SessionEnd::Already))
