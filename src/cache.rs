@@ -21,6 +21,7 @@
 
 use crate::denylist::Place;
 use crate::stats::{self, CacheStats};
+use jwtdeny_core::dpop::Binding;
 use jwtdeny_core::token::Lifetime;
 use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;
@@ -91,6 +92,9 @@ impl Hasher for IndexHash {
 pub struct Verified {
     pub lifetime: Lifetime,
     pub place: Place,
+    /// What the token's `cnf` binds it to; `None` for nearly every token, which then costs one
+    /// test of this field.
+    pub binding: Option<Arc<Binding>>,
 }
 
 /// What a cached value holds on the heap besides its own block, as the allocator counts it.
@@ -100,7 +104,14 @@ pub trait Weigh {
 
 impl Weigh for Verified {
     fn heap_bytes(&self) -> usize {
-        self.place.heap_bytes(size_class)
+        let binding = self.binding.as_ref().map_or(0, |b| {
+            let counted = 2 * std::mem::size_of::<usize>();
+            size_class(counted + std::mem::size_of::<Binding>())
+                + b.jkt
+                    .as_ref()
+                    .map_or(0, |j| size_class((counted + j.len()).next_multiple_of(8)))
+        });
+        self.place.heap_bytes(size_class) + binding
     }
 }
 
@@ -473,6 +484,7 @@ mod tests {
             exp: 2,
             nbf: None,
             sid: None,
+            binding: None,
         })
     }
 

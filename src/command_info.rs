@@ -116,6 +116,49 @@ pub const WITHCLAIMS: Arg = optional(keyword(
     c"WITHCLAIMS",
     c"also reply with the token's payload JSON (nil when revoked)",
 ));
+pub const CERT: Arg = optional(Arg {
+    token: Some(c"CERT"),
+    ..arg(
+        c"sha256-thumbprint",
+        ArgKind::Text,
+        c"the SHA-256 thumbprint (base64url or hex) of the client certificate the TLS \
+        terminator saw: required for a token bound to one (cnf.x5t#S256)",
+    )
+});
+pub const PROOF: Arg = arg(
+    c"proof",
+    ArgKind::Text,
+    c"the DPoP proof: the request's DPoP header",
+);
+pub const METHOD: Arg = arg(c"method", ArgKind::Text, c"the request's HTTP method");
+pub const URL: Arg = arg(
+    c"url",
+    ArgKind::Text,
+    c"the request's absolute URL as the client addressed it (query and fragment are ignored)",
+);
+pub const REPLAY_KEY: Arg = arg(
+    c"replay-key",
+    ArgKind::Key(1),
+    c"the proof's one-time record <prefix>{<sub>}:dpop:<base64url SHA-256 of jkt:jti>",
+);
+
+/// KCHECKDPOP reads the token's three keys (as KSCHECK) and creates the proof's record when
+/// absent (SET NX, as KREVOKE's entry): INSERT.
+pub const CHECKDPOP_KEYS: &[KeySpec] = &[
+    KeySpec {
+        notes: c"the token's entry key, its subject's cutoff key and its session's cutoff key",
+        flags: RO | ACCESS,
+        first: 1,
+        count: 3,
+    },
+    KeySpec {
+        notes: c"the proof's one-time record, created when absent",
+        flags: RW | INSERT,
+        first: 4,
+        count: 1,
+    },
+];
+
 pub const SUB: Arg = arg(c"sub", ArgKind::Text, c"the subject: the tokens' sub claim");
 pub const AT: Arg = optional(Arg {
     token: Some(c"AT"),
@@ -161,6 +204,9 @@ pub const VERIFIES: &CStr = c"O(N) where N is the token's length, plus one signa
 // INSPECT always verifies; the others go through the verification cache.
 pub const VERIFIES_CACHED: &CStr = c"O(N) where N is the token's length, plus one signature \
     verification (none on a verification-cache hit)";
+
+pub const CHECKS_PROOF: &CStr = c"O(N) where N is the length of the token and the proof, plus \
+    the proof's signature verification and the token's (none on a verification-cache hit)";
 
 /// KCHECK and KINSPECT only read, and their replies are what the keys hold (an entry, and for
 /// KINSPECT its expiry; a cutoff's value): ACCESS. One spec covers both keys, as LCS's does.

@@ -14,7 +14,8 @@ use crate::revocation::{cutoff_expiry_ms, EndSession, SessionEnd};
 use crate::route::{self, KeyArgs, Route};
 use crate::state::{self, Snapshot};
 use crate::stats;
-use crate::workers::{self, Done};
+use crate::workers::{self, Done, Verdict};
+use jwtdeny_core::dpop::check_binding;
 use jwtdeny_core::error::{quote, Error};
 use jwtdeny_core::fetch::Trigger;
 use jwtdeny_core::keys::alg_name;
@@ -70,7 +71,7 @@ const INLINE_ARGS: usize = 8;
 ///
 /// # Safety
 /// As [`run`]: `argv` holds `argc` strings that Redis keeps alive for the whole call.
-unsafe fn with_args<R>(
+pub(crate) unsafe fn with_args<R>(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
@@ -95,7 +96,7 @@ unsafe fn with_args<R>(
 /// Runs a handler in the denylist's database (the client gets its own back afterwards), so
 /// that a bug in it becomes an error reply and a log line. A panic that crossed into
 /// redis-server would abort it, and every client's data with it.
-fn guard(
+pub(crate) fn guard(
     ctx: &Context,
     args: &[RedisString],
     handler: impl FnOnce(&Context, &[RedisString]) -> RedisResult,
@@ -127,12 +128,12 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
 }
 
 /// Verifies a token's signature and claims now, on this thread.
-fn verify_now(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
+pub(crate) fn verify_now(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
     token::verify(token, &snap.keys, &snap.settings.policy())
 }
 
 /// A verified token's claims with where their revocation would be stored.
-fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
+pub(crate) fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
     let place = Place::new(
         &snap.settings.prefix,
         &claims.sub,
@@ -142,11 +143,12 @@ fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
     Arc::new(Verified {
         lifetime: claims.lifetime(),
         place,
+        binding: claims.binding,
     })
 }
 
 /// Verifies through the verification cache.
-fn verify_cached(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error> {
+pub(crate) fn verify_cached(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, Error> {
     cache::verify_through(token.as_slice(), snap.generation, || {
         verify_now(snap, token.as_slice()).map(|c| placed(snap, c))
     })
@@ -155,13 +157,13 @@ fn verify_cached(snap: &Snapshot, token: &RedisString) -> Result<Arc<Verified>, 
 /// Whether the token is revoked, judged as one step with its expiry: the clock is read after
 /// the lookups, so if Redis found an entry already expired, this clock is at least as late and
 /// finds the token expired too. A revoked token never answers "active".
-fn status(ctx: &Context, v: &Verified, leeway: i64) -> Result<Option<RevokedBy>, Error> {
+pub(crate) fn status(ctx: &Context, v: &Verified, leeway: i64) -> Result<Option<RevokedBy>, Error> {
     let revoked = v.place.revoked_by(ctx, v.lifetime.iat)?;
     v.lifetime.check_time(now_ms(), leeway)?;
     Ok(revoked)
 }
 
-fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
+pub(crate) fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
     Error::Usage(format!(
         "syntax error at {}, expected {expected}",
         quote(&arg.to_string_lossy())
@@ -169,15 +171,51 @@ fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
     .into()
 }
 
-fn check_args(args: &[RedisString]) -> Result<(&RedisString, bool), RedisError> {
-    Ok(match args {
-        [_, token] => (token, false),
-        [_, token, opt] if opt.to_string_lossy().eq_ignore_ascii_case("WITHCLAIMS") => {
-            (token, true)
+/// The options after a token: `[WITHCLAIMS] [CERT <sha256-thumbprint>]`, in any order.
+#[derive(Default)]
+pub(crate) struct CheckOptions {
+    pub with_claims: bool,
+    /// The SHA-256 thumbprint of the client certificate the TLS terminator saw, for a token
+    /// bound to one (`cnf.x5t#S256`, RFC 8705).
+    pub cert: Option<[u8; 32]>,
+}
+
+impl CheckOptions {
+    pub(crate) fn parse(opts: &[RedisString]) -> Result<CheckOptions, RedisError> {
+        let mut o = CheckOptions::default();
+        let mut rest = opts.iter();
+        while let Some(opt) = rest.next() {
+            let word = opt.to_string_lossy();
+            if word.eq_ignore_ascii_case("WITHCLAIMS") && !o.with_claims {
+                o.with_claims = true;
+            } else if word.eq_ignore_ascii_case("CERT") && o.cert.is_none() {
+                let value = rest.next().ok_or(RedisError::WrongArity)?;
+                o.cert = Some(
+                    value
+                        .try_as_str()
+                        .ok()
+                        .and_then(jwtdeny_core::dpop::sha256_thumbprint)
+                        .ok_or_else(|| {
+                            Error::Usage(
+                                "CERT must be the SHA-256 thumbprint of the client certificate: \
+                                 43 base64url or 64 hex characters"
+                                    .into(),
+                            )
+                        })?,
+                );
+            } else {
+                return Err(syntax_error(opt, "WITHCLAIMS or CERT"));
+            }
         }
-        [_, _, opt] => return Err(syntax_error(opt, "WITHCLAIMS")),
-        _ => return Err(RedisError::WrongArity),
-    })
+        Ok(o)
+    }
+}
+
+fn check_args(args: &[RedisString]) -> Result<(&RedisString, CheckOptions), RedisError> {
+    match args {
+        [_, token, opts @ ..] => Ok((token, CheckOptions::parse(opts)?)),
+        _ => Err(RedisError::WrongArity),
+    }
 }
 
 /// `CHECK <token> [WITHCLAIMS]`, and its keyed forms.
@@ -187,10 +225,10 @@ pub fn check(
     route: Route,
     command: &'static Command,
 ) -> RedisResult {
-    let (token, with_claims) = check_args(args)?;
+    let (token, opts) = check_args(args)?;
     let snap = state::current();
     let digest = match cache::lookup(token.as_slice(), snap.generation) {
-        cache::Lookup::Hit(v) => return finish_check(ctx, &snap, token, with_claims, route, Ok(v)),
+        cache::Lookup::Hit(v) => return finish_check(ctx, &snap, token, &opts, route, Ok(v)),
         cache::Lookup::Miss(digest) => Some(digest),
         cache::Lookup::Off => None,
     };
@@ -204,9 +242,15 @@ pub fn check(
         && !may_refetch(token, &snap)
     {
         let (job_snap, job_token) = (snap.clone(), token.as_slice().to_vec());
-        let verify = move || verify_now(&job_snap, &job_token);
+        let verify = move || Verdict {
+            token: Some(verify_now(&job_snap, &job_token)),
+            proof: None,
+        };
         let done = Done {
-            result: Err(Error::Internal("not verified".into())),
+            verdict: Verdict {
+                token: None,
+                proof: None,
+            },
             digest,
             generation: snap.generation,
             keys: match route {
@@ -226,12 +270,12 @@ pub fn check(
     if wait_for_keys(ctx, &verified, token, &snap, Patience::Brief, command) {
         return Ok(RedisValue::NoReply); // its row's `answer` judges it by the new keys
     }
-    finish_check(ctx, &snap, token, with_claims, route, verified)
+    finish_check(ctx, &snap, token, &opts, route, verified)
 }
 
 /// Whether a token names a `kid` the keys in force lack while keys come from a provider:
 /// fresh keys might then verify it.
-fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
+pub(crate) fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
     !blocked::answering()
         && jwks::configured()
         && token::header_kid(token.as_slice()).is_some_and(|kid| !snap.keys.has_kid(&kid))
@@ -242,7 +286,7 @@ fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
 /// `jwtdeny.jwks-cooldown`), if a source is configured and the client may block; how long it
 /// may wait is `patience` (see `jwks::Patience`). Returns whether it blocked; the command then
 /// runs again from its row's `answer`.
-fn wait_for_keys<T>(
+pub(crate) fn wait_for_keys<T>(
     ctx: &Context,
     claims: &Result<T, Error>,
     token: &RedisString,
@@ -283,13 +327,22 @@ unsafe extern "C" fn checked_reply(
 fn checked(ctx: &Context, args: &[RedisString], keys: KeyArgs, done: Option<Done>) -> RedisResult {
     {
         let (route, rest) = keys.split(args)?;
-        let (token, with_claims) = check_args(rest)?;
+        let (token, opts) = check_args(rest)?;
         let snap = state::current();
         let verified = match done {
-            Some(done) if done.generation == snap.generation => {
-                let verified = done.result.map(|c| placed(&snap, c));
-                if let (Ok(v), Some(d)) = (&verified, done.digest) {
-                    cache::store(d, done.generation, v);
+            Some(Done {
+                verdict:
+                    Verdict {
+                        token: Some(result),
+                        ..
+                    },
+                digest,
+                generation,
+                ..
+            }) if generation == snap.generation => {
+                let verified = result.map(|c| placed(&snap, c));
+                if let (Ok(v), Some(d)) = (&verified, digest) {
+                    cache::store(d, generation, v);
                 }
                 verified
             }
@@ -299,7 +352,7 @@ fn checked(ctx: &Context, args: &[RedisString], keys: KeyArgs, done: Option<Done
                 verify_cached(&snap, token)
             }
         };
-        finish_check(ctx, &snap, token, with_claims, route, verified)
+        finish_check(ctx, &snap, token, &opts, route, verified)
     }
 }
 
@@ -309,18 +362,21 @@ fn finish_check(
     ctx: &Context,
     snap: &Snapshot,
     token: &RedisString,
-    with_claims: bool,
+    opts: &CheckOptions,
     route: Route,
     verified: Result<Arc<Verified>, Error>,
 ) -> RedisResult {
     let outcome = verified.and_then(|v| {
+        if let Some(binding) = &v.binding {
+            binding.check(None, opts.cert.as_ref())?;
+        }
         route::locate(&v.place, route, "CHECK")?;
         status(ctx, &v, snap.settings.leeway)
     });
     stats::count_check(outcome.as_ref().map(Option::is_some));
     let revoked = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
-    if !with_claims {
+    if !opts.with_claims {
         return Ok(code);
     }
     let claims = match revoked {
@@ -445,7 +501,11 @@ pub fn inspect(
     let now = now_ms();
     let (status, reason) = match (&outcome, &revoked) {
         (Err(e), _) | (_, Err(e)) => (e.code().to_string(), Some(e.message().to_string())),
-        (Ok(claims), Ok(r)) => match (claims.check_time(now, leeway), r) {
+        (Ok(claims), Ok(r)) => match (
+            check_binding(claims.binding.as_deref(), None, None)
+                .and_then(|()| claims.check_time(now, leeway)),
+            r,
+        ) {
             (Err(e), _) => (e.code().to_string(), Some(e.message().to_string())),
             (Ok(()), Some(by)) => (
                 "revoked".into(),

@@ -5,6 +5,7 @@
 //! a change has; `state` registers the rows with Redis and dispatches the effects. Adding a
 //! config is a field of `Settings` and a row of the table.
 
+use jwtdeny_core::dpop::{Nonces, ProofPolicy};
 use jwtdeny_core::error::quote;
 use jwtdeny_core::keys::{alg_name, AlgSet, ALGORITHMS as ALL_ALGORITHMS};
 use jwtdeny_core::token::Policy;
@@ -45,6 +46,15 @@ pub struct Settings {
     pub jwks_timeout: i64,
     /// PEM file of the CAs trusted for the fetch instead of the system's.
     pub jwks_ca_file: String,
+    /// The algorithms a DPoP proof may be signed with: asymmetric ones only.
+    pub dpop_algorithms: AlgSet,
+    /// Seconds a DPoP proof's `iat` may be from now (either way, plus leeway); also the step
+    /// of server nonces.
+    pub dpop_window: i64,
+    /// CHECKDPOP requires a nonce jwtdeny issued (RFC 9449 §9).
+    pub dpop_nonce: bool,
+    /// The secret nonces are derived from; `""`: one drawn at random when the module loads.
+    pub dpop_nonce_secret: String,
 }
 
 impl Settings {
@@ -56,6 +66,18 @@ impl Settings {
             let _ = spec.set(&mut s, &spec.default_text());
         }
         s
+    }
+
+    /// What a DPoP proof is judged by; `nonces` is built from [`Settings::dpop_nonce_secret`]
+    /// by the caller when [`Settings::dpop_nonce`] is on.
+    pub fn proof_policy<'a>(&self, nonces: Option<&'a Nonces>) -> ProofPolicy<'a> {
+        ProofPolicy {
+            algorithms: self.dpop_algorithms,
+            window: self.dpop_window,
+            leeway: self.leeway,
+            max_bytes: usize::try_from(self.max_token_bytes).unwrap_or(0),
+            nonces,
+        }
     }
 
     pub fn policy(&self) -> Policy<'_> {
@@ -174,7 +196,7 @@ pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
 /// Every config, in the order the README's config table lists them (`CONFIG GET jwtdeny.*`
 /// lists them in the server's own hash order).
-pub static SPECS: [Spec; 19] = [
+pub static SPECS: [Spec; 23] = [
     Spec {
         name: "keys-file",
         kind: Kind::Text {
@@ -451,7 +473,91 @@ pub static SPECS: [Spec; 19] = [
         sensitive: false,
         effect: Effect::Source,
     },
+    // DPoP proofs are never cached; their configs are ClearCache all the same, so that a
+    // proof a worker judged under the old ones is judged again (see `workers::Done`).
+    Spec {
+        name: "dpop-algorithms",
+        kind: Kind::Text {
+            default: DEFAULT_DPOP_ALGORITHMS,
+            get: |s| {
+                s.dpop_algorithms
+                    .iter()
+                    .map(alg_name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            set: |s, v| {
+                s.dpop_algorithms = parse_dpop_algorithms(v)?;
+                Ok(())
+            },
+        },
+        immutable: false,
+        sensitive: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "dpop-window",
+        kind: Kind::Int {
+            default: 60,
+            min: 1,
+            max: 3600,
+            get: |s| s.dpop_window,
+            set: |s, n| s.dpop_window = n,
+        },
+        immutable: false,
+        sensitive: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "dpop-nonce",
+        kind: Kind::Bool {
+            default: false,
+            get: |s| s.dpop_nonce,
+            set: |s, b| s.dpop_nonce = b,
+        },
+        immutable: false,
+        sensitive: false,
+        effect: Effect::ClearCache,
+    },
+    Spec {
+        name: "dpop-nonce-secret",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.dpop_nonce_secret.clone(),
+            set: |s, v| {
+                if !v.is_empty() && v.len() < 32 {
+                    return Err(format!(
+                        "a secret of {} bytes is too short: 32 at least (e.g. openssl rand -hex 32)",
+                        v.len()
+                    ));
+                }
+                s.dpop_nonce_secret = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        sensitive: true,
+        effect: Effect::ClearCache,
+    },
 ];
+
+/// What `jwtdeny.dpop-algorithms` allows by default: every asymmetric algorithm jwtdeny
+/// verifies.
+pub const DEFAULT_DPOP_ALGORITHMS: &str = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA";
+
+/// `jwtdeny.dpop-algorithms`: a comma-separated list of asymmetric JOSE names, never empty. A
+/// proof is signed with the key it carries: an HMAC "key" in it would be a published secret.
+fn parse_dpop_algorithms(value: &str) -> Result<AlgSet, String> {
+    let set = parse_algorithms(value)?
+        .ok_or("the list is empty: name the algorithms DPoP proofs may use")?;
+    if let Some(hmac) = set.iter().find(|a| alg_name(*a).starts_with("HS")) {
+        return Err(format!(
+            "{} is symmetric: a DPoP proof is signed with a public key pair",
+            alg_name(hmac)
+        ));
+    }
+    Ok(set)
+}
 
 /// The row of a config, by its name with or without the `jwtdeny.` prefix (module arguments may
 /// use either).

@@ -202,6 +202,12 @@ impl Place {
         self.session.text()
     }
 
+    /// Where a DPoP proof's one-time use is recorded: `<prefix>{<sub>}:dpop:<replay_id>`, in
+    /// the subject's slot (the keyed form declares it with the token's other keys).
+    pub fn proof_key(&self, replay_id: &str) -> String {
+        jwtdeny_core::keyscheme::proof_key_under(self.subject(), replay_id)
+    }
+
     /// What it holds on the heap besides itself, for the cache's memory figure.
     pub fn heap_bytes(&self, size_class: fn(usize) -> usize) -> usize {
         [&self.entry, &self.subject, &self.session]
@@ -349,6 +355,15 @@ pub fn insert(ctx: &Context, place: &Place, expires_at_ms: i64) -> Result<bool, 
         ctx.notify_keyspace_event(NotifyEvent::MODULE, "jwtdeny.revoke", &place.entry.0);
     }
     Ok(added)
+}
+
+/// Records a DPoP proof's use until `expires_at_ms` (absolute, ms), as [`insert`] writes an
+/// entry: `SET key 1 NX PXAT ms`, replicated as that effect. Returns false when the proof was
+/// recorded already: a replay.
+pub fn record_proof(ctx: &Context, key: &str, expires_at_ms: i64) -> Result<bool, Error> {
+    let mut at = itoa::Buffer::new();
+    let at = at.format(expires_at_ms).as_bytes();
+    set(ctx, key, &[b"1", b"NX", b"PXAT", at])
 }
 
 /// `SET key args…`, replicated: false when a condition (NX) left the key as it was.

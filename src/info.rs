@@ -45,6 +45,8 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
         "revokesessions_already",
         get(&s.revokesessions_already).into(),
     );
+    add("dpop_proofs_accepted", get(&s.dpop_proofs_accepted).into());
+    add("dpop_replays_refused", get(&s.dpop_replays).into());
     if !for_crash_report {
         // The snapshot is behind a lock that a crashing thread may hold.
         let snap = state::current();

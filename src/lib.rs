@@ -10,6 +10,7 @@ mod command_info;
 mod commands;
 mod config;
 mod denylist;
+mod dpop;
 mod info;
 mod jwks;
 mod log;

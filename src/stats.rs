@@ -12,7 +12,7 @@ pub struct Stats {
     pub checks_active: AtomicU64,
     pub checks_revoked: AtomicU64,
     /// Per code in [`CODES`]; the last slot counts anything else (usage or internal errors).
-    pub check_errors: [AtomicU64; 8],
+    pub check_errors: [AtomicU64; CODES.len() + 1],
     pub revokes_new: AtomicU64,
     pub revokes_already: AtomicU64,
     pub revoke_errors: AtomicU64,
@@ -27,6 +27,10 @@ pub struct Stats {
     pub logout_errors: AtomicU64,
     pub revokesessions_new: AtomicU64,
     pub revokesessions_already: AtomicU64,
+    /// CHECKDPOP proofs recorded (their token active and unrevoked).
+    pub dpop_proofs_accepted: AtomicU64,
+    /// CHECKDPOP proofs refused because their `jti` was used already with their key.
+    pub dpop_replays: AtomicU64,
     /// Unix seconds of the last keys-file load attempt; 0 before any.
     pub last_reload_time: AtomicI64,
     /// 0: never tried, 1: ok, 2: failed (old keys kept).
@@ -40,7 +44,7 @@ pub struct Stats {
 pub static STATS: Stats = Stats {
     checks_active: AtomicU64::new(0),
     checks_revoked: AtomicU64::new(0),
-    check_errors: [const { AtomicU64::new(0) }; 8],
+    check_errors: [const { AtomicU64::new(0) }; CODES.len() + 1],
     revokes_new: AtomicU64::new(0),
     revokes_already: AtomicU64::new(0),
     revoke_errors: AtomicU64::new(0),
@@ -52,6 +56,8 @@ pub static STATS: Stats = Stats {
     logout_errors: AtomicU64::new(0),
     revokesessions_new: AtomicU64::new(0),
     revokesessions_already: AtomicU64::new(0),
+    dpop_proofs_accepted: AtomicU64::new(0),
+    dpop_replays: AtomicU64::new(0),
     last_reload_time: AtomicI64::new(0),
     last_reload_result: AtomicU64::new(0),
     verifications_offloaded: AtomicU64::new(0),
@@ -147,6 +153,15 @@ pub fn count_revokesession(ended: SessionEnd) {
         &STATS.revokesessions_already
     } else {
         &STATS.revokesessions_new
+    });
+}
+
+/// Counts one DPoP proof that reached its one-time record: `true` recorded, `false` a replay.
+pub fn count_proof(recorded: bool) {
+    bump(if recorded {
+        &STATS.dpop_proofs_accepted
+    } else {
+        &STATS.dpop_replays
     });
 }
 

@@ -4,6 +4,7 @@
 
 use crate::command_info::*;
 use crate::commands;
+use crate::dpop;
 use crate::route::KeyArgs;
 
 /// What Redis calls for the row `$row`: its arguments lent to its handler (`commands::run`).
@@ -38,7 +39,7 @@ macro_rules! answer {
 }
 
 /// Every command, in the order they are registered.
-pub static COMMANDS: [&Command; 15] = [
+pub static COMMANDS: [&Command; 18] = [
     &CHECK,
     &INSPECT,
     &REVOKE,
@@ -54,6 +55,9 @@ pub static COMMANDS: [&Command; 15] = [
     &KSINSPECT,
     &KLOGOUT,
     &KREVOKESESSION,
+    &CHECKDPOP,
+    &KCHECKDPOP,
+    &DPOPNONCE,
 ];
 
 pub static CHECK: Command = Command {
@@ -66,7 +70,7 @@ pub static CHECK: Command = Command {
     summary: c"Verifies a JWT and tells whether it is revoked",
     complexity: VERIFIES_CACHED,
     key_specs: &[],
-    args: &[TOKEN, WITHCLAIMS],
+    args: &[TOKEN, WITHCLAIMS, CERT],
     entry: entry!(CHECK),
     answer: answer!(CHECK),
 };
@@ -157,7 +161,7 @@ pub static KCHECK: Command = Command {
         c"JWTDENY.CHECK with the token's keys declared, for Redis Cluster and ACL key patterns",
     complexity: VERIFIES_CACHED,
     key_specs: READ_BOTH,
-    args: &[ENTRY_KEY, subject_key(0), TOKEN, WITHCLAIMS],
+    args: &[ENTRY_KEY, subject_key(0), TOKEN, WITHCLAIMS, CERT],
     entry: entry!(KCHECK),
     answer: answer!(KCHECK),
 };
@@ -285,6 +289,7 @@ pub static KSCHECK: Command = Command {
         ),
         TOKEN,
         WITHCLAIMS,
+        CERT,
     ],
     entry: entry!(KSCHECK),
     answer: answer!(KSCHECK),
@@ -365,6 +370,70 @@ pub static KREVOKESESSION: Command = Command {
     ],
     entry: entry!(KREVOKESESSION),
     answer: answer!(KREVOKESESSION),
+};
+
+pub static CHECKDPOP: Command = Command {
+    name: c"jwtdeny.checkdpop",
+    handler: dpop::checkdpop,
+    keys: KeyArgs::None,
+    // A write: the proof's jti is recorded. On a primary only; refused when out of memory,
+    // since a proof that cannot be recorded could be replayed.
+    flags: c"write deny-oom fast",
+    acl: "write fast",
+    arity: -5,
+    summary: c"Verifies a DPoP-bound JWT with its DPoP proof (RFC 9449), uses the proof once, \
+        and tells whether the token is revoked",
+    complexity: CHECKS_PROOF,
+    key_specs: &[],
+    args: &[TOKEN, PROOF, METHOD, URL, WITHCLAIMS, CERT],
+    entry: entry!(CHECKDPOP),
+    answer: answer!(CHECKDPOP),
+};
+
+pub static KCHECKDPOP: Command = Command {
+    name: c"jwtdeny.kcheckdpop",
+    handler: dpop::checkdpop,
+    keys: KeyArgs::Leading(4),
+    flags: c"write deny-oom fast",
+    acl: "write fast",
+    arity: -9,
+    summary: c"JWTDENY.CHECKDPOP with every key it touches declared, for Redis Cluster and ACL \
+        key patterns",
+    complexity: CHECKS_PROOF,
+    key_specs: CHECKDPOP_KEYS,
+    args: &[
+        ENTRY_KEY,
+        subject_key(0),
+        session_key(
+            c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid \
+            the sid-less cutoff key <prefix>{<sub>}:nosid",
+        ),
+        REPLAY_KEY,
+        TOKEN,
+        PROOF,
+        METHOD,
+        URL,
+        WITHCLAIMS,
+        CERT,
+    ],
+    entry: entry!(KCHECKDPOP),
+    answer: answer!(KCHECKDPOP),
+};
+
+pub static DPOPNONCE: Command = Command {
+    name: c"jwtdeny.dpopnonce",
+    handler: dpop::dpopnonce,
+    keys: KeyArgs::None,
+    flags: c"readonly fast",
+    acl: "read fast",
+    arity: 1,
+    summary: c"The DPoP nonce JWTDENY.CHECKDPOP accepts now (jwtdeny.dpop-nonce), for a \
+        DPoP-Nonce response header",
+    complexity: c"O(1)",
+    key_specs: &[],
+    args: &[],
+    entry: entry!(DPOPNONCE),
+    answer: answer!(DPOPNONCE),
 };
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::blocked::{self, Blocked, Callback};
 use crate::cache::Digest;
 use crate::route::KeyArgs;
 use crate::stats;
+use jwtdeny_core::dpop::Proof;
 use jwtdeny_core::error::Error;
 use jwtdeny_core::token::Claims;
 use redis_module::{Context, ContextFlags};
@@ -21,7 +22,23 @@ use std::thread::JoinHandle;
 
 /// A verification: it owns everything it needs (the token, and the snapshot of settings and
 /// keys it is judged by), so a worker reads no global state.
-pub type Verify = Box<dyn FnOnce() -> Result<Claims, Error> + Send>;
+pub type Verify = Box<dyn FnOnce() -> Verdict + Send>;
+
+/// What a worker judged: the token (`None`: the verification cache had it) and, for CHECKDPOP,
+/// the proof.
+pub struct Verdict {
+    pub token: Option<Result<Claims, Error>>,
+    pub proof: Option<Result<Proof, Error>>,
+}
+
+impl Verdict {
+    fn failed(why: &str) -> Verdict {
+        Verdict {
+            token: Some(Err(Error::Internal(why.into()))),
+            proof: None,
+        }
+    }
+}
 
 struct Job {
     client: Blocked<Done>,
@@ -31,7 +48,7 @@ struct Job {
 
 /// What the reply callback gets back.
 pub struct Done {
-    pub result: Result<Claims, Error>,
+    pub verdict: Verdict,
     /// The cache slot to fill, if the cache is on.
     pub digest: Option<Digest>,
     /// The generation of the snapshot the job was verified by: if the snapshot in force has
@@ -105,8 +122,8 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
         };
         let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(verify));
         stats::count_verification(true); // before the unblock, so INFO after the reply shows it
-        done.result = verified
-            .unwrap_or_else(|_| Err(Error::Internal("verification failed unexpectedly".into())));
+        done.verdict =
+            verified.unwrap_or_else(|_| Verdict::failed("verification failed unexpectedly"));
         client.unblock(Some(done));
     }
 }
@@ -125,7 +142,7 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
 /// and the verification cache still spares repeats.
 pub fn submit(
     ctx: &Context,
-    verify: impl FnOnce() -> Result<Claims, Error> + Send + 'static,
+    verify: impl FnOnce() -> Verdict + Send + 'static,
     done: Done,
     reply: Callback,
 ) -> bool {
@@ -156,7 +173,7 @@ pub fn take_done(ctx: &Context) -> Option<Done> {
     // SAFETY: `check`'s reply callback, of a client blocked by `submit` as a Blocked<Done>.
     let done = unsafe { blocked::data::<Done>(ctx) }?;
     Some(Done {
-        result: std::mem::replace(&mut done.result, Err(Error::Internal("taken".into()))),
+        verdict: std::mem::replace(&mut done.verdict, Verdict::failed("taken")),
         digest: done.digest,
         generation: done.generation,
         keys: done.keys,

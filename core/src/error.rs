@@ -7,7 +7,7 @@ use std::fmt;
 
 /// The codes a token is refused with, in the order the checks run (the order INFO counts
 /// them in). Every other refusal is `ERR`.
-pub const CODES: [&str; 7] = [
+pub const CODES: [&str; 8] = [
     "MALFORMED",
     "BADALG",
     "NOKEY",
@@ -15,6 +15,7 @@ pub const CODES: [&str; 7] = [
     "BADCLAIMS",
     "EXPIRED",
     "NOTYET",
+    "DPOP",
 ];
 
 /// Why a token, a keys file or a command was refused.
@@ -34,6 +35,11 @@ pub enum Error {
     Expired(String),
     /// The token is before `nbf` (− leeway).
     NotYet(String),
+    /// A sender-constrained token presented without what binds it (a DPoP proof, a client
+    /// certificate), or a DPoP proof refused. The message's first word is the OAuth error code a
+    /// resource server answers with (RFC 9449 §7.1, RFC 6750 §3.1): `invalid_token`,
+    /// `invalid_dpop_proof`, or `use_dpop_nonce` followed by a fresh nonce.
+    Dpop(String),
     /// A usage error of a command (unknown subcommand, missing configuration).
     Usage(String),
     /// A keys file that cannot be used; the message says what is wrong with it.
@@ -53,6 +59,7 @@ impl Error {
             Error::BadClaims(_) => "BADCLAIMS",
             Error::Expired(_) => "EXPIRED",
             Error::NotYet(_) => "NOTYET",
+            Error::Dpop(_) => "DPOP",
             Error::Usage(_) | Error::KeysFile(_) | Error::Internal(_) => "ERR",
         }
     }
@@ -66,10 +73,23 @@ impl Error {
             | Error::BadClaims(m)
             | Error::Expired(m)
             | Error::NotYet(m)
+            | Error::Dpop(m)
             | Error::Usage(m)
             | Error::KeysFile(m)
             | Error::Internal(m) => m,
         }
+    }
+}
+
+impl Error {
+    /// A token refused for what binds it: `DPOP invalid_token …`.
+    pub fn unbound(why: impl fmt::Display) -> Error {
+        Error::Dpop(format!("invalid_token {why}"))
+    }
+
+    /// A DPoP proof refused: `DPOP invalid_dpop_proof …`, the message naming the rule.
+    pub fn bad_proof(why: impl fmt::Display) -> Error {
+        Error::Dpop(format!("invalid_dpop_proof {why}"))
     }
 }
 

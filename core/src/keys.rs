@@ -372,6 +372,17 @@ impl KeySet {
     }
 }
 
+/// The one public key a DPoP proof carries in its header (RFC 9449 §4.2), with the checks a
+/// provider's key gets (RSA size and exponent, EC point on its curve). A secret (`oct`) key or an
+/// unsupported type is refused; the text says why.
+pub(crate) fn public_jwk(obj: &Map<String, Value>) -> Result<Key, String> {
+    match parse_jwk(obj, 0, KeySource::Uri) {
+        Ok(Parsed::Key(key)) => Ok(key),
+        Ok(Parsed::Skipped(why)) => Err(why),
+        Err(e) => Err(e.message().to_string()),
+    }
+}
+
 enum Parsed {
     Key(Key),
     Skipped(String),

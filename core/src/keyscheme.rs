@@ -3,14 +3,16 @@
 //!
 //! An entry is the string key `<prefix>{<sub>}:<iat>`; a subject's cutoff is `<prefix>{<sub>}`;
 //! a session's cutoff is `<prefix>{<sub>}:sid:<sid>`; the cutoff of a subject's tokens without
-//! `sid` (any session's end) is `<prefix>{<sub>}:nosid`. Keys come from verified claims only, never
+//! `sid` (any session's end) is `<prefix>{<sub>}:nosid`; a DPoP proof's one-time record is
+//! `<prefix>{<sub>}:dpop:<digest>`. Keys come from verified claims only, never
 //! from the token's bytes, so every re-encoding of one token (a different signature, another
 //! NumericDate spelling) finds the same entry. The subject is the hash tag, so all of a
 //! subject's keys share one Redis Cluster slot.
 //!
-//! The four shapes never meet: the prefix has no braces and the encoded subject none either,
+//! The five shapes never meet: the prefix has no braces and the encoded subject none either,
 //! so the first `}` ends the tag; after it a cutoff has nothing, an entry `:` and an integer
-//! (a digit or `-`), a session `:sid:`, a sid-less cutoff `:nosid` and nothing more.
+//! (a digit or `-`), a session `:sid:`, a sid-less cutoff `:nosid` and nothing more, a proof's
+//! record `:dpop:` and a digest.
 
 /// Percent-encodes the characters that would make the hash tag ambiguous: `{` and `}` delimit
 /// it, and `%` is the escape itself. Ordinary subjects are left exactly as they are.
@@ -98,6 +100,18 @@ pub fn sidless_key(prefix: &str, sub: &str) -> String {
     let mut key = subject_key(prefix, sub);
     key.push_str(SIDLESS_SUFFIX);
     key
+}
+
+/// The key recording a DPoP proof's one-time use: `<prefix>{<sub>}:dpop:<replay_id>`, where
+/// `replay_id` is `dpop::replay_id(jkt, jti)` (43 base64url characters, whatever the client
+/// sent). In the subject's slot; `:dpop:` meets none of the other shapes.
+pub fn proof_key(prefix: &str, sub: &str, replay_id: &str) -> String {
+    proof_key_under(&subject_key(prefix, sub), replay_id)
+}
+
+/// [`proof_key`] from the subject's key `<prefix>{<sub>}`.
+pub fn proof_key_under(subject_key: &str, replay_id: &str) -> String {
+    format!("{subject_key}:dpop:{replay_id}")
 }
 
 /// What follows the hash tag in a sid-less cutoff's key: neither an integer (an entry) nor

@@ -2,6 +2,7 @@
 //!
 //! The module (the cdylib at the repository root) adds storage, caching, configs and commands.
 
+pub mod dpop;
 pub mod error;
 pub mod fetch;
 pub mod keys;

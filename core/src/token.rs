@@ -3,6 +3,7 @@
 //! The checks run in a fixed order — shape, algorithm, key, signature, claims, time — so that a
 //! token which is not authentic learns nothing about how its claims would have been judged.
 
+use crate::dpop::Binding;
 use crate::error::{quote, Error};
 use crate::keys::{alg_name, parse_alg, AlgSet, KeySet};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,6 +43,8 @@ pub struct Claims {
     /// The OIDC session the token belongs to (`sid`), when it names one: a non-empty string.
     /// Any other value is no session at all, as it was before jwtdeny read `sid`.
     pub sid: Option<Arc<str>>,
+    /// What the token is bound to (`cnf`: a DPoP key, a client certificate), if anything.
+    pub binding: Option<Arc<Binding>>,
 }
 
 /// The times a verified token is judged by on every command. Apart from its subject, so that
@@ -147,6 +150,7 @@ pub(crate) struct RawClaims {
     iss: Option<Value>,
     aud: Option<Value>,
     sid: Option<SessionId>,
+    cnf: Option<Value>,
     /// Present (with any value, `null` included) only in Security Event Tokens such as
     /// back-channel logout tokens: never in an access token.
     #[serde(default, deserialize_with = "present")]
@@ -246,8 +250,8 @@ pub(crate) struct Unverified<'t, H = RawHeader, C = RawClaims> {
     pub(crate) header: H,
     pub(crate) claims: C,
     /// `base64(header) "." base64(payload)`, the bytes the signature covers.
-    signing_input: &'t [u8],
-    signature: Vec<u8>,
+    pub(crate) signing_input: &'t [u8],
+    pub(crate) signature: Vec<u8>,
 }
 
 /// Verifies `token` against `keys` and `policy`. Does not look at the clock: call
@@ -511,12 +515,17 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
         check_audience(raw.aud.as_ref(), want, "jwtdeny.audience")?;
     }
     let sid = raw.sid.as_ref().and_then(|s| s.0.clone());
+    let binding = match &raw.cnf {
+        None => None,
+        Some(cnf) => Some(Arc::new(Binding::from_cnf(cnf)?)),
+    };
     Ok(Claims {
         sub,
         iat,
         exp,
         nbf,
         sid,
+        binding,
     })
 }
 
@@ -706,6 +715,7 @@ mod tests {
             exp: 100,
             nbf: Some(50),
             sid: None,
+            binding: None,
         };
         assert!(c.check_time(99_999, 0).is_ok());
         assert_eq!(c.check_time(100_000, 0).err().unwrap().code(), "EXPIRED");

@@ -1330,3 +1330,82 @@ pub fn deny_key(sub: &str, iat: i64) -> String {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+// ---------------------------------------------------------------------------------------------
+// DPoP (RFC 9449)
+
+/// A DPoP key: one of the vectors' private keys, its public JWK as a proof carries it, and its
+/// RFC 7638 thumbprint (what a bound token's `cnf.jkt` names).
+pub struct ProofKey {
+    pub alg: &'static str,
+    pub jwk: Value,
+    pub jkt: String,
+}
+
+impl ProofKey {
+    pub fn of(alg: &'static str) -> ProofKey {
+        let mut jwk = jwk(default_kid(alg));
+        let members = jwk.as_object_mut().expect("jwk object");
+        for m in ["kid", "alg", "use", "key_ops"] {
+            members.remove(m);
+        }
+        let jkt = jwtdeny_core::dpop::thumbprint(members).expect("thumbprint");
+        ProofKey { alg, jwk, jkt }
+    }
+
+    /// A proof with the standard header (`typ`, `alg`, `jwk`) over `claims`.
+    pub fn proof(&self, claims: &Value) -> String {
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": self.alg, "jwk": self.jwk});
+        self.proof_with(&header, claims)
+    }
+
+    /// A proof with exactly this header, signed by this key.
+    pub fn proof_with(&self, header: &Value, claims: &Value) -> String {
+        sign_raw(self.alg, &header.to_string(), &claims.to_string())
+    }
+
+    /// A fresh proof for a request with `token`.
+    pub fn proof_for(&self, token: &str, method: &str, url: &str) -> String {
+        self.proof(&proof_claims(token, method, url))
+    }
+}
+
+/// The claims of a fresh proof: a new `jti`, `iat` now, `ath` of `token`.
+pub fn proof_claims(token: &str, method: &str, url: &str) -> Value {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let jti = format!(
+        "jti-{}-{}-{}",
+        std::process::id(),
+        now_ms(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    serde_json::json!({
+        "jti": jti,
+        "htm": method,
+        "htu": url,
+        "iat": now(),
+        "ath": jwtdeny_core::dpop::access_token_hash(token.as_bytes()),
+    })
+}
+
+/// An HS256 access token of `sub` bound to the DPoP key `jkt`.
+pub fn bound_token(sub: &str, jkt: &str) -> String {
+    mint_default(
+        "HS256",
+        &serde_json::json!({"sub": sub, "iat": now(), "exp": FAR_EXP, "cnf": {"jkt": jkt}}),
+    )
+}
+
+/// `JWTDENY.CHECKDPOP token proof method url [extra…]`.
+pub fn checkdpop(
+    server: &Server,
+    token: &str,
+    proof: &str,
+    method: &str,
+    url: &str,
+    extra: &[&str],
+) -> Reply {
+    let mut args = vec!["JWTDENY.CHECKDPOP", token, proof, method, url];
+    args.extend_from_slice(extra);
+    server.cmd(&args)
+}

@@ -25,6 +25,8 @@ mod config;
 mod database;
 #[path = "../denylist.rs"]
 mod denylist;
+#[path = "../dpop.rs"]
+mod dpop;
 #[path = "../durability.rs"]
 mod durability;
 #[path = "../forgery.rs"]
