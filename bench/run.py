@@ -18,7 +18,9 @@ redis-server on a free loopback port with the module and tests/vectors/jwks.json
      and ioredis;
   7. (issue 10) a second server with its keys from an HTTPS JWKS server run here (openssl CLI
      for the certificates): cache hits and misses of cached CHECKs while JWTDENY.KEYS RELOAD
-     refetches unchanged keys, and, as a contrast, a changed key.
+     refetches unchanged keys, and, as a contrast, a changed key;
+ 10. (issue 19) JWTDENY.CHECKDPOP of a cached bound token with a never-seen DPoP proof each
+     request, ES256, EdDSA and RS256 proofs, inline and with workers (part of `main`).
 
 Prints Markdown tables; --save also writes bench/results.md with the machine, date and commands.
 --only main,node,jwks runs some of them. Python 3 standard library only.
@@ -425,6 +427,8 @@ def parse_args():
     ap.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", "1")),
                     help="run sections 1 and 2 this many times and report medians (1); "
                     "env BENCH_ROUNDS")
+    ap.add_argument("--dpop", type=int, help="CHECKDPOP requests per algorithm and worker "
+                    "setting in section 10 (10000; 0 skips it); env BENCH_DPOP")
     ap.add_argument("--revokes", type=int, help="fresh HS256 tokens for REVOKE (100000)")
     ap.add_argument("--mem-count", type=int, help="revocations for memory per entry (1000000)")
     ap.add_argument("--verify-seconds", type=float, help="seconds per algorithm for the "
@@ -459,7 +463,7 @@ def parse_args():
         "fresh": (10000, 1000), "fresh_rs256": (2500, 300), "revokes": (100000, 20000), "mem_count": (1000000, 100000),
         "verify_seconds": (1.0, 0.3), "contention_tokens": (40000, 8000),
         "node_checks": (48000, 9000), "jwks_checks": (300000, 60000),
-        "jwks_sessions": (1000, 200),
+        "jwks_sessions": (1000, 200), "dpop": (int(env("BENCH_DPOP", "10000")), 1000),
     }
     for k, (full, small) in defaults.items():
         if getattr(o, k) is None:
@@ -747,6 +751,10 @@ def server_sections(opts, report):
         if opts.contention_tokens > 0:
             cont = contention(opts, srv, iat, exp)
             report.append(cont)
+
+        # --- 10. DPoP: CHECKDPOP with a fresh proof every request (issue 19) ----------------
+        if opts.dpop > 0:
+            report.append(dpop_section(opts, srv, lg, iat, exp))
     finally:
         srv.stop()
     return srv.version, (rb, lg, overhead, mem)
@@ -819,6 +827,58 @@ def contention(opts, srv, iat, exp):
             + ". `overlap` is the share of the GET run during which the CHECKs were running.\n\n"
             + table(["scenario", "workers", "GET ops/s", "GET p50 ms", "GET p99 ms",
                      "CHECK ops/s", "CHECK p99 ms", "overlap"], rows))
+
+
+def dpop_section(opts, srv, lg, iat, exp):
+    """CHECKDPOP of a cached token with a never-seen proof each request, ES256, EdDSA and RS256
+    proofs, inline and with a worker pool, against EXISTS and first-sight CHECK of section 2."""
+    sys.path.insert(0, str(BENCH))
+    import dpop  # bench/dpop.py
+    r = srv.r
+    old_window = try_config_set(r, "jwtdeny.dpop-window", "3600")  # proofs are minted ahead
+    old_workers = try_config_set(r, "jwtdeny.workers", "0")
+    record("dpop", ["redis-cli", "-p", srv.port, "CONFIG", "SET", "jwtdeny.dpop-window", "3600"])
+    rows = []
+    P = opts.pipeline
+    n = opts.dpop
+    with tempfile.TemporaryDirectory(prefix="jwtdeny-bench-dpop-") as d:
+        for alg in ("ES256", "EdDSA", "RS256"):
+            count = n if alg != "RS256" else max(1000, n // 4)  # RSA signing is slow to mint
+            for workers in [0] + [w for w in opts.contention_workers if w > 0]:
+                rcmd(srv, "dpop", "CONFIG", "SET", "jwtdeny.workers", workers)
+                for pipe in (1, P):
+                    sub = f"dpop-{alg}-w{workers}-p{pipe}"
+                    log(f"DPoP: {count} CHECKDPOP with {alg} proofs, workers {workers}, -P {pipe}")
+                    token, proofs = dpop.requests(JWTBENCH, KEY_DIR, alg, sub, count, iat, exp)
+                    path = os.path.join(d, f"{sub}.txt")
+                    Path(path).write_text("".join(" ".join(c) + "\n"
+                                                  for c in dpop.commands(token, proofs)))
+                    r("FLUSHALL")
+                    res = loadgen(opts, srv, f"lines:{path}", count, pipe, ":1",
+                                  "jwtdeny.checkdpop", flush=False, section="dpop")
+                    base = lg[("EXISTS", pipe)]
+                    first = lg.get((f"JWTDENY.CHECK {alg} (first sight)", pipe))
+                    rows.append([f"CHECKDPOP, {alg} proof, cached token", workers, pipe,
+                                 fmt_ops(count), fmt_ops(res["ops"]), ratio(res["ops"], base["ops"]),
+                                 ratio(res["ops"], first["ops"]) if first else "",
+                                 f"{res['p50']:.3f}", f"{res['p99']:.3f}", f"{res['usec']:.2f}",
+                                 f"{res['cpu']:.2f}"])
+    if old_workers is not None:
+        r("CONFIG", "SET", "jwtdeny.workers", old_workers)
+    if old_window is not None:
+        r("CONFIG", "SET", "jwtdeny.dpop-window", old_window)
+    return ("## 10. DPoP: JWTDENY.CHECKDPOP with a never-seen proof on every request\n\n"
+            "One HS256 access token bound to the test key's thumbprint (verified once, then "
+            "cached) and a distinct proof per request (`jwtbench sign`, bench/dpop.py), sent "
+            f"through jwtbench over {opts.clients} connections; each reply is `1` (the proof "
+            "recorded). `× EXISTS` and `× first-sight CHECK` are against section 2 at the same "
+            "pipelining (a CHECK of a never-seen token of the proof's algorithm: one signature "
+            "verification each, as here). With workers the proof's signature is verified off "
+            "the main thread; `server µs/call` then counts the main thread's share only. "
+            "`make bench-instructions` gives the instructions per request.\n\n"
+            + table(["case", "workers", "-P", "requests", "ops/s", "× EXISTS",
+                     "× first-sight CHECK", "p50 ms", "p99 ms", "server µs/call",
+                     "server CPU µs/req"], rows))
 
 
 def redis_benchmark_raw(srv, args):

@@ -292,14 +292,49 @@ fn arg_names(args: &[Reply]) -> Vec<String> {
 fn command_docs_describe_every_command() {
     let server = Server::with_vector_keys();
     for (name, args) in [
-        ("jwtdeny.check", &["token", "withclaims"][..]),
+        (
+            "jwtdeny.check",
+            &["token", "withclaims", "sha256-thumbprint"][..],
+        ),
         ("jwtdeny.inspect", &["token"]),
         ("jwtdeny.revoke", &["token"]),
         ("jwtdeny.revokeall", &["sub", "unix-seconds"]),
         ("jwtdeny.keys", &["subcommand"]),
         (
             "jwtdeny.kcheck",
-            &["entry-key", "subject-key", "token", "withclaims"],
+            &[
+                "entry-key",
+                "subject-key",
+                "token",
+                "withclaims",
+                "sha256-thumbprint",
+            ],
+        ),
+        (
+            "jwtdeny.checkdpop",
+            &[
+                "token",
+                "proof",
+                "method",
+                "url",
+                "withclaims",
+                "sha256-thumbprint",
+            ],
+        ),
+        (
+            "jwtdeny.kcheckdpop",
+            &[
+                "entry-key",
+                "subject-key",
+                "session-key",
+                "replay-key",
+                "token",
+                "proof",
+                "method",
+                "url",
+                "withclaims",
+                "sha256-thumbprint",
+            ],
         ),
         ("jwtdeny.kinspect", &["entry-key", "subject-key", "token"]),
         ("jwtdeny.krevoke", &["entry-key", "subject-key", "token"]),

@@ -29,11 +29,17 @@ fn wrong_arity_gets_the_standard_error() {
         arity("jwtdeny.check"),
         "CHECK without arguments"
     );
-    // CHECK takes an optional WITHCLAIMS: four arguments are too many.
+    // CHECK takes options after the token: an unknown one is a syntax error, CERT without
+    // its value too few arguments.
+    assert_err(
+        &server.cmd(&["jwtdeny.check", t, "WITHCLAIMS", "x"]),
+        "ERR",
+        "CHECK with an unknown option",
+    );
     assert_eq!(
-        server.cmd(&["jwtdeny.check", t, "WITHCLAIMS", "x"]),
+        server.cmd(&["jwtdeny.check", t, "WITHCLAIMS", "CERT"]),
         arity("jwtdeny.check"),
-        "CHECK with three arguments"
+        "CHECK with CERT and no thumbprint"
     );
     assert_eq!(
         server.cmd(&["jwtdeny.revoke"]),

@@ -70,8 +70,14 @@ fn a_valid_proof_passes_once_with_each_algorithm() {
         let payload: Value = serde_json::from_str(&items[1].text()).unwrap();
         assert_eq!(payload["cnf"]["jkt"], key.jkt.as_str(), "{alg}");
     }
-    assert_eq!(info_i64(&server, "jwtdeny", "jwtdeny_dpop_proofs_accepted"), 10);
-    assert_eq!(info_i64(&server, "jwtdeny", "jwtdeny_dpop_replays_refused"), 5);
+    assert_eq!(
+        info_i64(&server, "jwtdeny", "jwtdeny_dpop_proofs_accepted"),
+        10
+    );
+    assert_eq!(
+        info_i64(&server, "jwtdeny", "jwtdeny_dpop_replays_refused"),
+        5
+    );
     assert_eq!(info_i64(&server, "jwtdeny", "jwtdeny_checks_dpop"), 5);
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 
 /// Every field the section must have, in the documented order.
-const FIELDS: [&str; 40] = [
+const FIELDS: [&str; 43] = [
     "checks_active",
     "checks_revoked",
     "checks_malformed",
@@ -21,6 +21,7 @@ const FIELDS: [&str; 40] = [
     "checks_badclaims",
     "checks_expired",
     "checks_notyet",
+    "checks_dpop",
     "checks_other_errors",
     "revokes_new",
     "revokes_already",
@@ -33,6 +34,8 @@ const FIELDS: [&str; 40] = [
     "logouts_errors",
     "revokesessions_new",
     "revokesessions_already",
+    "dpop_proofs_accepted",
+    "dpop_replays_refused",
     "session_revocation",
     "keys_loaded",
     "keys_file",
@@ -55,7 +58,7 @@ const FIELDS: [&str; 40] = [
 ];
 
 /// The counters: the first fields of the section.
-const COUNTERS: &[&str] = FIELDS.split_at(21).0;
+const COUNTERS: &[&str] = FIELDS.split_at(24).0;
 
 fn counters(server: &Server) -> BTreeMap<String, i64> {
     let m = info(server);

@@ -4,14 +4,16 @@
 //! Each cell of `workers` {0, 2} × key source {file, url, both} × verification cache {on, off}
 //! starts a master, a replica and (for url/both) the test identity provider, then runs random
 //! operations for its share of `SCENARIO_SECONDS` (default 60 for the whole matrix):
-//! CHECK/KCHECK/KSCHECK (with and without WITHCLAIMS), REVOKE/KREVOKE, REVOKEALL, LOGOUT and
+//! CHECK/KCHECK/KSCHECK (with and without WITHCLAIMS), CHECKDPOP/KCHECKDPOP of DPoP-bound
+//! tokens with fresh and replayed proofs, REVOKE/KREVOKE, REVOKEALL, LOGOUT and
 //! KLOGOUT (with and without sid), REVOKESESSION, INSPECT, forged tokens, unknown kids, pipelined
 //! and MULTI batches, key rotation and removal at the provider, provider outages and slow
 //! answers, CONFIG SET of bounds, KEYS RELOAD, the replica, an AOF restart and MODULE
 //! UNLOAD/LOAD. Tokens are minted by another library (jsonwebtoken) with the shared test keys.
 //!
 //! Invariants at every step: each command gets its own reply, in order, within the connection's
-//! read timeout; never `1` for a revoked, forged, expired or removed-key token; never an error
+//! read timeout; never `1` for a revoked, forged, expired or removed-key token, for a DPoP-bound
+//! token without its proof, or for a proof used before; never an error
 //! for an active token whose key is served; PING answers within a bound while the provider is
 //! slow. At the end of a cell: no blocked client left, the server alive, memory back near where
 //! it started. A failure prints the seed, the cell and the last steps; replay it with
@@ -114,6 +116,8 @@ struct Tok {
     /// Signed as the server will check it; false for a forgery of any kind.
     authentic: bool,
     expired: bool,
+    /// Bound to the DPoP test key (`cnf.jkt`): never `1` as a bearer token.
+    bound: bool,
 }
 
 /// The model of the denylist, and of which keys the server has in force.
@@ -146,6 +150,14 @@ impl Model {
     /// What CHECK must answer: `Some(revoked)` for a token that verifies, `None` for one that
     /// must be refused with an error.
     fn expect(&self, t: &Tok) -> Option<bool> {
+        if t.bound {
+            return None; // DPOP invalid_token, or another refusal
+        }
+        self.expect_verified(t)
+    }
+
+    /// What a command that accepts bound tokens (REVOKE, CHECKDPOP with its proof) judges.
+    fn expect_verified(&self, t: &Tok) -> Option<bool> {
         if !t.authentic || t.expired || !self.served.contains(&t.kid) {
             return None;
         }
@@ -188,6 +200,13 @@ struct Run {
     /// A token pool, so that revocations are checked again later.
     pool: Vec<Tok>,
     counter: u64,
+    /// The DPoP test key, and proofs sent: (token, proof, method, when), and which the server
+    /// recorded (a `1` reply).
+    dpop: ProofKey,
+    proofs: VecDeque<(Tok, String, Instant)>,
+    used: BTreeSet<String>,
+    /// CHECKDPOP replies `1`, and replays refused: the summary shows the op did its work.
+    dpop_counts: (u64, u64),
 }
 
 impl Run {
@@ -314,6 +333,12 @@ impl Run {
     }
 
     fn mint(&mut self) -> Tok {
+        self.mint_as(false)
+    }
+
+    /// A token; `dpop`: one issued just now (after any cutoff so far, as a client's new token is),
+    /// most often bound to the DPoP test key.
+    fn mint_as(&mut self, dpop: bool) -> Tok {
         self.counter += 1;
         let sub = *self.rng.pick(&SUBJECTS);
         let sid = match self.rng.below(3) {
@@ -323,7 +348,12 @@ impl Run {
         let key = self.rng.pick(&self.keys).clone();
         let now = now();
         let expired = self.rng.chance(5);
-        let iat = now - 5 - self.rng.below(200) as i64;
+        // A second ahead: after every cutoff written so far (a logout's is its own second).
+        let iat = if dpop {
+            now + 1
+        } else {
+            now - 5 - self.rng.below(200) as i64
+        };
         let exp = if expired {
             now - 2
         } else {
@@ -332,6 +362,10 @@ impl Run {
         let mut claims = json!({"sub": sub, "iat": iat, "exp": exp, "jti": self.counter});
         if let Some(sid) = sid {
             claims["sid"] = json!(sid);
+        }
+        let bound = self.rng.chance(if dpop { 85 } else { 15 });
+        if bound {
+            claims["cnf"] = json!({"jkt": self.dpop.jkt});
         }
         let text = mint(key.alg, Some(&key.kid), &claims);
         Tok {
@@ -342,6 +376,7 @@ impl Run {
             kid: key.kid,
             authentic: true,
             expired,
+            bound,
         }
     }
 
@@ -424,7 +459,8 @@ impl Run {
         // may have been fetched meanwhile (an unknown-kid fetch): it is then judged like any
         // token of a served key, or refused (NOKEY) if not.
         let pending = self.model.provider.contains(&t.kid) && !self.model.served.contains(&t.kid);
-        let fetched = (pending && t.authentic && !t.expired).then(|| self.model.revoked(t));
+        let fetched =
+            (pending && t.authentic && !t.expired && !t.bound).then(|| self.model.revoked(t));
         match (self.model.expect(t), got) {
             (Some(revoked), Some(n)) if n == i64::from(!revoked) => {}
             (None, Some(n)) if fetched.is_some_and(|revoked| n == i64::from(!revoked)) => {}
@@ -490,7 +526,7 @@ impl Run {
         } else {
             self.cmd(&["JWTDENY.REVOKE", &t.text])
         };
-        match (self.model.expect(&t), &r) {
+        match (self.model.expect_verified(&t), &r) {
             (Some(revoked), Reply::Int(n)) if *n == i64::from(!revoked) => {
                 if !revoked {
                     self.model.entries.insert((t.sub.to_string(), t.iat));
@@ -623,7 +659,7 @@ impl Run {
         let ok = match self.model.expect(&t) {
             Some(true) => status == "revoked",
             Some(false) => status == "active",
-            None if pending && t.authentic && !t.expired => {
+            None if pending && t.authentic && !t.expired && !t.bound => {
                 status
                     == if self.model.revoked(&t) {
                         "revoked"
@@ -679,6 +715,103 @@ impl Run {
         };
         for (t, r) in tokens.iter().zip(&replies) {
             self.judge_check(t, r, false, "CHECK in MULTI");
+        }
+    }
+
+    /// CHECKDPOP or KCHECKDPOP of a token with a proof: a fresh one, or one sent before (a
+    /// replay). Never `1` for a revoked, forged, expired, unbound or unserved token, nor for a
+    /// proof the server has recorded; `1` for a bound active token with a fresh proof.
+    fn op_dpop(&mut self) {
+        const URL: &str = "https://api.example.com/scenario";
+        let now = Instant::now();
+        // A proof older than half the window may be refused for its age: not replayed.
+        self.proofs
+            .retain(|(_, _, at)| now.duration_since(*at) < Duration::from_secs(30));
+        let (t, proof, replay) = match self.proofs.len() {
+            n if n > 0 && self.rng.chance(30) => {
+                let (t, p, _) = self.proofs[self.rng.below(n as u64) as usize].clone();
+                (t, p, true)
+            }
+            _ => {
+                let t = if self.rng.chance(70) {
+                    let t = self.mint_as(true);
+                    if self.pool.len() < 64 {
+                        self.pool.push(t.clone());
+                    }
+                    t
+                } else {
+                    self.any_token()
+                };
+                let p = self.dpop.proof_for(&t.text, "GET", URL);
+                self.proofs.push_back((t.clone(), p.clone(), now));
+                if self.proofs.len() > 32 {
+                    self.proofs.pop_front();
+                }
+                (t, p, false)
+            }
+        };
+        let keyed = self.rng.chance(40);
+        self.step(format!("CHECKDPOP keyed={keyed} replay={replay} {t:?}"));
+        let r = if keyed {
+            let jti = b64_decode(proof.split('.').nth(1).expect("payload"));
+            let jti: Value = serde_json::from_slice(&jti).expect("json");
+            let record = format!(
+                "{}:dpop:{}",
+                subject_key(t.sub),
+                jwtdeny_core::dpop::replay_id(&self.dpop.jkt, jti["jti"].as_str().expect("jti"))
+            );
+            let (e, s, th) = (
+                entry_key(t.sub, t.iat),
+                subject_key(t.sub),
+                third_key(t.sub, t.sid),
+            );
+            self.cmd(&[
+                "JWTDENY.KCHECKDPOP",
+                &e,
+                &s,
+                &th,
+                &record,
+                &t.text,
+                &proof,
+                "GET",
+                URL,
+            ])
+        } else {
+            self.cmd(&["JWTDENY.CHECKDPOP", &t.text, &proof, "GET", URL])
+        };
+        let pending = self.model.provider.contains(&t.kid) && !self.model.served.contains(&t.kid);
+        let expect = match self.model.expect_verified(&t) {
+            _ if !t.bound => None,
+            None if pending && t.authentic && !t.expired => {
+                // Fetched meanwhile, or not: either judgement, or a refusal.
+                match &r {
+                    Reply::Error(_) => None,
+                    _ => Some(self.model.revoked(&t)),
+                }
+            }
+            e => e,
+        };
+        match (expect, &r) {
+            (Some(true), Reply::Int(0)) => {}
+            (Some(false), Reply::Int(1)) if !self.used.contains(&proof) => {
+                self.used.insert(proof);
+                self.dpop_counts.0 += 1;
+            }
+            (Some(false), Reply::Error(e)) if self.used.contains(&proof) => {
+                if !e.starts_with("DPOP invalid_dpop_proof") {
+                    self.fail(&format!("a replayed proof for {t:?}: {r}"));
+                }
+                self.dpop_counts.1 += 1;
+            }
+            (None, Reply::Error(e)) => {
+                if t.authentic && !t.expired && t.bound && !e.starts_with("NOKEY") && !pending {
+                    self.fail(&format!("CHECKDPOP of an active bound token {t:?}: {r}"));
+                }
+            }
+            _ => self.fail(&format!(
+                "CHECKDPOP of {t:?} (expected {expect:?}, proof used before: {}): {r}",
+                self.used.contains(&proof)
+            )),
         }
     }
 
@@ -869,6 +1002,10 @@ fn run_cell(cell: Cell, seed: u64, budget: Duration) {
         keys: Vec::new(),
         pool: Vec::new(),
         counter: 0,
+        dpop: ProofKey::of("ES256"),
+        proofs: VecDeque::new(),
+        used: BTreeSet::new(),
+        dpop_counts: (0, 0),
     };
     run.keys = run.signing_keys();
     run.sync_keys();
@@ -878,7 +1015,8 @@ fn run_cell(cell: Cell, seed: u64, budget: Duration) {
     while Instant::now() < deadline {
         steps += 1;
         match run.rng.below(100) {
-            0..=29 => run.op_check(),
+            0..=24 => run.op_check(),
+            25..=29 => run.op_dpop(),
             30..=39 => run.op_revoke(),
             40..=44 => run.op_revokeall(),
             45..=52 => run.op_logout(),
@@ -923,9 +1061,12 @@ fn run_cell(cell: Cell, seed: u64, budget: Duration) {
         ));
     }
     println!(
-        "scenario cell {} seed {seed}: {steps} operations, {} revocations modelled",
+        "scenario cell {} seed {seed}: {steps} operations, {} revocations modelled, {} DPoP \
+         proofs accepted, {} replays refused",
         cell.name(),
-        run.model.entries.len()
+        run.model.entries.len(),
+        run.dpop_counts.0,
+        run.dpop_counts.1
     );
 }
 

@@ -12,12 +12,15 @@ server), so in cluster mode jwtdeny answers it with an error and expects the key
     JWTDENY.KREVOKEALL      <subject-key> <sub> [AT <unix-seconds>]
     JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <sidless-key> <logout_token>
     JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sidless-key> <sub> <sid>
+    JWTDENY.KCHECKDPOP      <entry-key> <subject-key> <third-key> <replay-key> <token> <proof>
+                            <method> <url> [WITHCLAIMS] [CERT <thumbprint>]
 
 This module derives those keys from a token exactly as the server does::
 
     entry-key   = <prefix>{<enc(sub)>}:<iat>
     subject-key = <prefix>{<enc(sub)>}
     session-key = <prefix>{<enc(sub)>}:sid:<sid>
+    replay-key  = <prefix>{<enc(sub)>}:dpop:<base64url(SHA-256(<cnf.jkt> ":" <proof jti>))>
 
 ``enc`` percent-encodes only ``%``, ``{`` and ``}`` (as ``%25``, ``%7B``, ``%7D``), so the hash
 tag is unambiguous for any ``sub``; ``iat`` is the floor of the NumericDate (``1767225600``,
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
@@ -66,6 +70,8 @@ __all__ = [
     "krevokeall",
     "klogout",
     "krevokesession",
+    "dpop_replay_key",
+    "kcheckdpop",
 ]
 
 DEFAULT_PREFIX = "jwtdeny:"
@@ -303,3 +309,28 @@ def krevokesession(client, sub: str, sid: str, prefix: str = DEFAULT_PREFIX):
         sub,
         sid,
     )
+
+
+def dpop_replay_key(sub: str, jkt: str, jti: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key of a DPoP proof's one-time record: its key's thumbprint (the token's
+    ``cnf.jkt``) and its ``jti``, hashed to a fixed size, in the subject's slot."""
+    digest = hashlib.sha256(f"{jkt}:{jti}".encode("utf-8")).digest()
+    return f"{subject_key(sub, prefix)}:dpop:{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def kcheckdpop(client, token, proof, method: str, url: str, prefix: str = DEFAULT_PREFIX,
+               withclaims: bool = False):
+    """``JWTDENY.KCHECKDPOP``: a DPoP-bound token with its proof, every key declared. 1 active
+    (the proof is now used), 0 revoked; a refused token or proof raises redis.ResponseError
+    (``DPOP invalid_dpop_proof ...`` and the like)."""
+    entry, subject = keys_for(token, prefix)
+    sub, _ = claims_of(token)
+    cnf = _payload(token).get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    jti = _payload(proof).get("jti")
+    if not isinstance(jkt, str) or not isinstance(jti, str):
+        raise ValueError("the token has no cnf.jkt or the proof no jti: not a DPoP request")
+    extra = ("WITHCLAIMS",) if withclaims else ()
+    return client.execute_command(
+        "JWTDENY.KCHECKDPOP", entry, subject, third_key_for(token, prefix),
+        dpop_replay_key(sub, jkt, jti, prefix), token, proof, method, url, *extra)

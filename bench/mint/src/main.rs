@@ -41,6 +41,9 @@ usage:
   jwtbench verify-file --alg ALG --file PATH [--mode verify|decode] [--key-dir DIR]
                   (verifies every token of PATH, one a line, once, in `counted_verify` /
                   `counted_decode`: for callgrind --toggle-collect, bench/instructions.py)
+  jwtbench sign   --alg ALG [--key-dir DIR]
+                  (one compact JWS a line for each stdin line `<header JSON>\t<payload JSON>`,
+                  signed as they are with ALG's key: DPoP proofs and bound tokens, bench/dpop.py)
 ALG is one of HS256 RS256 ES256 EdDSA; keys come from --key-dir (default tests/vectors/private).";
 
 fn die(msg: &str) -> ! {
@@ -214,6 +217,39 @@ fn cmd_mint(args: &Args) {
     for t in out {
         writeln!(so, "{t}").unwrap();
     }
+}
+
+/// Signs header and payload text exactly as given (a DPoP proof's header carries its `jwk`,
+/// which jsonwebtoken's `Header` would reorder): `jwtbench sign`.
+fn cmd_sign(args: &Args) {
+    use std::io::BufRead;
+    let a = alg_info(&args.str("alg", None));
+    let key = encoding_key(&a, &key_dir(args));
+    let b64 = |text: &str| base64url(text.as_bytes());
+    let mut so = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap_or_else(|e| die(&format!("stdin: {e}")));
+        let Some((header, payload)) = line.split_once('\t') else {
+            die("each line is <header JSON>\\t<payload JSON>")
+        };
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, a.alg)
+            .unwrap_or_else(|e| die(&format!("signing failed: {e}")));
+        writeln!(so, "{input}.{sig}").unwrap();
+    }
+}
+
+/// RFC 4648 §5 base64url without padding.
+fn base64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,6 +731,7 @@ fn main() {
         Some("mint") => cmd_mint(&args),
         Some("verify") => cmd_verify(&args),
         Some("verify-file") => cmd_verify_file(&args),
+        Some("sign") => cmd_sign(&args),
         Some("load") => cmd_load(&args),
         _ => {
             eprintln!("{USAGE}");
