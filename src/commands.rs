@@ -172,16 +172,18 @@ pub(crate) fn syntax_error(arg: &RedisString, expected: &str) -> RedisError {
 }
 
 /// The options after a token: `[WITHCLAIMS] [CERT <sha256-thumbprint>]`, in any order.
-#[derive(Default)]
-pub(crate) struct CheckOptions {
+#[derive(Default, Clone, Copy)]
+pub(crate) struct CheckOptions<'a> {
     pub with_claims: bool,
     /// The SHA-256 thumbprint of the client certificate the TLS terminator saw, for a token
-    /// bound to one (`cnf.x5t#S256`, RFC 8705).
-    pub cert: Option<[u8; 32]>,
+    /// bound to one (`cnf.x5t#S256`, RFC 8705). Checked as it is parsed; decoded again only for
+    /// a token bound to a certificate, so that a CHECK of any other token carries no more than
+    /// a reference.
+    cert: Option<&'a RedisString>,
 }
 
-impl CheckOptions {
-    pub(crate) fn parse(opts: &[RedisString]) -> Result<CheckOptions, RedisError> {
+impl<'a> CheckOptions<'a> {
+    pub(crate) fn parse(opts: &'a [RedisString]) -> Result<CheckOptions<'a>, RedisError> {
         let mut o = CheckOptions::default();
         let mut rest = opts.iter();
         while let Some(opt) = rest.next() {
@@ -190,29 +192,38 @@ impl CheckOptions {
                 o.with_claims = true;
             } else if word.eq_ignore_ascii_case("CERT") && o.cert.is_none() {
                 let value = rest.next().ok_or(RedisError::WrongArity)?;
-                o.cert = Some(
-                    value
-                        .try_as_str()
-                        .ok()
-                        .and_then(jwtdeny_core::dpop::sha256_thumbprint)
-                        .ok_or_else(|| {
-                            Error::Usage(
-                                "CERT must be the SHA-256 thumbprint of the client certificate: \
-                                 43 base64url or 64 hex characters"
-                                    .into(),
-                            )
-                        })?,
-                );
+                thumbprint(value)?;
+                o.cert = Some(value);
             } else {
                 return Err(syntax_error(opt, "WITHCLAIMS or CERT"));
             }
         }
         Ok(o)
     }
+
+    /// The `CERT` thumbprint, decoded.
+    pub(crate) fn cert(&self) -> Option<[u8; 32]> {
+        self.cert.and_then(|c| thumbprint(c).ok())
+    }
 }
 
-fn check_args(args: &[RedisString]) -> Result<(&RedisString, CheckOptions), RedisError> {
+fn thumbprint(value: &RedisString) -> Result<[u8; 32], Error> {
+    value
+        .try_as_str()
+        .ok()
+        .and_then(jwtdeny_core::dpop::sha256_thumbprint)
+        .ok_or_else(|| {
+            Error::Usage(
+                "CERT must be the SHA-256 thumbprint of the client certificate: 43 base64url or \
+                 64 hex characters"
+                    .into(),
+            )
+        })
+}
+
+fn check_args(args: &[RedisString]) -> Result<(&RedisString, CheckOptions<'_>), RedisError> {
     match args {
+        [_, token] => Ok((token, CheckOptions::default())),
         [_, token, opts @ ..] => Ok((token, CheckOptions::parse(opts)?)),
         _ => Err(RedisError::WrongArity),
     }
@@ -368,7 +379,7 @@ fn finish_check(
 ) -> RedisResult {
     let outcome = verified.and_then(|v| {
         if let Some(binding) = &v.binding {
-            binding.check(None, opts.cert.as_ref())?;
+            binding.check(None, opts.cert().as_ref())?;
         }
         route::locate(&v.place, route, "CHECK")?;
         status(ctx, &v, snap.settings.leeway)

@@ -68,7 +68,7 @@ struct DpopArgs<'a> {
     method: String,
     /// The request's URI through `normalize_htu`.
     htu: String,
-    opts: CheckOptions,
+    opts: CheckOptions<'a>,
 }
 
 impl DpopArgs<'_> {
@@ -266,7 +266,7 @@ fn finish(
 ) -> RedisResult {
     let outcome = verified.and_then(|v| {
         let proof = proof?;
-        check_binding(v.binding.as_deref(), Some(&proof.jkt), a.opts.cert.as_ref())?;
+        check_binding(v.binding.as_deref(), Some(&proof.jkt), a.opts.cert().as_ref())?;
         let record = v.place.proof_key(&proof.replay);
         locate(&v.place, &record, route)?;
         if status(ctx, &v, snap.settings.leeway)?.is_some() {
