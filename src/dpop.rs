@@ -266,7 +266,11 @@ fn finish(
 ) -> RedisResult {
     let outcome = verified.and_then(|v| {
         let proof = proof?;
-        check_binding(v.binding.as_deref(), Some(&proof.jkt), a.opts.cert().as_ref())?;
+        check_binding(
+            v.binding.as_deref(),
+            Some(&proof.jkt),
+            a.opts.cert().as_ref(),
+        )?;
         let record = v.place.proof_key(&proof.replay);
         locate(&v.place, &record, route)?;
         if status(ctx, &v, snap.settings.leeway)?.is_some() {

@@ -772,3 +772,60 @@ fn token_iat(token: &str) -> i64 {
         serde_json::from_slice(&b64_decode(token.split('.').nth(1).unwrap())).unwrap();
     payload["iat"].as_i64().unwrap()
 }
+
+#[test]
+fn acl_key_patterns_cover_the_proof_record() {
+    let server = Server::with_vector_keys();
+    let key = ProofKey::of("ES256");
+    let token = bound_token("nina", &key.jkt);
+    let iat = token_iat(&token);
+    let (entry, subject, third) = (
+        format!("jwtdeny:{{nina}}:{iat}"),
+        "jwtdeny:{nina}".to_string(),
+        "jwtdeny:{nina}:nosid".to_string(),
+    );
+    let kcheck = |c: &mut Conn| {
+        let claims = proof_claims(&token, "GET", URL);
+        let record = jwtdeny_core::keyscheme::proof_key(
+            "jwtdeny:",
+            "nina",
+            &jwtdeny_core::dpop::replay_id(&key.jkt, claims["jti"].as_str().unwrap()),
+        );
+        let proof = key.proof(&claims);
+        c.cmd(&[
+            "JWTDENY.KCHECKDPOP",
+            &entry,
+            &subject,
+            &third,
+            &record,
+            &token,
+            &proof,
+            "GET",
+            URL,
+        ])
+    };
+    // Read access to the token's keys is not enough: the record is written.
+    for (user, patterns, allowed) in [
+        ("reader", vec!["%R~jwtdeny:*"], false),
+        ("dpop", vec!["%R~jwtdeny:*", "%W~jwtdeny:*:dpop:*"], true),
+    ] {
+        let mut args = vec![
+            "ACL",
+            "SETUSER",
+            user,
+            "on",
+            "nopass",
+            "+jwtdeny.kcheckdpop",
+        ];
+        args.extend(patterns);
+        ok(server.cmd(&args), "ACL SETUSER");
+        let mut c = server.conn();
+        ok(c.cmd(&["AUTH", user, "x"]), "AUTH");
+        let r = kcheck(&mut c);
+        if allowed {
+            assert_int(&r, 1, user);
+        } else {
+            assert_err(&r, "NOPERM", user);
+        }
+    }
+}

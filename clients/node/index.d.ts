@@ -9,7 +9,11 @@ export type TokenErrorCode =
   | 'BADSIG'
   | 'BADCLAIMS'
   | 'EXPIRED'
-  | 'NOTYET';
+  | 'NOTYET'
+  | 'DPOP';
+
+/** The OAuth error a `DPOP` refusal names (its second word). */
+export type DpopErrorCode = 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce';
 
 export declare const TOKEN_ERROR_CODES: readonly TokenErrorCode[];
 export declare const DEFAULT_PREFIX: string;
@@ -19,6 +23,10 @@ export declare class JwtdenyError extends Error {
   constructor(code: TokenErrorCode, message: string, options?: { cause?: unknown });
   readonly name: 'JwtdenyError';
   readonly code: TokenErrorCode;
+  /** For code `DPOP`: the OAuth error (`invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce`). */
+  readonly dpopError?: DpopErrorCode;
+  /** For `use_dpop_nonce`: the nonce to send back in a `DPoP-Nonce` header. */
+  readonly nonce?: string;
 }
 
 /** The verified payload of a token, as its issuer signed it. */
@@ -60,6 +68,13 @@ export interface GuardOptions<Req> {
   timeoutMs?: number;
   /** The 503's `Retry-After`, in seconds (default 5). */
   retryAfter?: number;
+  /**
+   * For `Authorization: DPoP` requests: take the URL's scheme and host from X-Forwarded-Proto /
+   * X-Forwarded-Host (set it only behind a proxy that sets them). Default false.
+   */
+  trustProxy?: boolean;
+  /** The `algs` of the 401's `WWW-Authenticate: DPoP` challenge (default: the server's default list). */
+  dpopAlgs?: string;
 }
 
 /** A guard's check that did not complete within its `timeoutMs` (given to `onUnavailable`). */
@@ -69,7 +84,24 @@ export declare class CheckTimeoutError extends Error {
 
 export interface IncomingLike {
   headers: { authorization?: string | string[]; [name: string]: unknown };
+  method?: string;
+  url?: string;
 }
+
+/** What a guard sets beside the claims for an `Authorization: DPoP` request. */
+export interface DpopInfo {
+  /** The RFC 7638 thumbprint of the client's DPoP key (the token's cnf.jkt). */
+  jkt: string;
+}
+
+/** The algorithms a guard's DPoP challenge names by default. */
+export declare const DEFAULT_DPOP_ALGS: string;
+/** The absolute URL a request was addressed to (scheme, Host, path), as DPoP's htu names it. */
+export declare function requestUrl(req: IncomingLike, trustProxy?: boolean): string;
+/** `<prefix>{<sub>}:dpop:<base64url SHA-256 of jkt:jti>`: a DPoP proof's one-time record. */
+export declare function dpopReplayKey(sub: string, jkt: string, jti: string, options?: { prefix?: string }): string;
+/** The four keys JWTDENY.KCHECKDPOP declares for a bound token and its proof (read unverified). */
+export declare function dpopKeysFor(token: Token, proof: Token, options?: { prefix?: string }): { entry: string; subject: string; third: string; replay: string };
 export interface ResponseLike {
   statusCode: number;
   setHeader(name: string, value: string): unknown;
@@ -98,8 +130,10 @@ export interface FastifyGuardOptions<Req, Reply> extends GuardOptions<Req> {
 export interface Jwtdeny {
   /** Whether the keyed (Redis Cluster) forms are used. */
   readonly cluster: boolean;
-  /** JWTDENY.CHECK; rejects with JwtdenyError for a refused token. */
-  check(token: Token, options?: { withClaims?: boolean }): Promise<CheckResult>;
+  /** JWTDENY.CHECK; rejects with JwtdenyError for a refused token. `cert`: the SHA-256 thumbprint of the client certificate (mTLS-bound tokens). */
+  check(token: Token, options?: { withClaims?: boolean; cert?: string }): Promise<CheckResult>;
+  /** JWTDENY.CHECKDPOP (a write: the proof is used up): a DPoP-bound token with its proof, for the request's method and absolute URL. */
+  checkDpop(token: Token, proof: Token, method: string, url: string, options?: { withClaims?: boolean; cert?: string }): Promise<CheckResult>;
   /** JWTDENY.REVOKE: true revoked now, false already revoked. */
   revoke(token: Token): Promise<boolean>;
   /** JWTDENY.REVOKEALL: revokes every token of `sub` issued at or before `at` (default now); the cutoff in force. */
@@ -148,6 +182,10 @@ declare const jwtdeny: {
   CheckTimeoutError: typeof CheckTimeoutError;
   TOKEN_ERROR_CODES: typeof TOKEN_ERROR_CODES;
   bearerToken: typeof bearerToken;
+  requestUrl: typeof requestUrl;
+  DEFAULT_DPOP_ALGS: string;
+  dpopReplayKey: typeof dpopReplayKey;
+  dpopKeysFor: typeof dpopKeysFor;
   keysFor: typeof keysFor;
   subjectKey: typeof subjectKey;
   entryKey: typeof entryKey;
@@ -169,6 +207,8 @@ declare global {
       /** The verified claims, set by jwtdeny's express() middleware. */
       auth?: Claims;
       token?: string;
+      /** For an `Authorization: DPoP` request: the client key's thumbprint. */
+      dpop?: DpopInfo;
     }
   }
 }

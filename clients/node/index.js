@@ -13,16 +13,25 @@ const keys = require('./jwtdeny-keys.js');
 
 /** The first word of an error reply jwtdeny sends for a token it refuses. */
 const TOKEN_ERROR_CODES = Object.freeze([
-  'MALFORMED', 'BADALG', 'NOKEY', 'BADSIG', 'BADCLAIMS', 'EXPIRED', 'NOTYET',
+  'MALFORMED', 'BADALG', 'NOKEY', 'BADSIG', 'BADCLAIMS', 'EXPIRED', 'NOTYET', 'DPOP',
 ]);
 const TOKEN_ERRORS = new Set(TOKEN_ERROR_CODES);
 
-/** A token jwtdeny refuses; `.code` is one of TOKEN_ERROR_CODES. */
+/**
+ * A token jwtdeny refuses; `.code` is one of TOKEN_ERROR_CODES. For `DPOP`, `.dpopError` is the
+ * OAuth error the server named (`invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce`) and,
+ * for `use_dpop_nonce`, `.nonce` the fresh nonce to send back in a `DPoP-Nonce` header.
+ */
 class JwtdenyError extends Error {
   constructor(code, message, options) {
     super(message, options);
     this.name = 'JwtdenyError';
     this.code = code;
+    if (code === 'DPOP') {
+      const [, error, nonce] = String(message).split(' ');
+      this.dpopError = error || 'invalid_token';
+      if (this.dpopError === 'use_dpop_nonce') this.nonce = nonce;
+    }
   }
 }
 
@@ -135,9 +144,32 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     return [entry, readonly, [`JWTDENY.KS${name}`, entry, subject, third, token, ...extra]];
   }
 
-  async function check(token, { withClaims = false } = {}) {
-    if (!withClaims) return { active: int(await run(...tokenCommand('CHECK', token, true))) === 1 };
-    const [active, claims] = await run(...tokenCommand('CHECK', token, true, ['WITHCLAIMS']));
+  async function check(token, { withClaims = false, cert } = {}) {
+    const extra = cert === undefined || cert === null ? [] : ['CERT', String(cert)];
+    if (!withClaims) return { active: int(await run(...tokenCommand('CHECK', token, true, extra))) === 1 };
+    const [active, claims] = await run(...tokenCommand('CHECK', token, true, ['WITHCLAIMS', ...extra]));
+    if (int(active) !== 1) return { active: false };
+    return { active: true, claims: JSON.parse(text(claims)) };
+  }
+
+  // JWTDENY.CHECKDPOP: a DPoP-bound token with its proof, for the request's method and URL. A
+  // write (the proof is used up): in a cluster or behind replicas it goes to a primary.
+  async function checkDpop(token, proof, method, url, { withClaims = false, cert } = {}) {
+    token = asToken(token);
+    proof = asToken(proof);
+    const extra = [...(withClaims ? ['WITHCLAIMS'] : []),
+      ...(cert === undefined || cert === null ? [] : ['CERT', String(cert)])];
+    let cmd;
+    if (!keyed) {
+      cmd = [undefined, false, ['JWTDENY.CHECKDPOP', token, proof, method, url, ...extra]];
+    } else {
+      const k = orRefuse(() => keys.dpopKeysFor(token, proof, { prefix }));
+      cmd = [k.entry, false, ['JWTDENY.KCHECKDPOP', k.entry, k.subject, k.third, k.replay,
+        token, proof, method, url, ...extra]];
+    }
+    const reply = await run(...cmd);
+    if (!withClaims) return { active: int(reply) === 1 };
+    const [active, claims] = reply;
     if (int(active) !== 1) return { active: false };
     return { active: true, claims: JSON.parse(text(claims)) };
   }
@@ -177,7 +209,9 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     return int(await run(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sidless, sub, sid])) === 1;
   }
 
-  const jwtdeny = { check, revoke, revokeAll, inspect, logout, revokeSession, cluster: keyed };
+  const jwtdeny = {
+    check, checkDpop, revoke, revokeAll, inspect, logout, revokeSession, cluster: keyed,
+  };
   jwtdeny.express = (options) => expressGuard(jwtdeny, options);
   jwtdeny.fastify = (options) => fastifyGuard(jwtdeny, options);
   return jwtdeny;
@@ -186,12 +220,39 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
 // -- HTTP guards ---------------------------------------------------------------------------
 
 const BEARER = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
+const DPOP_AUTH = /^DPoP +([A-Za-z0-9._~+/-]+=*) *$/i;
+const DPOP_SCHEME = /^DPoP(\s|$)/i;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1), or null. */
 function bearerToken(req) {
   const h = req && req.headers ? req.headers.authorization : undefined;
   const m = typeof h === 'string' ? BEARER.exec(h) : null;
   return m ? m[1] : null;
+}
+
+/** The algorithms a guard's DPoP challenge names by default (the server's default list). */
+const DEFAULT_DPOP_ALGS = 'ES256 ES384 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA';
+
+const first = (v) => String(Array.isArray(v) ? v[0] : v).split(',')[0].trim();
+
+/**
+ * The URL a request was addressed to, as the client saw it (RFC 9449 §4.3 compares the proof's
+ * htu with it): the connection's scheme and the Host header, or with `trustProxy` the first
+ * X-Forwarded-Proto and X-Forwarded-Host a proxy set. Query and fragment do not matter.
+ */
+function requestUrl(req, trustProxy) {
+  const h = req.headers || {};
+  const raw = req.raw || req; // Fastify keeps node's request as .raw
+  const socket = raw.socket || raw.connection || {};
+  let scheme = socket.encrypted ? 'https' : 'http';
+  let host = h.host;
+  if (trustProxy) {
+    if (h['x-forwarded-proto']) scheme = first(h['x-forwarded-proto']).toLowerCase();
+    if (h['x-forwarded-host']) host = first(h['x-forwarded-host']);
+  }
+  const path = String(raw.originalUrl || req.originalUrl || raw.url || req.url || '/').split(/[?#]/)[0];
+  return `${scheme}://${host}${path}`;
 }
 
 /** How long a guard waits for its check by default, and the Retry-After of its 503. */
@@ -220,8 +281,10 @@ function withDeadline(promise, ms) {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-// What a guard decides for a request: { claims, token } or { status, headers, body }.
-async function decide(jwtdeny, req, getToken, timeoutMs) {
+// What a guard decides for a request: { claims, token[, dpop] } or { status, headers, body }.
+async function decide(jwtdeny, req, getToken, timeoutMs, dpop) {
+  const auth = req && req.headers ? req.headers.authorization : undefined;
+  if (typeof auth === 'string' && DPOP_SCHEME.test(auth)) return decideDpop(jwtdeny, req, timeoutMs, dpop);
   const token = await getToken(req);
   if (!token) {
     // RFC 6750 §3.1: a request without credentials gets no error code.
@@ -231,11 +294,48 @@ async function decide(jwtdeny, req, getToken, timeoutMs) {
   try {
     result = await withDeadline(jwtdeny.check(token, { withClaims: true }), timeoutMs);
   } catch (err) {
+    // A DPoP-bound token sent as a bearer token: the DPoP challenge tells the client how.
+    if (err instanceof JwtdenyError && err.code === 'DPOP') return dpopRefused(err, dpop);
     if (err instanceof JwtdenyError) return refused(err.code);
     return { unavailable: err };
   }
   if (!result.active) return refused('REVOKED');
   return { claims: result.claims, token };
+}
+
+// `Authorization: DPoP <token>` with one `DPoP: <proof>` header (RFC 9449 §7.1).
+async function decideDpop(jwtdeny, req, timeoutMs, dpop) {
+  const m = DPOP_AUTH.exec(req.headers.authorization);
+  const proof = req.headers.dpop;
+  // node joins repeated headers with ", ": a compact JWS has neither, so two proofs show.
+  if (!m) return dpopRefused({ dpopError: 'invalid_token', code: 'MALFORMED' }, dpop);
+  if (typeof proof !== 'string' || !COMPACT_JWS.test(proof)) {
+    return dpopRefused({ dpopError: 'invalid_dpop_proof', code: 'DPOP' }, dpop);
+  }
+  const token = m[1];
+  let result;
+  try {
+    result = await withDeadline(jwtdeny.checkDpop(token, proof, req.method,
+      requestUrl(req, dpop.trustProxy), { withClaims: true }), timeoutMs);
+  } catch (err) {
+    if (err instanceof JwtdenyError) return dpopRefused(err, dpop);
+    return { unavailable: err };
+  }
+  if (!result.active) return dpopRefused({ dpopError: 'invalid_token', code: 'REVOKED' }, dpop);
+  const jkt = result.claims && result.claims.cnf ? result.claims.cnf.jkt : undefined;
+  return { claims: result.claims, token, dpop: { jkt } };
+}
+
+// A 401 with the DPoP challenge (RFC 9449 §7.1): the error, the algorithms proofs may use, and
+// a fresh nonce when the server asks for one.
+function dpopRefused(err, dpop) {
+  const error = err.code === 'DPOP' ? err.dpopError : 'invalid_token';
+  const description = err.code === 'DPOP' ? error : err.code;
+  const headers = {
+    'www-authenticate': `DPoP error="${error}", error_description="${description}", algs="${dpop.algs}"`,
+  };
+  if (error === 'use_dpop_nonce' && err.nonce) headers['dpop-nonce'] = err.nonce;
+  return { status: 401, headers, body: { error, error_description: description } };
 }
 
 function refused(code) {
@@ -263,8 +363,9 @@ function unavailable(retryAfter) {
  */
 function expressGuard(jwtdeny, {
   getToken = bearerToken, onUnavailable, timeoutMs = DEFAULT_TIMEOUT_MS,
-  retryAfter = DEFAULT_RETRY_AFTER,
+  retryAfter = DEFAULT_RETRY_AFTER, trustProxy = false, dpopAlgs = DEFAULT_DPOP_ALGS,
 } = {}) {
+  const dpop = { trustProxy, algs: dpopAlgs };
   const send = (res, { status, headers, body }) => {
     res.statusCode = status;
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
@@ -274,13 +375,14 @@ function expressGuard(jwtdeny, {
   return async function jwtdenyExpress(req, res, next) {
     let d;
     try {
-      d = await decide(jwtdeny, req, getToken, timeoutMs);
+      d = await decide(jwtdeny, req, getToken, timeoutMs, dpop);
     } catch (err) {
       return next(err);
     }
     if (d.claims) {
       req.auth = d.claims;
       req.token = d.token;
+      if (d.dpop) req.dpop = d.dpop;
       return next();
     }
     if (d.unavailable) {
@@ -300,13 +402,15 @@ function expressGuard(jwtdeny, {
  */
 function fastifyGuard(jwtdeny, {
   getToken = bearerToken, onUnavailable, timeoutMs = DEFAULT_TIMEOUT_MS,
-  retryAfter = DEFAULT_RETRY_AFTER,
+  retryAfter = DEFAULT_RETRY_AFTER, trustProxy = false, dpopAlgs = DEFAULT_DPOP_ALGS,
 } = {}) {
+  const dpop = { trustProxy, algs: dpopAlgs };
   return async function jwtdenyFastify(request, reply) {
-    const d = await decide(jwtdeny, request, getToken, timeoutMs);
+    const d = await decide(jwtdeny, request, getToken, timeoutMs, dpop);
     if (d.claims) {
       request.auth = d.claims;
       request.token = d.token;
+      if (d.dpop) request.dpop = d.dpop;
       return undefined;
     }
     if (d.unavailable) {
@@ -324,6 +428,10 @@ module.exports = {
   CheckTimeoutError,
   TOKEN_ERROR_CODES,
   bearerToken,
+  requestUrl,
+  DEFAULT_DPOP_ALGS,
+  dpopReplayKey: keys.dpopReplayKey,
+  dpopKeysFor: (token, proof, options) => keys.dpopKeysFor(asToken(token), asToken(proof), options),
   keysFor: (token, options) => keys.keysFor(asToken(token), options),
   subjectKey: keys.subjectKey,
   entryKey: keys.entryKey,

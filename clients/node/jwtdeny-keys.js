@@ -14,6 +14,8 @@
  *   JWTDENY.KREVOKEALL      <subject-key> <sub> [AT <unix-seconds>]
  *   JWTDENY.KLOGOUT         <subject-key> <session-key or subject-key> <sidless-key> <logout_token>
  *   JWTDENY.KREVOKESESSION  <subject-key> <session-key> <sidless-key> <sub> <sid>
+ *   JWTDENY.KCHECKDPOP      <entry-key> <subject-key> <third-key> <replay-key> <token> <proof>
+ *                           <method> <url> [WITHCLAIMS] [CERT <thumbprint>]
  *
  * This module derives those keys from a token exactly as the server does:
  *
@@ -21,6 +23,7 @@
  *   subject-key = <prefix>{<enc(sub)>}
  *   session-key = <prefix>{<enc(sub)>}:sid:<sid>
  *   sidless-key = <prefix>{<enc(sub)>}:nosid  (KSCHECK's third key for a token without sid)
+ *   replay-key  = <prefix>{<enc(sub)>}:dpop:<base64url(SHA-256(<cnf.jkt> ":" <proof jti>))>
  *
  * enc() percent-encodes only `%`, `{` and `}` (as %25, %7B, %7D), so the hash tag is
  * unambiguous for any sub; iat is the floor of the NumericDate (1767225600, 1767225600.0 and
@@ -261,8 +264,37 @@ function krevokesession(cluster, sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
   return cluster.sendCommand(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sidless, sub, sid]);
 }
 
+/**
+ * The key of a DPoP proof's one-time record: the token's `cnf.jkt` and the proof's `jti`,
+ * hashed to a fixed size, in the subject's slot.
+ */
+function dpopReplayKey(sub, jkt, jti, { prefix = DEFAULT_PREFIX } = {}) {
+  // eslint-disable-next-line global-require
+  const digest = require('node:crypto').createHash('sha256').update(`${jkt}:${jti}`, 'utf8').digest('base64url');
+  return `${subjectKey(sub, { prefix })}:dpop:${digest}`;
+}
+
+/**
+ * `{ entry, subject, third, replay }`: the four keys JWTDENY.KCHECKDPOP declares for a
+ * DPoP-bound token and its proof (both read unverified). Throws for a token without `cnf.jkt`
+ * or a proof without `jti`: the server would refuse them (DPOP).
+ */
+function dpopKeysFor(token, proof, { prefix = DEFAULT_PREFIX } = {}) {
+  const { entry, subject } = keysFor(token, { prefix });
+  const { cnf } = payloadOf(token);
+  const jkt = cnf !== null && typeof cnf === 'object' ? cnf.jkt : undefined;
+  const { jti } = payloadOf(proof);
+  if (typeof jkt !== 'string' || typeof jti !== 'string') {
+    throw new TypeError('the token has no cnf.jkt or the proof no jti: not a DPoP request');
+  }
+  const replay = dpopReplayKey(claimsOf(token).sub, jkt, jti, { prefix });
+  return { entry, subject, third: thirdKeyFor(token, { prefix }), replay };
+}
+
 module.exports = {
   DEFAULT_PREFIX,
+  dpopReplayKey,
+  dpopKeysFor,
   encodeSubject,
   subjectKey,
   entryKey,

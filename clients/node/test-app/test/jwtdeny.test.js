@@ -8,7 +8,6 @@
 //   the HS256 secret of one of its keys and that key's kid (run-tests.sh sets them).
 const { test, before, after, describe } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -21,27 +20,10 @@ const { Redis: IORedis, Cluster: IOCluster } = require('ioredis');
 const express = require('express');
 const Fastify = require('fastify');
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run clients/node/run-tests.sh)`);
-  return v;
-};
-const SECRET = fs.readFileSync(env('JWTDENY_TEST_HS256_FILE'));
-const KID = env('JWTDENY_TEST_KID');
-const CLUSTER = process.env.JWTDENY_CLUSTER_NODES
-  ? process.env.JWTDENY_CLUSTER_NODES.split(',').map((hp) => {
-    const [host, port] = hp.split(':');
-    return { host, port: Number(port) };
-  })
-  : null;
-const MODE = CLUSTER ? 'cluster' : 'standalone';
+const {
+  SECRET, CLUSTER, MODE, now, mint, freePort, spawnRedis,
+} = require('./support.js');
 
-const b64 = (s) => Buffer.from(s).toString('base64url');
-const now = () => Math.floor(Date.now() / 1000);
-function mint(claims, secret = SECRET, typ = 'JWT') {
-  const input = `${b64(JSON.stringify({ alg: 'HS256', typ, kid: KID }))}.${b64(JSON.stringify(claims))}`;
-  return `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
-}
 // The server's jwtdeny.logout-audience (this file's standalone server and test_packages.py set
 // it). Only the standalone server has a jwtdeny.max-lifetime, which a session's logout needs to
 // revoke that session alone; without one (the cluster) it revokes by subject.
@@ -58,42 +40,6 @@ const fresh = (extra = {}) => {
   const sub = `pkg-${MODE}-${process.pid}-${serial}@example.com`;
   return { sub, token: mint({ sub, iat: now() - 60, exp: now() + 3600, ...extra }) };
 };
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// A redis-server with the module on `port` in `dir`, once it accepts connections.
-async function spawnRedis(port, dir, moduleArgs) {
-  const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-    '--appendonly', 'no', '--loadmodule', env('JWTDENY_MODULE'),
-    'keys-file', env('JWTDENY_TEST_KEYS_FILE'), ...moduleArgs,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  process.on('exit', () => child.kill('SIGKILL'));
-  await new Promise((resolve, reject) => {
-    let log = '';
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${log}`)), 10000);
-    const onData = (chunk) => {
-      log += chunk;
-      if (log.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}):\n${log}`)));
-  });
-  return child;
-}
 
 let redisProc;
 let tmpDir;
@@ -139,7 +85,7 @@ after(async () => {
 test('the package exposes its API', () => {
   assert.equal(typeof createJwtdeny, 'function');
   assert.deepEqual([...jwtdeny.TOKEN_ERROR_CODES].sort(),
-    ['BADALG', 'BADCLAIMS', 'BADSIG', 'EXPIRED', 'MALFORMED', 'NOKEY', 'NOTYET']);
+    ['BADALG', 'BADCLAIMS', 'BADSIG', 'DPOP', 'EXPIRED', 'MALFORMED', 'NOKEY', 'NOTYET']);
   assert.deepEqual(jwtdeny.keysFor(mint({ sub: 'a{b}', iat: 1767225600.5, exp: 4102444800 })),
     { entry: 'jwtdeny:{a%7Bb%7D}:1767225600', subject: 'jwtdeny:{a%7Bb%7D}' });
   assert.equal(require('jwtdeny/keys').subjectKey('alice'), 'jwtdeny:{alice}');

@@ -19,6 +19,9 @@ export async function usage(token: string): Promise<void> {
   const sessionEnded: boolean = await jd.revokeSession('alice', 'sid-1');
   console.log(ended, sessionEnded);
   console.log(active, sub, revoked, cutoff, fields.status);
+  const bound = await jd.checkDpop(token, 'proof', 'GET', 'https://api.example.com/x', { withClaims: true });
+  const mtls = await jd.check(token, { cert: 'x5t' });
+  console.log(bound.active, mtls.active);
 
   createJwtdeny(createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:7000' }] }));
   createJwtdeny(new Redis());
@@ -30,16 +33,17 @@ export async function usage(token: string): Promise<void> {
   } catch (err) {
     if (err instanceof JwtdenyError) {
       const code: TokenErrorCode = err.code;
-      console.log(code);
+      console.log(code, err.dpopError, err.nonce);
     }
   }
 
   const app = express();
   app.use(jd.express());
+  app.use(jd.express({ trustProxy: true, dpopAlgs: 'ES256 EdDSA' }));
   app.use(jd.express({ getToken: (req) => req.get('x-token'), onUnavailable: (_e, _req, res) => res.sendStatus(503) }));
   app.get('/me', (req, res) => {
     const c: Claims | undefined = req.auth;
-    res.json({ sub: c?.sub });
+    res.json({ sub: c?.sub, jkt: req.dpop?.jkt });
   });
 
   const f = Fastify();
