@@ -71,6 +71,7 @@ __all__ = [
     "klogout",
     "krevokesession",
     "dpop_replay_key",
+    "dpop_keys_for",
     "kcheckdpop",
 ]
 
@@ -318,11 +319,9 @@ def dpop_replay_key(sub: str, jkt: str, jti: str, prefix: str = DEFAULT_PREFIX) 
     return f"{subject_key(sub, prefix)}:dpop:{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
 
-def kcheckdpop(client, token, proof, method: str, url: str, prefix: str = DEFAULT_PREFIX,
-               withclaims: bool = False):
-    """``JWTDENY.KCHECKDPOP``: a DPoP-bound token with its proof, every key declared. 1 active
-    (the proof is now used), 0 revoked; a refused token or proof raises redis.ResponseError
-    (``DPOP invalid_dpop_proof ...`` and the like)."""
+def dpop_keys_for(token, proof, prefix: str = DEFAULT_PREFIX) -> tuple[str, str, str, str]:
+    """The four keys ``JWTDENY.KCHECKDPOP`` declares for a DPoP-bound token and its proof (both
+    read unverified): entry, subject, third (as KSCHECK's) and the proof's record."""
     entry, subject = keys_for(token, prefix)
     sub, _ = claims_of(token)
     cnf = _payload(token).get("cnf")
@@ -330,7 +329,14 @@ def kcheckdpop(client, token, proof, method: str, url: str, prefix: str = DEFAUL
     jti = _payload(proof).get("jti")
     if not isinstance(jkt, str) or not isinstance(jti, str):
         raise ValueError("the token has no cnf.jkt or the proof no jti: not a DPoP request")
+    return entry, subject, third_key_for(token, prefix), dpop_replay_key(sub, jkt, jti, prefix)
+
+
+def kcheckdpop(client, token, proof, method: str, url: str, prefix: str = DEFAULT_PREFIX,
+               withclaims: bool = False):
+    """``JWTDENY.KCHECKDPOP``: a DPoP-bound token with its proof, every key declared. 1 active
+    (the proof is now used), 0 revoked; a refused token or proof raises redis.ResponseError
+    (``DPOP invalid_dpop_proof ...`` and the like)."""
     extra = ("WITHCLAIMS",) if withclaims else ()
     return client.execute_command(
-        "JWTDENY.KCHECKDPOP", entry, subject, third_key_for(token, prefix),
-        dpop_replay_key(sub, jkt, jti, prefix), token, proof, method, url, *extra)
+        "JWTDENY.KCHECKDPOP", *dpop_keys_for(token, proof, prefix), token, proof, method, url, *extra)

@@ -9,7 +9,8 @@
 #   JWTDENY_KEEP_APP=1  prepare the venv and print VENV_PY=<python> APP=<dir> without running
 #                     the tests (tests/cluster/run.sh reuses them for the cluster suite)
 #
-# The test dependencies (redis-py, pytest, FastAPI, httpx, Flask, mypy, setuptools) live in
+# The test dependencies (redis-py, pytest, FastAPI, httpx, Flask, mypy, setuptools, PyJWT and
+# cryptography for DPoP proofs) live in
 # clients/python/.venv (pip, once); the fresh venv sees them through a .pth file, while the
 # wheel itself is installed with --no-deps --no-index.
 set -euo pipefail
@@ -22,8 +23,8 @@ export JWTDENY_TEST_HS256_FILE="$REPO/tests/vectors/private/shared-hs256.key"
 export JWTDENY_TEST_KID=shared-hs256
 
 DEPS="$HERE/.venv"
-PKGS=("redis>=5" "pytest>=8" "fastapi>=0.110" "httpx" "flask>=3" "mypy>=1.8" "setuptools>=64" "wheel")
-if ! [ -x "$DEPS/bin/python" ] || ! "$DEPS/bin/python" -c 'import redis, pytest, fastapi, httpx, flask, mypy, setuptools' 2>/dev/null; then
+PKGS=("redis>=5" "pytest>=8" "fastapi>=0.110" "httpx" "flask>=3" "mypy>=1.8" "setuptools>=64" "wheel" "pyjwt>=2" "cryptography")
+if ! [ -x "$DEPS/bin/python" ] || ! "$DEPS/bin/python" -c 'import redis, pytest, fastapi, httpx, flask, mypy, setuptools, jwt, cryptography' 2>/dev/null; then
 	python3 -m venv "$DEPS" || { echo "run-tests.sh: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	"$DEPS/bin/python" -m pip install -q --disable-pip-version-check "${PKGS[@]}"
 fi

@@ -291,7 +291,7 @@ def test_refused_tokens_raise_jwtdeny_error(server: tuple[str, int], flavour: st
 
 
 def test_keys_and_api() -> None:
-    assert sorted(jwtdeny.TOKEN_ERROR_CODES) == ["BADALG", "BADCLAIMS", "BADSIG", "EXPIRED", "MALFORMED", "NOKEY", "NOTYET"]
+    assert sorted(jwtdeny.TOKEN_ERROR_CODES) == ["BADALG", "BADCLAIMS", "BADSIG", "DPOP", "EXPIRED", "MALFORMED", "NOKEY", "NOTYET"]
     token = mint({"sub": "a{b}", "iat": 1767225600.5, "exp": 4102444800})
     assert jwtdeny.keys_for(token) == ("jwtdeny:{a%7Bb%7D}:1767225600", "jwtdeny:{a%7Bb%7D}")
     assert jwtdeny.bearer_token("Bearer abc.def.ghi") == "abc.def.ghi"
@@ -635,3 +635,162 @@ def test_the_quick_start_client_fails_fast_and_recovers() -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+# -- DPoP (RFC 9449): proofs by PyJWT and cryptography ------------------------------------------
+
+URL = "https://api.example.com/orders"
+
+
+class Holder:
+    """A client's DPoP key pair (cryptography), its public JWK and RFC 7638 thumbprint."""
+
+    def __init__(self, alg: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+        self.alg = alg
+        key: Any
+        if alg == "ES256":
+            key = ec.generate_private_key(ec.SECP256R1())
+        elif alg == "RS256":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        else:
+            key = ed25519.Ed25519PrivateKey.generate()
+        self.key = key
+        self.jwk = json.loads(pyjwt.get_algorithm_by_name(alg).to_jwk(key.public_key()))
+        required = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+        canonical = json.dumps({m: self.jwk[m] for m in required[self.jwk["kty"]]}, separators=(",", ":"), sort_keys=True)
+        self.jkt = b64(hashlib.sha256(canonical.encode()).digest())
+
+    def proof(self, token: str, method: str = "GET", url: str = URL, **claims: Any) -> str:
+        body = {"jti": f"p-{os.getpid()}-{next(_serial)}-{time.time()}", "htm": method, "htu": url,
+                "iat": int(time.time()), "ath": b64(hashlib.sha256(token.encode()).digest()), **claims}
+        return str(pyjwt.encode(body, self.key, algorithm=self.alg, headers={"typ": "dpop+jwt", "jwk": self.jwk}))
+
+    def token(self) -> str:
+        return fresh(cnf={"jkt": self.jkt})[1]
+
+
+import jwt as pyjwt  # noqa: E402  (PyJWT, a test dependency)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_check_dpop(server: tuple[str, int], flavour: str, alg: str) -> None:
+    h = Holder(alg)
+
+    async def body(jd: Any) -> None:
+        token = h.token()
+        proof = h.proof(token, "POST")
+        r = await jd.check_dpop(token, proof, "POST", URL + "?q=1", with_claims=True)
+        assert r.active and r.claims["cnf"]["jkt"] == h.jkt
+        with pytest.raises(JwtdenyError) as e:
+            await jd.check_dpop(token, proof, "POST", URL)
+        assert e.value.code == "DPOP" and e.value.dpop_error == "invalid_dpop_proof"
+        with pytest.raises(JwtdenyError) as e:
+            await jd.check_dpop(token, h.proof(token, "GET"), "POST", URL)
+        assert e.value.dpop_error == "invalid_dpop_proof" and "htm" in str(e.value)
+        with pytest.raises(JwtdenyError) as e:
+            await jd.check(token)
+        assert e.value.code == "DPOP" and e.value.dpop_error == "invalid_token"
+
+    run_with(server, flavour, body)
+
+
+def dpop_guard_cases(get: Callable[[dict[str, str], str], Any], base: str, trust_proxy: bool) -> None:
+    """get(headers, path) -> response; ``base``: the URL the test client addresses."""
+    h = Holder("ES256")
+    token = h.token()
+    here = f"{base}/me"
+    ok = get({"Authorization": f"DPoP {token}", "DPoP": h.proof(token, "GET", here)}, "/me?x=1")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["claims"]["cnf"]["jkt"] == h.jkt and ok.json()["jkt"] == h.jkt
+
+    proof = h.proof(token, "GET", here)
+    assert get({"Authorization": f"DPoP {token}", "DPoP": proof}, "/me").status_code == 200
+    replay = get({"Authorization": f"DPoP {token}", "DPoP": proof}, "/me")
+    assert replay.status_code == 401
+    assert replay.headers["www-authenticate"].startswith('DPoP error="invalid_dpop_proof"')
+    assert 'algs="ES256 ' in replay.headers["www-authenticate"]
+
+    missing = get({"Authorization": f"DPoP {token}"}, "/me")
+    assert missing.status_code == 401 and 'error="invalid_dpop_proof"' in missing.headers["www-authenticate"]
+    two = get({"Authorization": f"DPoP {token}", "DPoP": f"{h.proof(token, 'GET', here)}, {h.proof(token, 'GET', here)}"}, "/me")
+    assert two.status_code == 401
+
+    wrong = get({"Authorization": f"DPoP {token}", "DPoP": h.proof(token, "POST", here)}, "/me")
+    assert wrong.status_code == 401
+
+    bearer = get({"Authorization": f"Bearer {token}"}, "/me")
+    assert bearer.status_code == 401 and bearer.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+
+    forwarded = {"Authorization": f"DPoP {token}", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.example.com",
+                 "DPoP": h.proof(token, "GET", "https://api.example.com/me")}
+    assert get(forwarded, "/me").status_code == (200 if trust_proxy else 401)
+
+    sub, plain = fresh()
+    b = get({"Authorization": f"Bearer {plain}"}, "/me")
+    assert b.status_code == 200 and b.json()["claims"]["sub"] == sub and b.json()["jkt"] is None
+
+
+def dpop_fastapi_app(server: tuple[str, int], asynchronous: bool, **kw: Any) -> FastAPI:
+    app = FastAPI()
+    dep = AsyncJwtdeny(async_client(server)).require(**kw) if asynchronous else Jwtdeny(sync_client(server)).require(**kw)
+
+    @app.get("/me")
+    def me(request: Request, claims: dict[str, Any] = Depends(dep)) -> dict[str, Any]:
+        return {"claims": claims, "jkt": getattr(request.state, "dpop_jkt", None)}
+
+    return app
+
+
+@pytest.mark.parametrize("trust_proxy", [False, True])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_fastapi_dpop(server: tuple[str, int], asynchronous: bool, trust_proxy: bool) -> None:
+    with TestClient(dpop_fastapi_app(server, asynchronous, trust_proxy=trust_proxy)) as c:
+        dpop_guard_cases(lambda hd, path: c.get(path, headers=hd), "http://testserver", trust_proxy)
+
+
+@pytest.mark.parametrize("trust_proxy", [False, True])
+def test_asgi_dpop(server: tuple[str, int], trust_proxy: bool) -> None:
+    async def me(request: Any) -> JSONResponse:
+        return JSONResponse({"claims": request.state.auth, "jkt": getattr(request.state, "dpop_jkt", None)})
+
+    app = Starlette(routes=[Route("/me", me)])
+    app.add_middleware(JwtdenyMiddleware, jwtdeny=AsyncJwtdeny(async_client(server)), trust_proxy=trust_proxy)
+    with TestClient(app) as c:
+        dpop_guard_cases(lambda hd, path: c.get(path, headers=hd), "http://testserver", trust_proxy)
+
+
+@pytest.mark.parametrize("trust_proxy", [False, True])
+def test_flask_dpop(server: tuple[str, int], trust_proxy: bool) -> None:
+    jd = Jwtdeny(sync_client(server))
+    app = flask.Flask(__name__)
+
+    @app.get("/me")
+    @jd.flask(trust_proxy=trust_proxy)
+    def me() -> Any:
+        return {"claims": flask.g.auth, "jkt": getattr(flask.g, "dpop_jkt", None)}
+
+    c = app.test_client()
+    dpop_guard_cases(lambda hd, path: _FlaskResponse(c.get(path, headers=hd)), "http://localhost", trust_proxy)
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone: the cluster's nodes keep their own configs")
+def test_guards_ask_for_a_server_nonce(server: tuple[str, int]) -> None:
+    admin = redis.Redis(host=server[0], port=server[1])
+    admin.config_set("jwtdeny.dpop-nonce", "yes")
+    try:
+        with TestClient(dpop_fastapi_app(server, True)) as c:
+            h = Holder("EdDSA")
+            token = h.token()
+            here = "http://testserver/me"
+            first = c.get("/me", headers={"Authorization": f"DPoP {token}", "DPoP": h.proof(token, "GET", here)})
+            assert first.status_code == 401
+            assert first.headers["www-authenticate"].startswith('DPoP error="use_dpop_nonce"')
+            nonce = first.headers["dpop-nonce"]
+            again = c.get("/me", headers={"Authorization": f"DPoP {token}", "DPoP": h.proof(token, "GET", here, nonce=nonce)})
+            assert again.status_code == 200, again.text
+    finally:
+        admin.config_set("jwtdeny.dpop-nonce", "no")
+        admin.close()

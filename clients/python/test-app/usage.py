@@ -4,7 +4,7 @@ type-check, and a misuse is an error (the ``type: ignore`` comments must be need
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import redis
 import redis.asyncio
@@ -33,14 +33,19 @@ def sync_use(token: str) -> None:
         jd.check(token)
     except JwtdenyError as e:
         code: str = e.code
-        print(code)
+        nonce: Optional[str] = e.nonce if e.dpop_error == "use_dpop_nonce" else None
+        print(code, nonce)
+    bound: CheckResult = jd.check_dpop(token, "proof", "GET", "https://api.example.com/x", with_claims=True)
+    mtls: CheckResult = jd.check(token, cert="x5t")
+    print(bound.active, mtls.active)
     jd.check(42)  # type: ignore[arg-type]
     bad: str = jd.revoke(token)  # type: ignore[assignment]
     print(bad)
 
 
 async def async_use(token: str) -> bool:
-    return (await ajd.check(token)).active
+    bound = await ajd.check_dpop(token, "proof", "POST", "https://api.example.com/x")
+    return (await ajd.check(token)).active and bound.active
 
 
 @app.get("/me")
@@ -58,6 +63,7 @@ def me_sync(claims: dict[str, Any] = Depends(jd.require())) -> dict[str, Any]:
 
 star = Starlette()
 star.add_middleware(JwtdenyMiddleware, jwtdeny=ajd, exclude=["/login"])
+star.add_middleware(JwtdenyMiddleware, jwtdeny=ajd, trust_proxy=True, dpop_algs="ES256 EdDSA")
 
 web = flask.Flask(__name__)
 

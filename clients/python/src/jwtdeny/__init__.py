@@ -10,14 +10,17 @@
     jd.revoke(token)                    # True: revoked now
     jd.revoke_all("alice")              # the cutoff: every older token of alice is refused
     jd.logout(logout_token)             # an OIDC back-channel logout: True ended now
+    jd.check_dpop(token, proof, "GET", "https://api.example.com/x")   # DPoP: the proof used once
 """
 
 from ._client import AsyncJwtdeny, Jwtdeny
 from ._core import TOKEN_ERROR_CODES, CheckResult, JwtdenyError, Token
-from ._http import CheckTimeout, bearer_token
+from ._http import DEFAULT_DPOP_ALGS, CheckTimeout, bearer_token
 from ._keys import (
     DEFAULT_PREFIX,
     claims_of,
+    dpop_keys_for,
+    dpop_replay_key,
     encode_subject,
     entry_key,
     keys_for,
@@ -36,6 +39,7 @@ __all__ = [
     "AsyncJwtdeny",
     "CheckResult",
     "CheckTimeout",
+    "DEFAULT_DPOP_ALGS",
     "DEFAULT_PREFIX",
     "Jwtdeny",
     "JwtdenyError",
@@ -43,6 +47,8 @@ __all__ = [
     "Token",
     "bearer_token",
     "claims_of",
+    "dpop_keys_for",
+    "dpop_replay_key",
     "encode_subject",
     "entry_key",
     "keys_for",

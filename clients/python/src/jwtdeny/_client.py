@@ -46,9 +46,17 @@ class Jwtdeny(_Over):
                 raise err from e
             raise
 
-    def check(self, token: Token, with_claims: bool = False) -> CheckResult:
-        """JWTDENY.CHECK. Raises JwtdenyError (``.code``) for a refused token."""
-        return _core.read_check(self._run(self._cmd.check(token, with_claims)), with_claims)
+    def check(self, token: Token, with_claims: bool = False, cert: Optional[str] = None) -> CheckResult:
+        """JWTDENY.CHECK. Raises JwtdenyError (``.code``) for a refused token. ``cert``: the
+        SHA-256 thumbprint of the client certificate, for a token bound to one (mTLS)."""
+        return _core.read_check(self._run(self._cmd.check(token, with_claims, cert)), with_claims)
+
+    def check_dpop(self, token: Token, proof: Token, method: str, url: str, with_claims: bool = False,
+                   cert: Optional[str] = None) -> CheckResult:
+        """JWTDENY.CHECKDPOP: a DPoP-bound token with its proof, for the request's method and
+        absolute URL. A write (the proof is used up): it goes to a primary."""
+        cmd = self._cmd.check_dpop(token, proof, method, url, with_claims, cert)
+        return _core.read_check(self._run(cmd), with_claims)
 
     def revoke(self, token: Token) -> bool:
         """JWTDENY.REVOKE: True revoked now, False already revoked."""
@@ -89,6 +97,8 @@ class Jwtdeny(_Over):
         on_unavailable: Optional[Callable[[Exception], Any]] = None,
         timeout: Optional[float] = None,
         retry_after: Optional[int] = None,
+        trust_proxy: Optional[bool] = None,
+        dpop_algs: Optional[str] = None,
     ) -> Callable[[F], F]: ...
 
     def flask(self, view: Optional[F] = None, **options: Any) -> Any:
@@ -110,8 +120,13 @@ class AsyncJwtdeny(_Over):
                 raise err from e
             raise
 
-    async def check(self, token: Token, with_claims: bool = False) -> CheckResult:
-        return _core.read_check(await self._run(self._cmd.check(token, with_claims)), with_claims)
+    async def check(self, token: Token, with_claims: bool = False, cert: Optional[str] = None) -> CheckResult:
+        return _core.read_check(await self._run(self._cmd.check(token, with_claims, cert)), with_claims)
+
+    async def check_dpop(self, token: Token, proof: Token, method: str, url: str,
+                         with_claims: bool = False, cert: Optional[str] = None) -> CheckResult:
+        cmd = self._cmd.check_dpop(token, proof, method, url, with_claims, cert)
+        return _core.read_check(await self._run(cmd), with_claims)
 
     async def revoke(self, token: Token) -> bool:
         return int(await self._run(self._cmd.token("REVOKE", token))) == 1

@@ -13,16 +13,26 @@ from . import _keys
 Token = Union[str, bytes]
 
 #: The first word of an error reply jwtdeny sends for a token it refuses.
-TOKEN_ERROR_CODES = ("MALFORMED", "BADALG", "NOKEY", "BADSIG", "BADCLAIMS", "EXPIRED", "NOTYET")
+TOKEN_ERROR_CODES = ("MALFORMED", "BADALG", "NOKEY", "BADSIG", "BADCLAIMS", "EXPIRED", "NOTYET", "DPOP")
 _TOKEN_ERRORS = frozenset(TOKEN_ERROR_CODES)
 
 
 class JwtdenyError(Exception):
-    """A token jwtdeny refuses; ``code`` is one of TOKEN_ERROR_CODES."""
+    """A token jwtdeny refuses; ``code`` is one of TOKEN_ERROR_CODES. For ``DPOP``,
+    ``dpop_error`` is the OAuth error the server named (``invalid_token``,
+    ``invalid_dpop_proof``, ``use_dpop_nonce``) and, for ``use_dpop_nonce``, ``nonce`` the fresh
+    nonce to send back in a ``DPoP-Nonce`` header."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.dpop_error: Optional[str] = None
+        self.nonce: Optional[str] = None
+        if code == "DPOP":
+            words = message.split(" ")
+            self.dpop_error = words[1] if len(words) > 1 else "invalid_token"
+            if self.dpop_error == "use_dpop_nonce" and len(words) > 2:
+                self.nonce = words[2]
 
 
 @dataclass(frozen=True)
@@ -92,14 +102,26 @@ class Commands:
         subject, session = _keys.subject_key(sub, self.prefix), _keys.session_key(sub, sid, self.prefix)
         return ("JWTDENY.KREVOKESESSION", subject, session, _keys.sidless_key(sub, self.prefix), sub, sid)
 
-    def check(self, token: Token, with_claims: bool) -> Command:
-        return self.token("CHECK", token, *(("WITHCLAIMS",) if with_claims else ()))
+    def check(self, token: Token, with_claims: bool, cert: Optional[str] = None) -> Command:
+        return self.token("CHECK", token, *_options(with_claims, cert))
+
+    def check_dpop(self, token: Token, proof: Token, method: str, url: str, with_claims: bool,
+                   cert: Optional[str] = None) -> Command:
+        extra = _options(with_claims, cert)
+        if not self.keyed:
+            return ("JWTDENY.CHECKDPOP", token, proof, method, url, *extra)
+        keys = _or_refuse(lambda: _keys.dpop_keys_for(token, proof, self.prefix))
+        return ("JWTDENY.KCHECKDPOP", *keys, token, proof, method, url, *extra)
 
     def revoke_all(self, sub: str, at: Optional[int]) -> Command:
         extra: Tuple[Any, ...] = ("AT", int(at)) if at is not None else ()
         if not self.keyed:
             return ("JWTDENY.REVOKEALL", sub, *extra)
         return ("JWTDENY.KREVOKEALL", _keys.subject_key(sub, self.prefix), sub, *extra)
+
+
+def _options(with_claims: bool, cert: Optional[str]) -> Tuple[str, ...]:
+    return (("WITHCLAIMS",) if with_claims else ()) + (("CERT", cert) if cert else ())
 
 
 def _text(v: Any) -> Any:

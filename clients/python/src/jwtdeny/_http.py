@@ -1,6 +1,7 @@
 """The HTTP rules every guard follows (RFC 6750): 401 for a missing, refused or revoked bearer
 token, 503 with ``Retry-After`` when Redis cannot answer, or not within the guard's own
-deadline (fail closed)."""
+deadline (fail closed). A request with ``Authorization: DPoP <token>`` and one ``DPoP`` header
+is checked with its proof (RFC 9449), and refused with the ``DPoP`` challenge."""
 
 from __future__ import annotations
 
@@ -62,12 +63,28 @@ class _Runner:
 _RUNNER = _Runner()
 
 
-def check_within(jd: Any, token: str, timeout: Optional[float]) -> CheckResult:
-    """``jd.check(token, with_claims=True)`` for a sync client, or CheckTimeout at ``timeout``."""
+@dataclass(frozen=True)
+class Dpop:
+    """A DPoP request's proof and what it must be for: the method and the absolute URL."""
+
+    proof: str
+    method: str
+    url: str
+
+
+def _check(jd: Any, token: str, dpop: Optional[Dpop]) -> Any:
+    if dpop is None:
+        return jd.check(token, with_claims=True)
+    return jd.check_dpop(token, dpop.proof, dpop.method, dpop.url, with_claims=True)
+
+
+def check_within(jd: Any, token: str, timeout: Optional[float], dpop: Optional[Dpop] = None) -> CheckResult:
+    """``jd.check(token, with_claims=True)`` (or ``check_dpop``) for a sync client, or
+    CheckTimeout at ``timeout``."""
     if not timeout:
-        result: CheckResult = jd.check(token, with_claims=True)
+        result: CheckResult = _check(jd, token, dpop)
         return result
-    fut = _RUNNER.submit(lambda: jd.check(token, with_claims=True))
+    fut = _RUNNER.submit(lambda: _check(jd, token, dpop))
     try:
         done: CheckResult = fut.result(timeout=timeout)
         return done
@@ -76,15 +93,16 @@ def check_within(jd: Any, token: str, timeout: Optional[float]) -> CheckResult:
         raise CheckTimeout(f"the jwtdeny check did not complete within {timeout} s") from None
 
 
-async def check_within_async(jd: Any, token: str, timeout: Optional[float]) -> CheckResult:
+async def check_within_async(jd: Any, token: str, timeout: Optional[float],
+                             dpop: Optional[Dpop] = None) -> CheckResult:
     """The same for an async client (its command is cancelled at the deadline); a sync client
     given to an async guard runs on the runner's threads, never on the event loop."""
     if not asyncio.iscoroutinefunction(jd.check):
-        return await asyncio.wrap_future(_RUNNER.submit(lambda: check_within(jd, token, timeout)))
+        return await asyncio.wrap_future(_RUNNER.submit(lambda: check_within(jd, token, timeout, dpop)))
     try:
         if not timeout:
-            return await jd.check(token, with_claims=True)  # type: ignore[no-any-return]
-        done: CheckResult = await asyncio.wait_for(jd.check(token, with_claims=True), timeout)
+            return await _check(jd, token, dpop)  # type: ignore[no-any-return]
+        done: CheckResult = await asyncio.wait_for(_check(jd, token, dpop), timeout)
         return done
     except asyncio.TimeoutError:
         raise CheckTimeout(f"the jwtdeny check did not complete within {timeout} s") from None
@@ -130,12 +148,98 @@ def refused(code: str) -> Denial:
     )
 
 
-def judge(result: CheckResult) -> Union[dict[str, Any], Denial]:
+def judge(result: CheckResult, dpop: Optional["DpopRules"] = None) -> Union[dict[str, Any], Denial]:
     if not result.active or result.claims is None:
-        return refused("REVOKED")
+        return dpop.refused("invalid_token", "REVOKED") if dpop else refused("REVOKED")
     return result.claims
 
 
-def judge_error(err: Exception) -> Optional[Denial]:
-    """The 401 of a refused token; None when the error means Redis could not answer."""
-    return refused(err.code) if isinstance(err, JwtdenyError) else None
+def judge_error(err: Exception, rules: Optional["DpopRules"] = None, dpop: bool = False) -> Optional[Denial]:
+    """The 401 of a refused token; None when the error means Redis could not answer. With the
+    guard's DPoP ``rules``, a ``DPOP`` refusal (a DPoP-bound token sent as a bearer token
+    included) and any refusal of a DPoP request (``dpop``) get the DPoP challenge."""
+    if not isinstance(err, JwtdenyError):
+        return None
+    if rules is not None and err.code == "DPOP":
+        error = err.dpop_error or "invalid_token"
+        return rules.refused(error, error, err.nonce)
+    if rules is not None and dpop:
+        return rules.refused("invalid_token", err.code)
+    return refused(err.code)
+
+
+#: The algorithms a guard's DPoP challenge names by default (the server's default list).
+DEFAULT_DPOP_ALGS = "ES256 ES384 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA"
+
+_DPOP_AUTH = re.compile(r"DPoP +([A-Za-z0-9._~+/-]+=*) *", re.IGNORECASE)
+_DPOP_SCHEME = re.compile(r"DPoP(\s|$)", re.IGNORECASE)
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class DpopRules:
+    """How a guard treats DPoP: whether forwarded headers name the URL (``trust_proxy``, only
+    behind a proxy that sets them), and the ``algs`` its challenge names."""
+
+    trust_proxy: bool = False
+    algs: str = DEFAULT_DPOP_ALGS
+
+    def refused(self, error: str, description: str, nonce: Optional[str] = None) -> Denial:
+        headers = {"WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", algs="{self.algs}"'}
+        if error == "use_dpop_nonce" and nonce:
+            headers["DPoP-Nonce"] = nonce
+        return Denial(401, {"error": error, "error_description": description}, headers)
+
+    def url(self, scheme: str, host: Optional[str], path: str, forwarded_proto: Optional[str],
+            forwarded_host: Optional[str]) -> str:
+        """The URL the client addressed: the connection's scheme and Host, or with trust_proxy
+        the first X-Forwarded-Proto / X-Forwarded-Host. Query and fragment do not matter."""
+        if self.trust_proxy and forwarded_proto:
+            scheme = forwarded_proto.split(",")[0].strip().lower()
+        if self.trust_proxy and forwarded_host:
+            host = forwarded_host.split(",")[0].strip()
+        return f"{scheme}://{host or ''}{path.split('?')[0].split('#')[0] or '/'}"
+
+
+def credentials(
+    authorization: Union[str, bytes, None],
+    proofs: Callable[[], list[str]],
+    method: str,
+    url: Callable[[], str],
+    rules: DpopRules,
+    bearer: Callable[[], Optional[str]],
+) -> Union[Denial, tuple[str, Optional[Dpop]]]:
+    """What a request presents: ``(token, Dpop)`` for the DPoP scheme, ``(token, None)`` for a
+    bearer token (``bearer``: the guard's ``get_token``), or the 401 to answer."""
+    if is_dpop(authorization):
+        return dpop_request(authorization, proofs(), method, url(), rules)
+    token = bearer()
+    return (token, None) if token else MISSING
+
+
+def jkt_of(claims: dict[str, Any]) -> Optional[str]:
+    """The DPoP key thumbprint a verified token is bound to (``cnf.jkt``)."""
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return jkt if isinstance(jkt, str) else None
+
+
+def is_dpop(authorization: Union[str, bytes, None]) -> bool:
+    """Whether an Authorization header value uses the DPoP scheme."""
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("latin-1")
+    return bool(authorization) and _DPOP_SCHEME.match(authorization or "") is not None
+
+
+def dpop_request(authorization: Union[str, bytes, None], proofs: list[str], method: str,
+                 url: str, rules: DpopRules) -> Union[tuple[str, Dpop], Denial]:
+    """The token and proof of an ``Authorization: DPoP`` request, or its 401: exactly one
+    ``DPoP`` header holding one compact JWS (RFC 9449 §4.3)."""
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("latin-1")
+    m = _DPOP_AUTH.fullmatch(authorization or "")
+    if not m:
+        return rules.refused("invalid_token", "MALFORMED")
+    if len(proofs) != 1 or not _COMPACT_JWS.fullmatch(proofs[0]):
+        return rules.refused("invalid_dpop_proof", "invalid_dpop_proof")
+    return m.group(1), Dpop(proofs[0], method, url)

@@ -6,7 +6,9 @@ Every HTTP request needs an active bearer token; its claims are put in ``scope["
 (``request.state.auth`` in Starlette) and the token in ``scope["state"]["jwtdeny_token"]``.
 401 / 503 (with ``Retry-After``, also at the ``timeout`` deadline) as in jwtdeny.fastapi. ``exclude`` lists paths let through unchecked (``/login``,
 ``/health``). ``on_unavailable(err, scope)`` returning True lets a request in unchecked while
-Redis is down: dangerous.
+Redis is down: dangerous. A DPoP request (``Authorization: DPoP`` with one ``DPoP`` header) is
+checked with its proof; ``scope["state"]["dpop_jkt"]`` is then the key's thumbprint, and
+``trust_proxy=True`` takes the URL's scheme and host from X-Forwarded-Proto / X-Forwarded-Host.
 """
 
 from __future__ import annotations
@@ -24,10 +26,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _bearer(scope: Scope) -> Optional[str]:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"authorization":
-            return _http.bearer_token(value)
-    return None
+    return _http.bearer_token(_header(scope, b"authorization"))
+
+
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
+
+
+def _header(scope: Scope, name: bytes) -> Optional[str]:
+    found = _headers(scope, name)
+    return found[0] if found else None
+
+
+def _url(scope: Scope, rules: _http.DpopRules) -> str:
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else scope.get("root_path", "") + scope.get("path", "/")
+    return rules.url(scope.get("scheme", "http"), _header(scope, b"host"), path,
+                     _header(scope, b"x-forwarded-proto"), _header(scope, b"x-forwarded-host"))
 
 
 class JwtdenyMiddleware:
@@ -40,6 +55,8 @@ class JwtdenyMiddleware:
         exclude: Iterable[str] = (),
         timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
         retry_after: int = _http.DEFAULT_RETRY_AFTER,
+        trust_proxy: bool = False,
+        dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
     ) -> None:
         self.app = app
         self.jwtdeny = jwtdeny
@@ -48,20 +65,24 @@ class JwtdenyMiddleware:
         self.exclude = frozenset(exclude)
         self.timeout = timeout
         self.retry_after = retry_after
+        self.rules = _http.DpopRules(trust_proxy, dpop_algs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exclude:
             await self.app(scope, receive, send)
             return
-        token = self.get_token(scope)
-        if not token:
-            await self._deny(send, _http.MISSING)
+        got = _http.credentials(_header(scope, b"authorization"), lambda: _headers(scope, b"dpop"),
+                                scope.get("method", "GET"), lambda: _url(scope, self.rules), self.rules,
+                                lambda: self.get_token(scope))
+        if isinstance(got, _http.Denial):
+            await self._deny(send, got)
             return
+        token, dpop = got
         try:
             # An AsyncJwtdeny awaits; a sync Jwtdeny runs off the event loop.
-            result = await _http.check_within_async(self.jwtdeny, token, self.timeout)
+            result = await _http.check_within_async(self.jwtdeny, token, self.timeout, dpop)
         except Exception as e:
-            denial = _http.judge_error(e)
+            denial = _http.judge_error(e, self.rules, dpop is not None)
             if denial is None:
                 if self.on_unavailable is not None and self.on_unavailable(e, scope):
                     await self.app(scope, receive, send)
@@ -69,13 +90,15 @@ class JwtdenyMiddleware:
                 denial = _http.unavailable(self.retry_after)
             await self._deny(send, denial)
             return
-        claims = _http.judge(result)
+        claims = _http.judge(result, self.rules if dpop else None)
         if isinstance(claims, _http.Denial):
             await self._deny(send, claims)
             return
         state = scope.setdefault("state", {})
         state["auth"] = claims
         state["jwtdeny_token"] = token
+        if dpop is not None:
+            state["dpop_jkt"] = _http.jkt_of(claims)
         await self.app(scope, receive, send)
 
     @staticmethod

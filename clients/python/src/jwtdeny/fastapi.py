@@ -1,6 +1,9 @@
 """FastAPI: ``claims: dict = Depends(jd.require())``.
 
-The dependency returns the verified claims of the request's bearer token, or raises
+The dependency returns the verified claims of the request's bearer token (or of its DPoP-bound
+token, ``Authorization: DPoP`` with its ``DPoP`` proof header; the key's thumbprint is then
+``request.state.dpop_jkt``; ``trust_proxy=True`` takes the URL's scheme and host from
+X-Forwarded-Proto / X-Forwarded-Host, only behind a proxy that sets them), or raises
 HTTPException: 401 (with an RFC 6750 ``WWW-Authenticate`` header) for a missing, refused or
 revoked token, 503 with ``Retry-After: <retry_after>`` (default 5) when Redis cannot answer, or
 not within ``timeout`` seconds (default 2; None for no limit: the check then waits as long as
@@ -34,34 +37,57 @@ def _raise(denial: _http.Denial) -> NoReturn:
     raise HTTPException(status_code=denial.status, detail=denial.body, headers=denial.headers or None)
 
 
+def _credentials(request: Request, get_token: GetToken, rules: _http.DpopRules) -> tuple[str, Optional[_http.Dpop]]:
+    def url() -> str:
+        raw = request.scope.get("raw_path")
+        path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
+        h = request.headers
+        return rules.url(request.url.scheme, h.get("host"), path, h.get("x-forwarded-proto"),
+                         h.get("x-forwarded-host"))
+
+    got = _http.credentials(request.headers.get("authorization"), lambda: request.headers.getlist("dpop"),
+                            request.method, url, rules, lambda: get_token(request))
+    if isinstance(got, _http.Denial):
+        _raise(got)
+    return got
+
+
+def _accept(request: Request, result: Any, token: str, dpop: Optional[_http.Dpop],
+            rules: _http.DpopRules) -> dict[str, Any]:
+    claims = _http.judge(result, rules if dpop else None)
+    if isinstance(claims, _http.Denial):
+        _raise(claims)
+    request.state.jwtdeny_token = token
+    if dpop is not None:
+        request.state.dpop_jkt = _http.jkt_of(claims)
+    return claims
+
+
 def require(
     jd: "Jwtdeny",
     get_token: GetToken = _bearer,
     on_unavailable: Optional[OnUnavailable] = None,
     timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
     retry_after: int = _http.DEFAULT_RETRY_AFTER,
+    trust_proxy: bool = False,
+    dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
 ) -> Dependency:
     """The dependency for a sync ``Jwtdeny`` (FastAPI runs it in its thread pool)."""
+    rules = _http.DpopRules(trust_proxy, dpop_algs)
 
     def jwtdeny_claims(request: Request) -> dict[str, Any]:
-        token = get_token(request)
-        if not token:
-            _raise(_http.MISSING)
+        token, dpop = _credentials(request, get_token, rules)
         try:
-            result = _http.check_within(jd, token, timeout)
+            result = _http.check_within(jd, token, timeout, dpop)
         except Exception as e:
-            denial = _http.judge_error(e)
+            denial = _http.judge_error(e, rules, dpop is not None)
             if denial is not None:
                 _raise(denial)
             if on_unavailable is not None:
                 let_in: dict[str, Any] = on_unavailable(e, request)
                 return let_in
             _raise(_http.unavailable(retry_after))
-        claims = _http.judge(result)
-        if isinstance(claims, _http.Denial):
-            _raise(claims)
-        request.state.jwtdeny_token = token
-        return claims
+        return _accept(request, result, token, dpop, rules)
 
     return jwtdeny_claims
 
@@ -72,27 +98,24 @@ def require_async(
     on_unavailable: Optional[OnUnavailable] = None,
     timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
     retry_after: int = _http.DEFAULT_RETRY_AFTER,
+    trust_proxy: bool = False,
+    dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
 ) -> AsyncDependency:
     """The dependency for an ``AsyncJwtdeny``."""
+    rules = _http.DpopRules(trust_proxy, dpop_algs)
 
     async def jwtdeny_claims(request: Request) -> dict[str, Any]:
-        token = get_token(request)
-        if not token:
-            _raise(_http.MISSING)
+        token, dpop = _credentials(request, get_token, rules)
         try:
-            result = await _http.check_within_async(jd, token, timeout)
+            result = await _http.check_within_async(jd, token, timeout, dpop)
         except Exception as e:
-            denial = _http.judge_error(e)
+            denial = _http.judge_error(e, rules, dpop is not None)
             if denial is not None:
                 _raise(denial)
             if on_unavailable is not None:
                 let_in: dict[str, Any] = on_unavailable(e, request)
                 return let_in
             _raise(_http.unavailable(retry_after))
-        claims = _http.judge(result)
-        if isinstance(claims, _http.Denial):
-            _raise(claims)
-        request.state.jwtdeny_token = token
-        return claims
+        return _accept(request, result, token, dpop, rules)
 
     return jwtdeny_claims

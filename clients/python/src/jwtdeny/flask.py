@@ -7,7 +7,10 @@
     def me():
         return flask.g.auth          # the verified claims
 
-401 (RFC 6750 ``WWW-Authenticate``) for a missing, refused or revoked token, 503 with
+A DPoP request (``Authorization: DPoP`` with one ``DPoP`` proof header) is checked with its proof
+and ``flask.g.dpop_jkt`` is the key's thumbprint; ``trust_proxy=True`` takes the URL's scheme
+and host from X-Forwarded-Proto / X-Forwarded-Host (only behind a proxy that sets them).
+401 (RFC 6750 ``WWW-Authenticate``, or RFC 9449's ``DPoP`` challenge) for a missing, refused or revoked token, 503 with
 ``Retry-After: <retry_after>`` (default 5) when Redis cannot answer, or not within ``timeout``
 seconds (default 2; the check runs on a small pool of daemon threads so that the view stops
 waiting at the deadline). ``on_unavailable(err)`` replaces the 503: a response it returns is sent, None
@@ -17,6 +20,7 @@ lets the request in unchecked while Redis is down (revoked tokens too). Dangerou
 from __future__ import annotations
 
 import functools
+from urllib.parse import quote
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from flask import g, jsonify, request
@@ -37,6 +41,15 @@ def _response(denial: _http.Denial) -> Any:
     return jsonify(denial.body), denial.status, denial.headers
 
 
+def _url(rules: _http.DpopRules) -> str:
+    env = request.environ
+    # The path as the client sent it, where the server keeps it; else the decoded one, quoted.
+    raw = env.get("REQUEST_URI") or env.get("RAW_URI")
+    path = raw if isinstance(raw, str) and raw.startswith("/") else quote(request.script_root + request.path)
+    h = request.headers
+    return rules.url(request.scheme, h.get("Host"), path, h.get("X-Forwarded-Proto"), h.get("X-Forwarded-Host"))
+
+
 def protect(
     jd: "Jwtdeny",
     view: Optional[F] = None,
@@ -44,19 +57,24 @@ def protect(
     on_unavailable: Optional[Callable[[Exception], Any]] = None,
     timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
     retry_after: int = _http.DEFAULT_RETRY_AFTER,
+    trust_proxy: bool = False,
+    dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
 ) -> Any:
     """``@protect(jd)``, ``@protect(jd, get_token=...)``, or ``protect(jd, view)``."""
+    rules = _http.DpopRules(trust_proxy, dpop_algs)
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = get_token()
-            if not token:
-                return _response(_http.MISSING)
+            got = _http.credentials(request.headers.get("Authorization"), lambda: request.headers.getlist("DPoP"),
+                                    request.method, lambda: _url(rules), rules, get_token)
+            if isinstance(got, _http.Denial):
+                return _response(got)
+            token, dpop = got
             try:
-                result = _http.check_within(jd, token, timeout)
+                result = _http.check_within(jd, token, timeout, dpop)
             except Exception as e:
-                denial = _http.judge_error(e)
+                denial = _http.judge_error(e, rules, dpop is not None)
                 if denial is not None:
                     return _response(denial)
                 if on_unavailable is None:
@@ -65,11 +83,13 @@ def protect(
                 if reply is not None:
                     return reply
                 return fn(*args, **kwargs)
-            claims = _http.judge(result)
+            claims = _http.judge(result, rules if dpop else None)
             if isinstance(claims, _http.Denial):
                 return _response(claims)
             g.auth = claims
             g.jwtdeny_token = token
+            if dpop is not None:
+                g.dpop_jkt = _http.jkt_of(claims)
             return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
