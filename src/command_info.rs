@@ -200,6 +200,12 @@ pub const fn session_key(notes: &'static CStr) -> Arg {
     arg(c"session-key", ArgKind::Key(0), notes)
 }
 
+/// The third key of KSCHECK, KSINSPECT and KCHECKDPOP: every cutoff a token is looked up in.
+pub const THIRD_KEY: Arg = session_key(
+    c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid the \
+    sid-less cutoff key <prefix>{<sub>}:nosid",
+);
+
 pub const VERIFIES: &CStr = c"O(N) where N is the token's length, plus one signature verification";
 // INSPECT always verifies; the others go through the verification cache.
 pub const VERIFIES_CACHED: &CStr = c"O(N) where N is the token's length, plus one signature \

@@ -257,18 +257,7 @@ pub fn check(
             token: Some(verify_now(&job_snap, &job_token)),
             proof: None,
         };
-        let done = Done {
-            verdict: Verdict {
-                token: None,
-                proof: None,
-            },
-            digest,
-            generation: snap.generation,
-            keys: match route {
-                Route::Derived => KeyArgs::None,
-                Route::Declared(keys) => KeyArgs::Leading(keys.len()),
-            },
-        };
+        let done = Done::awaiting(digest, snap.generation, route);
         if workers::submit(ctx, verify, done, checked_reply) {
             return Ok(RedisValue::NoReply); // checked_reply answers once a worker has verified it
         }

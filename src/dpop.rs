@@ -145,18 +145,7 @@ pub fn checkdpop(
             token: job_token.map(|t| verify_now(&job_snap, &t)),
             proof: Some(job_args.verify(&job_snap)),
         };
-        let done = Done {
-            verdict: Verdict {
-                token: None,
-                proof: None,
-            },
-            digest,
-            generation: snap.generation,
-            keys: match route {
-                Route::Derived => KeyArgs::None,
-                Route::Declared(keys) => KeyArgs::Leading(keys.len()),
-            },
-        };
+        let done = Done::awaiting(digest, snap.generation, route);
         if workers::submit(ctx, verify, done, checked_reply) {
             return Ok(RedisValue::NoReply); // checked_reply answers once a worker has verified
         }

@@ -283,10 +283,7 @@ pub static KSCHECK: Command = Command {
     args: &[
         ENTRY_KEY,
         subject_key(0),
-        session_key(
-            c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid \
-            the sid-less cutoff key <prefix>{<sub>}:nosid",
-        ),
+        THIRD_KEY,
         TOKEN,
         WITHCLAIMS,
         CERT,
@@ -305,15 +302,7 @@ pub static KSINSPECT: Command = Command {
     summary: c"JWTDENY.INSPECT with every key it reads declared (as JWTDENY.KSCHECK)",
     complexity: VERIFIES,
     key_specs: READ_THREE,
-    args: &[
-        ENTRY_KEY,
-        subject_key(0),
-        session_key(
-            c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid \
-            the sid-less cutoff key <prefix>{<sub>}:nosid",
-        ),
-        TOKEN,
-    ],
+    args: &[ENTRY_KEY, subject_key(0), THIRD_KEY, TOKEN],
     entry: entry!(KSINSPECT),
     answer: answer!(KSINSPECT),
 };
@@ -404,10 +393,7 @@ pub static KCHECKDPOP: Command = Command {
     args: &[
         ENTRY_KEY,
         subject_key(0),
-        session_key(
-            c"the session's cutoff key <prefix>{<sub>}:sid:<sid>, or for a token without sid \
-            the sid-less cutoff key <prefix>{<sub>}:nosid",
-        ),
+        THIRD_KEY,
         REPLAY_KEY,
         TOKEN,
         PROOF,

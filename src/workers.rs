@@ -10,7 +10,7 @@
 
 use crate::blocked::{self, Blocked, Callback};
 use crate::cache::Digest;
-use crate::route::KeyArgs;
+use crate::route::{KeyArgs, Route};
 use crate::stats;
 use jwtdeny_core::dpop::Proof;
 use jwtdeny_core::error::Error;
@@ -57,6 +57,25 @@ pub struct Done {
     pub generation: u64,
     /// Where the command's declared keys are, to read its arguments again in the reply.
     pub keys: KeyArgs,
+}
+
+impl Done {
+    /// What a job of a command routed by `route` starts with: no verdict yet, the cache slot to
+    /// fill and the generation it is judged by.
+    pub fn awaiting(digest: Option<Digest>, generation: u64, route: Route) -> Done {
+        Done {
+            verdict: Verdict {
+                token: None,
+                proof: None,
+            },
+            digest,
+            generation,
+            keys: match route {
+                Route::Derived => KeyArgs::None,
+                Route::Declared(keys) => KeyArgs::Leading(keys.len()),
+            },
+        }
+    }
 }
 
 struct Pool {

@@ -369,6 +369,39 @@ def wait_replicated(cluster: "Cluster", timeout: float = 10):
     wait_until("replicas to catch up with their masters", caught_up, timeout)
 
 
+# -- slot moves --------------------------------------------------------------------------------
+
+
+def wait_for_progress(count, before: int, pause: float = 0.03, timeout: float = 5.0) -> None:
+    """Sleeps `pause`, then until `count()` has grown past `before` or `timeout` passes: the
+    checks running beside a migration get to see each of its states however slow the machine
+    is, rather than a count fixed in advance."""
+    time.sleep(pause)
+    deadline = time.time() + timeout
+    while count() <= before and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def move_slot(cluster: "Cluster", slot: int, between=None, shards=None) -> list:
+    """Moves `slot` to another master by hand: IMPORTING/MIGRATING, MIGRATE key by key
+    (`between(i, key)` after each), SETSLOT NODE on every master. Returns the keys moved. A key
+    listed that expired before its MIGRATE (another test's) answers NOKEY, which is fine."""
+    shards = shards or cluster.shards()
+    src, _ = cluster.shard_of(slot, shards)
+    tgt = next(m for m, _, _ in shards if m is not src)
+    s, d = src.client(), tgt.client()
+    assert d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
+    assert s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", tgt.node_id())
+    keys = s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    for i, k in enumerate(keys):
+        assert s.execute_command("MIGRATE", "127.0.0.1", tgt.port, k, 0, 5000) in (b"OK", "OK", b"NOKEY", "NOKEY")
+        if between is not None:
+            between(i, k)
+    for m in [tgt, src] + [m for m, _, _ in shards if m not in (src, tgt)]:
+        m.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", tgt.node_id())
+    return keys
+
+
 # -- tokens ----------------------------------------------------------------------------------
 
 

@@ -794,3 +794,48 @@ def test_guards_ask_for_a_server_nonce(server: tuple[str, int]) -> None:
     finally:
         admin.config_set("jwtdeny.dpop-nonce", "no")
         admin.close()
+
+
+def test_each_dpop_rule_broken_alone(server: tuple[str, int]) -> None:
+    """Proofs made by PyJWT, each breaking one rule of RFC 9449 §4.3; the valid one passes last,
+    so none of the refusals spent its jti."""
+    h, other = Holder("ES256"), Holder("EdDSA")
+    token = h.token()
+    now = int(time.time())
+    jti = f"shared-{os.getpid()}-{now}"
+    good = {"jti": jti, "htm": "GET", "htu": URL, "iat": now, "ath": b64(hashlib.sha256(token.encode()).digest())}
+    head = {"typ": "dpop+jwt", "jwk": h.jwk}
+
+    def signed(claims: dict[str, Any], headers: dict[str, Any] = head, key: Any = None, alg: str = "ES256") -> str:
+        return str(pyjwt.encode(claims, h.key if key is None else key, algorithm=alg, headers=headers))
+
+    private = dict(h.jwk, d=b64(b"\x01" * 32))
+    cases = {
+        "typ missing": signed(good, {"jwk": h.jwk}),
+        "typ JWT": signed(good, {"typ": "JWT", "jwk": h.jwk}),
+        "alg none": str(pyjwt.encode(good, None, algorithm="none", headers=head)),
+        "alg HS256": signed(good, {"typ": "dpop+jwt", "jwk": {"kty": "oct", "k": b64(b"k" * 32)}}, key=b"k" * 32, alg="HS256"),
+        "a private key in jwk": signed(good, {"typ": "dpop+jwt", "jwk": private}),
+        "wrong htm": signed(dict(good, htm="POST")),
+        "another path": signed(dict(good, htu=URL + "/7")),
+        "another host": signed(dict(good, htu="https://evil.example.com/orders")),
+        "iat too old": signed(dict(good, iat=now - 600)),
+        "iat too new": signed(dict(good, iat=now + 600)),
+        "wrong ath": signed(dict(good, ath=b64(hashlib.sha256(b"other").digest()))),
+        "another key's thumbprint": str(pyjwt.encode(good, other.key, algorithm="EdDSA", headers={"typ": "dpop+jwt", "jwk": other.jwk})),
+    }
+    client = sync_client(server)
+    try:
+        jd = Jwtdeny(client)
+        for name, proof in cases.items():
+            with pytest.raises(JwtdenyError) as e:
+                jd.check_dpop(token, proof, "GET", URL)
+            assert e.value.code == "DPOP" and e.value.dpop_error == "invalid_dpop_proof", name
+        # Query and fragment are ignored, and RFC 3986 normalisation applies to both sides.
+        for htu, url in [(URL + "?a=1#f", URL), ("HTTPS://API.example.com:443/./orders", URL + "?b=2")]:
+            assert jd.check_dpop(token, signed(dict(good, htu=htu, jti=f"{jti}-{htu}")), "GET", url).active
+        assert jd.check_dpop(token, signed(good), "GET", URL).active
+        with pytest.raises(JwtdenyError):
+            jd.check(token)
+    finally:
+        client.close()
