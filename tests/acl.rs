@@ -19,6 +19,22 @@ fn login(server: &Server, user: &str) -> Conn {
     c
 }
 
+/// The commands the module registered, sorted, as the server lists them.
+fn module_commands(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .cmd(&["COMMAND", "LIST", "FILTERBY", "MODULE", "jwtdeny"])
+        .array()
+        .iter()
+        .map(|r| r.text().to_ascii_lowercase())
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 15,
+        "COMMAND LIST FILTERBY MODULE jwtdeny: {names:?}"
+    );
+    names
+}
+
 #[track_caller]
 fn assert_noperm(r: &Reply, what: &str) {
     assert_err(r, "NOPERM", what);
@@ -400,27 +416,8 @@ fn the_module_category_where_the_server_has_module_categories() {
         .map(|r| r.text().to_ascii_lowercase())
         .collect();
     members.sort();
-    assert_eq!(
-        members,
-        vec![
-            "jwtdeny.check",
-            "jwtdeny.inspect",
-            "jwtdeny.kcheck",
-            "jwtdeny.keys",
-            "jwtdeny.kinspect",
-            "jwtdeny.klogout",
-            "jwtdeny.krevoke",
-            "jwtdeny.krevokeall",
-            "jwtdeny.krevokesession",
-            "jwtdeny.kscheck",
-            "jwtdeny.ksinspect",
-            "jwtdeny.logout",
-            "jwtdeny.revoke",
-            "jwtdeny.revokeall",
-            "jwtdeny.revokesession",
-        ],
-        "ACL CAT jwtdeny"
-    );
+    // Every command the module registers, and nothing else.
+    assert_eq!(members, module_commands(&server), "ACL CAT jwtdeny");
 
     ok(
         server.cmd(&[
@@ -492,7 +489,8 @@ fn the_module_loads_again_after_unload() {
         assert_int(&server.check(&t), 1, &format!("CHECK, round {round}"));
         if has_module_categories(&server) {
             let n = server.cmd(&["ACL", "CAT", "jwtdeny"]).array().len();
-            assert_eq!(n, 15, "ACL CAT jwtdeny after load {round}");
+            let want = module_commands(&server).len();
+            assert_eq!(n, want, "ACL CAT jwtdeny after load {round}");
         }
         ok(
             server.cmd(&["MODULE", "UNLOAD", "jwtdeny"]),
