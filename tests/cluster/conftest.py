@@ -10,6 +10,8 @@ on failure too. Environment:
                         to stop leftovers if pytest itself is killed)
   JWTDENY_CLUSTER_DIR   where the servers' dirs go (default: the system temp dir)
   JWTDENY_KEEP_LOGS     if set, the servers' dirs (logs) are kept instead of removed
+  JWTDENY_SERVER_BIN    the server to run (default redis-server; tests/valkey.sh gives
+                        valkey-server for a part of this suite)
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class Cluster:
             d = self.base / f"node-{i}-{port}"
             d.mkdir()
             cmd = [
-                "redis-server",
+                os.environ.get("JWTDENY_SERVER_BIN") or "redis-server",
                 "--port", str(port),
                 "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes",

@@ -78,7 +78,8 @@ PIDS="$SCRATCH/pids"
 export JWTDENY_CLUSTER_PIDS="$PIDS" JWTDENY_CLUSTER_DIR="$SCRATCH"
 cleanup() {
 	while read -r pid; do
-		if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "redis-server" ]; then
+		comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
+		if [ -n "$pid" ] && { [ "$comm" = redis-server ] || [ "$comm" = valkey-server ]; }; then
 			kill -9 "$pid" 2>/dev/null || true
 		fi
 	done <"$PIDS"
@@ -99,7 +100,7 @@ say "packages: jwtdeny (npm pack, pip wheel) installed into fresh projects, stan
 bash "$REPO/clients/node/run-tests.sh" "$SCRATCH/npm" || status=1
 bash "$REPO/clients/python/run-tests.sh" "$SCRATCH/pip" || status=1
 export JWTDENY_PKG_NODE_APP="$SCRATCH/npm/app" JWTDENY_PKG_PY="$SCRATCH/pip/venv/bin/python" JWTDENY_PKG_PY_APP="$SCRATCH/pip/app"
-say "cluster: $(redis-server --version | cut -d' ' -f1-3), redis-py $("$PY" -c 'import redis; print(redis.__version__)'), node-redis $(node -p "require('$HERE/node/node_modules/redis/package.json').version")"
+say "cluster: $("${JWTDENY_SERVER_BIN:-redis-server}" --version | cut -d' ' -f1-3), redis-py $("$PY" -c 'import redis; print(redis.__version__)'), node-redis $(node -p "require('$HERE/node/node_modules/redis/package.json').version")"
 (cd "$HERE" && "$PY" -m pytest "$@") || status=1
 say "tests/cluster/run.sh: $([ $status -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - start))s"
 exit $status
