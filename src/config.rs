@@ -569,7 +569,9 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 /// A change that may be made while the server runs, judged against the value in force. Raising
 /// `max-lifetime` is refused: subject cutoffs written under the old bound expire at
 /// `cutoff + old bound + leeway`, after which tokens they revoked but the new bound admits
-/// would be accepted again.
+/// would be accepted again. Raising `dpop-window` is refused for the same reason: a proof's
+/// one-time record expires when the old window ends, and a wider window would accept the proof
+/// again after that.
 pub fn runtime_change_allowed(spec: &Spec, old: &Settings, new: &Settings) -> Result<(), String> {
     if spec.name == "max-lifetime" && old.max_lifetime > 0 {
         let raised = new.max_lifetime == 0 || new.max_lifetime > old.max_lifetime;
@@ -581,6 +583,14 @@ pub fn runtime_change_allowed(spec: &Spec, old: &Settings, new: &Settings) -> Re
                 old.max_lifetime, new.max_lifetime
             ));
         }
+    }
+    if spec.name == "dpop-window" && new.dpop_window > old.dpop_window {
+        return Err(format!(
+            "jwtdeny.dpop-window: raising it from {} to {} at runtime is refused: the one-time \
+             records of proofs already used expire when the old window ends, and the wider window \
+             would accept those proofs again (see the README: Sender-constrained tokens)",
+            old.dpop_window, new.dpop_window
+        ));
     }
     Ok(())
 }
@@ -755,5 +765,15 @@ mod tests {
         let e = runtime_change_allowed(spec, &at("3600"), &at("7200")).unwrap_err();
         assert!(e.starts_with("jwtdeny.max-lifetime:"), "{e}");
         assert!(runtime_change_allowed(spec, &at("3600"), &at("0")).is_err());
+    }
+
+    #[test]
+    fn raising_the_dpop_window_at_runtime_is_refused() {
+        let spec = find("dpop-window").unwrap();
+        let at = |n: &str| set("dpop-window", n).unwrap();
+        assert!(runtime_change_allowed(spec, &at("60"), &at("30")).is_ok());
+        assert!(runtime_change_allowed(spec, &at("60"), &at("60")).is_ok());
+        let e = runtime_change_allowed(spec, &at("60"), &at("61")).unwrap_err();
+        assert!(e.starts_with("jwtdeny.dpop-window:"), "{e}");
     }
 }

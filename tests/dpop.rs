@@ -829,3 +829,12 @@ fn acl_key_patterns_cover_the_proof_record() {
         }
     }
 }
+
+#[test]
+fn the_window_may_be_lowered_but_not_raised_at_runtime() {
+    let server = Server::with_vector_keys();
+    ok(server.config_set("jwtdeny.dpop-window", "30"), "lower");
+    let r = server.config_set("jwtdeny.dpop-window", "31");
+    assert!(r.error().unwrap_or_default().contains("raising"), "{r}");
+    assert_eq!(server.config_get("jwtdeny.dpop-window"), "30");
+}
