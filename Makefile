@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-cluster scenarios bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
+.PHONY: help deps deps-test build run test test-cluster scenarios bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -41,6 +41,17 @@ deps: ## Install what is missing: redis-server, redis-cli, libclang, python3, a 
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
+deps-test: deps ## Install what only the tests need: prometheus-redis-exporter (tests/prometheus.rs)
+	@command -v prometheus-redis-exporter >/dev/null || command -v redis_exporter >/dev/null || { \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null; then sudo="sudo"; \
+		else echo "make deps-test: not root and no sudo; install prometheus-redis-exporter as root" >&2; exit 1; fi; \
+		command -v apt-get >/dev/null || { \
+			echo "make deps-test: no apt-get; install redis_exporter with your package manager" >&2; exit 1; }; \
+		echo "make deps-test: installing prometheus-redis-exporter"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-redis-exporter; }
+
 build: deps ## Build the module: target/release/libjwtdeny.so
 	cargo build --release
 
@@ -61,7 +72,7 @@ run: build ## Build, then serve redis.conf.example in the foreground (PORT=6390)
 
 TESTED_MODULE := $(CURDIR)/$(MODULE)
 
-test: deps ## Build, then run unit and integration tests (these start their own redis-servers)
+test: deps deps-test ## Build, then run unit and integration tests (these start their own redis-servers)
 	cargo build --release
 	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --profile release-tests --workspace --no-fail-fast
 	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh

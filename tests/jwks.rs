@@ -980,3 +980,48 @@ fn the_discovery_document_is_reused_while_it_may_be() {
         (3, jwks_before + 1)
     );
 }
+
+/// A discovery document granting a freshness beyond any clock (9020185 fixed the overflow
+/// that panicked the fetch round): it is kept at most jwtdeny.jwks-refresh, and the keys keep
+/// coming.
+#[test]
+fn a_huge_discovery_max_age_is_kept_no_longer_than_the_refresh() {
+    for max_age in [
+        "99999999999999999999",
+        "18446744073709551615",
+        "9223372036854775807",
+    ] {
+        let idp = Idp::start();
+        let issuer = idp.url("/realms/huge");
+        let doc_path = "/realms/huge/.well-known/openid-configuration";
+        idp.set_jwks(&jwks_of(&[("shared-es256", "idp-es256")]));
+        idp.set_discovery(&issuer, &issuer, &idp.url(JWKS_PATH));
+        idp.set_header(doc_path, "Cache-Control", format!("max-age={max_age}"));
+        let server = ServerBuilder::new()
+            .conf(format!(
+                "jwtdeny.jwks-ca-file {}",
+                conf_quote(&idp.ca_file().to_string_lossy())
+            ))
+            .conf(format!("jwtdeny.issuer {}", conf_quote(&issuer)))
+            .conf("jwtdeny.discovery yes")
+            .conf("jwtdeny.jwks-cooldown 1")
+            .start();
+        wait_fetches(&server, "jwks_fetches_ok", 1);
+        // Another round: the server is alive and the document's URL is used again.
+        ok_or_keys(server.cmd(&["JWTDENY.KEYS", "RELOAD"]), max_age);
+        let next = info_num(&server, "jwks_next_fetch_time");
+        assert!(
+            next > 0 && next <= now() + 300 + 5,
+            "{max_age}: next fetch at {next}"
+        );
+        assert_eq!(server.cmd(&["PING"]).text(), "PONG", "{max_age}");
+    }
+}
+
+#[track_caller]
+fn ok_or_keys(r: Reply, what: &str) {
+    assert!(
+        matches!(r, Reply::Int(n) if n > 0),
+        "{what}: KEYS RELOAD answered {r}"
+    );
+}

@@ -74,6 +74,10 @@ pub fn read_regular_file(path: &str, max: u64) -> Result<Vec<u8>, String> {
 
 /// Below this modulus size RSA signatures are forgeable in practice (and aws-lc refuses them).
 const MIN_RSA_BITS: usize = 2048;
+/// The largest modulus aws-lc verifies with.
+const MAX_RSA_BITS: usize = 8192;
+/// The longest public exponent aws-lc accepts (2^33 - 1 at most).
+const MAX_RSA_EXPONENT_BITS: usize = 33;
 
 /// The JOSE name of an algorithm (RFC 7518), exactly as it appears in a token's `alg`.
 pub fn alg_name(alg: Algorithm) -> &'static str {
@@ -505,10 +509,29 @@ fn parse_jwk(obj: &Map<String, Value>, index: usize, source: KeySource) -> Resul
             if e.last().is_some_and(|b| b % 2 == 0) {
                 return Err(bad("RSA exponent \"e\" is even, which is no RSA key"));
             }
+            // What aws-lc refuses when it verifies, refused here: such a key would load and then
+            // answer BADSIG for every token.
+            if bits > MAX_RSA_BITS {
+                return Err(bad(&format!(
+                    "RSA modulus of {bits} bits is longer than {MAX_RSA_BITS}"
+                )));
+            }
+            if n.last().is_some_and(|b| b % 2 == 0) {
+                return Err(bad("RSA modulus \"n\" is even, which is no RSA key"));
+            }
+            if bit_length(&e) > MAX_RSA_EXPONENT_BITS {
+                return Err(bad(&format!(
+                    "RSA exponent \"e\" is longer than {MAX_RSA_EXPONENT_BITS} bits"
+                )));
+            }
+            // Leading zero bytes are legal in a JWK's integers but not to aws-lc.
             (
                 "RSA",
                 serve(&RSA, "RSA")?,
-                DecodingKey::from_rsa_raw_components(&n, &e),
+                DecodingKey::from_rsa_raw_components(
+                    without_leading_zeros(&n),
+                    without_leading_zeros(&e),
+                ),
             )
         }
         "EC" => {
@@ -603,6 +626,12 @@ fn hmac_min_len(alg: Algorithm) -> usize {
         Algorithm::HS512 => 64,
         _ => 32,
     }
+}
+
+/// A big-endian unsigned integer without its leading zero bytes.
+fn without_leading_zeros(be: &[u8]) -> &[u8] {
+    let first = be.iter().position(|b| *b != 0).unwrap_or(be.len());
+    &be[first..]
 }
 
 /// Bit length of a big-endian unsigned integer (leading zero bytes allowed).
@@ -724,6 +753,23 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.message().contains("1024 bits"), "{e}");
+        // What aws-lc would refuse at verification time is refused at load.
+        let mut even = vec![0xffu8; 256];
+        even[255] = 0xfe;
+        for (n, e, why) in [
+            (b64(&even), "AQAB".to_string(), "even"),
+            (b64(&[0xff; 1025]), "AQAB".to_string(), "longer than 8192"),
+            (
+                b64(&[0xff; 256]),
+                b64(&[2, 0, 0, 0, 1]),
+                "longer than 33 bits",
+            ),
+        ] {
+            let err = jwks(&format!(r#"{{"kty":"RSA","n":"{n}","e":"{e}"}}"#))
+                .err()
+                .unwrap();
+            assert!(err.message().contains(why), "{why}: {err}");
+        }
         let e = jwks(r#"{"kty":"oct","k":"!!"}"#).err().unwrap();
         assert!(e.message().contains("base64url"), "{e}");
         let e = jwks(r#"{"kty":"oct","alg":"none","k":"AAAA"}"#)

@@ -845,6 +845,34 @@ mod tests {
     }
 
     #[test]
+    fn an_rsa_key_with_leading_zero_bytes_verifies() {
+        // RFC 7518 §6.3.1 forbids them, some providers send them anyway: the key is the same.
+        let doc: Value = serde_json::from_str(SHARED_JWKS).unwrap();
+        let mut jwk = doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == "shared-rsa")
+            .unwrap()
+            .clone();
+        for member in ["n", "e"] {
+            let mut bytes = vec![0u8, 0];
+            bytes.extend(
+                URL_SAFE_NO_PAD
+                    .decode(jwk[member].as_str().unwrap())
+                    .unwrap(),
+            );
+            jwk[member] = json!(URL_SAFE_NO_PAD.encode(bytes));
+        }
+        let keys = KeySet::from_json(json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+        let mut h = Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("shared-rsa".into());
+        let rsa = EncodingKey::from_rsa_pem(RSA_PEM).unwrap();
+        let t = encode(&h, &json!({"sub":"a","iat":1,"exp":4102444800u64}), &rsa).unwrap();
+        assert!(verify(t.as_bytes(), &keys, &policy()).is_ok());
+    }
+
+    #[test]
     fn issuer_audience_and_allowlist_are_enforced() {
         let k = keys();
         let mut p = policy();

@@ -47,6 +47,8 @@ mod logout;
 mod notifications;
 #[path = "../persistence.rs"]
 mod persistence;
+#[path = "../prometheus.rs"]
+mod prometheus;
 #[path = "../reference.rs"]
 mod reference;
 #[path = "../replication.rs"]
