@@ -75,6 +75,33 @@ export interface GuardOptions<Req> {
   trustProxy?: boolean;
   /** The `algs` of the 401's `WWW-Authenticate: DPoP` challenge (default: the server's default list). */
   dpopAlgs?: string;
+  /** false: a request without a token goes on without `auth` (optional authentication). Default true. */
+  credentialsRequired?: boolean;
+  /** Scopes the token must grant (its `scope` string or `scp` array); else 403 `insufficient_scope`. */
+  requiredScopes?: string | string[];
+  /** A check of the verified claims; false gives 403 `insufficient_scope` (code `CLAIM_CHECK`). */
+  claimCheck?: (claims: Claims) => boolean | Promise<boolean>;
+  /** Paths let through unchecked: exact strings or RegExps, matched against the path without its query. */
+  exclude?: Array<string | RegExp>;
+  /** true: guard OPTIONS requests too; by default CORS preflights pass unchecked. */
+  guardPreflight?: boolean;
+}
+
+/** Every refusal's body: RFC 6750's `error`, a sentence, and the stable `code`. */
+export interface ErrorBody {
+  error: string;
+  error_description: string;
+  /** `MISSING`, a token error code, `REVOKED`, `INSUFFICIENT_SCOPE`, `CLAIM_CHECK` or `UNAVAILABLE`. */
+  code: string;
+}
+
+/** A refusal handed to Express's error handler (`passErrors: true`). */
+export declare class JwtdenyAuthError extends Error {
+  readonly name: 'JwtdenyAuthError';
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: ErrorBody;
+  readonly code: string;
 }
 
 /** A guard's check that did not complete within its `timeoutMs` (given to `onUnavailable`). */
@@ -114,6 +141,8 @@ export interface ExpressGuardOptions<Req, Res> extends GuardOptions<Req> {
    * requests in unchecked: revoked tokens are then accepted. Dangerous.
    */
   onUnavailable?: (err: unknown, req: Req, res: Res, next: (err?: unknown) => void) => unknown;
+  /** true: refusals go to `next(err)` as a JwtdenyAuthError, for the app's error handler. */
+  passErrors?: boolean;
 }
 
 export interface FastifyReplyLike {
@@ -179,6 +208,7 @@ export declare function encodeSubject(sub: string): string;
 declare const jwtdeny: {
   createJwtdeny: typeof createJwtdeny;
   JwtdenyError: typeof JwtdenyError;
+  JwtdenyAuthError: typeof JwtdenyAuthError;
   CheckTimeoutError: typeof CheckTimeoutError;
   TOKEN_ERROR_CODES: typeof TOKEN_ERROR_CODES;
   bearerToken: typeof bearerToken;

@@ -281,21 +281,100 @@ function withDeadline(promise, ms) {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-// What a guard decides for a request: { claims, token[, dpop] } or { status, headers, body }.
-async function decide(jwtdeny, req, getToken, timeoutMs, dpop) {
+/** What a guard's error bodies say, by their stable `code`. */
+const DESCRIPTIONS = Object.freeze({
+  MISSING: 'no access token was presented',
+  MALFORMED: 'the token is malformed',
+  BADALG: "the token's algorithm is not accepted",
+  NOKEY: 'no key of the server verifies the token',
+  BADSIG: "the token's signature does not verify",
+  BADCLAIMS: "the token's claims are not accepted",
+  EXPIRED: 'the token has expired',
+  NOTYET: 'the token is not valid yet',
+  REVOKED: 'the token has been revoked',
+  DPOP: 'the token or its DPoP proof is refused',
+  INSUFFICIENT_SCOPE: 'the token lacks a scope this resource requires',
+  CLAIM_CHECK: "the token's claims do not allow this request",
+  UNAVAILABLE: 'the token cannot be checked now; try again later',
+});
+
+// One body shape for every refusal (RFC 6750's `error`, a sentence, and the stable `code`).
+function body(error, code) {
+  return { error, error_description: DESCRIPTIONS[code] || code, code };
+}
+
+// The options every guard shares, with their defaults.
+function guardRules({
+  getToken = bearerToken, timeoutMs = DEFAULT_TIMEOUT_MS, retryAfter = DEFAULT_RETRY_AFTER,
+  trustProxy = false, dpopAlgs = DEFAULT_DPOP_ALGS, credentialsRequired = true,
+  requiredScopes = [], claimCheck, exclude = [], guardPreflight = false,
+} = {}) {
+  const scopes = typeof requiredScopes === 'string'
+    ? requiredScopes.split(' ').filter(Boolean) : [...requiredScopes];
+  return {
+    getToken, timeoutMs, retryAfter, credentialsRequired, scopes, claimCheck, exclude,
+    guardPreflight, dpop: { trustProxy, algs: dpopAlgs },
+  };
+}
+
+// Requests a guard lets through unchecked: CORS preflights (browsers send no credentials with
+// them) unless `guardPreflight`, and the `exclude`d paths (strings match the path exactly,
+// RegExps test it).
+function skipped(req, rules) {
+  if (req.method === 'OPTIONS' && !rules.guardPreflight) return true;
+  if (!rules.exclude.length) return false;
+  const raw = req.raw || req;
+  const path = String(raw.originalUrl || req.originalUrl || raw.url || req.url || '/').split(/[?#]/)[0];
+  return rules.exclude.some((e) => (e instanceof RegExp ? e.test(path) : e === path));
+}
+
+// The scopes a token grants: `scope` (RFC 9068, space-separated) or `scp` (an array: Okta, Entra).
+function scopesOf(claims) {
+  if (typeof claims.scope === 'string') return claims.scope.split(' ').filter(Boolean);
+  if (Array.isArray(claims.scp)) return claims.scp.filter((x) => typeof x === 'string');
+  if (typeof claims.scp === 'string') return claims.scp.split(' ').filter(Boolean);
+  return [];
+}
+
+// 403 (RFC 6750 §3.1) for an authentic token that may not do this.
+async function authorize(d, rules) {
+  const granted = new Set(scopesOf(d.claims));
+  const lacking = rules.scopes.filter((x) => !granted.has(x));
+  const code = lacking.length ? 'INSUFFICIENT_SCOPE'
+    : (rules.claimCheck && !(await rules.claimCheck(d.claims)) ? 'CLAIM_CHECK' : null);
+  if (!code) return d;
+  const scope = rules.scopes.length ? `, scope="${rules.scopes.join(' ')}"` : '';
+  return {
+    status: 403,
+    headers: { 'www-authenticate': `Bearer error="insufficient_scope"${scope}` },
+    body: body('insufficient_scope', code),
+  };
+}
+
+// What a guard decides for a request: { pass } (let through unchecked), { claims, token[, dpop] }
+// or { status, headers, body }.
+async function decide(jwtdeny, req, rules) {
+  if (skipped(req, rules)) return { pass: true };
   const auth = req && req.headers ? req.headers.authorization : undefined;
-  if (typeof auth === 'string' && DPOP_SCHEME.test(auth)) return decideDpop(jwtdeny, req, timeoutMs, dpop);
-  const token = await getToken(req);
+  const d = typeof auth === 'string' && DPOP_SCHEME.test(auth)
+    ? await decideDpop(jwtdeny, req, rules.timeoutMs, rules.dpop)
+    : await decideBearer(jwtdeny, req, rules);
+  return d.claims ? authorize(d, rules) : d;
+}
+
+async function decideBearer(jwtdeny, req, rules) {
+  const token = await rules.getToken(req);
   if (!token) {
+    if (!rules.credentialsRequired) return { pass: true };
     // RFC 6750 §3.1: a request without credentials gets no error code.
-    return { status: 401, headers: { 'www-authenticate': 'Bearer' }, body: { error: 'missing_token' } };
+    return { status: 401, headers: { 'www-authenticate': 'Bearer' }, body: body('missing_token', 'MISSING') };
   }
   let result;
   try {
-    result = await withDeadline(jwtdeny.check(token, { withClaims: true }), timeoutMs);
+    result = await withDeadline(jwtdeny.check(token, { withClaims: true }), rules.timeoutMs);
   } catch (err) {
     // A DPoP-bound token sent as a bearer token: the DPoP challenge tells the client how.
-    if (err instanceof JwtdenyError && err.code === 'DPOP') return dpopRefused(err, dpop);
+    if (err instanceof JwtdenyError && err.code === 'DPOP') return dpopRefused(err, rules.dpop);
     if (err instanceof JwtdenyError) return refused(err.code);
     return { unavailable: err };
   }
@@ -335,20 +414,20 @@ function dpopRefused(err, dpop) {
     'www-authenticate': `DPoP error="${error}", error_description="${description}", algs="${dpop.algs}"`,
   };
   if (error === 'use_dpop_nonce' && err.nonce) headers['dpop-nonce'] = err.nonce;
-  return { status: 401, headers, body: { error, error_description: description } };
+  return { status: 401, headers, body: body(error, err.code === 'DPOP' ? 'DPOP' : err.code) };
 }
 
 function refused(code) {
   return {
     status: 401,
     headers: { 'www-authenticate': `Bearer error="invalid_token", error_description="${code}"` },
-    body: { error: 'invalid_token', error_description: code },
+    body: body('invalid_token', code),
   };
 }
 
 // Fail closed: Redis could not answer in time, so no token is taken for active.
 function unavailable(retryAfter) {
-  return { status: 503, headers: { 'retry-after': String(retryAfter) }, body: { error: 'unavailable' } };
+  return { status: 503, headers: { 'retry-after': String(retryAfter) }, body: body('unavailable', 'UNAVAILABLE') };
 }
 
 /**
@@ -360,25 +439,30 @@ function unavailable(retryAfter) {
  *   retryAfter                          the 503's Retry-After, in seconds (default 5)
  *   onUnavailable(err, req, res, next)  replaces the 503. Calling next() from it lets requests in
  *                                       unchecked while Redis is down: revoked tokens pass too.
+ *   credentialsRequired                 false: a request without a token goes on, without req.auth
+ *   requiredScopes                      scopes the token must grant (`scope` or `scp`): else 403
+ *   claimCheck(claims)                  false (or a promise of it): 403 insufficient_scope
+ *   exclude                             paths (strings, RegExps) let through unchecked
+ *   guardPreflight                      true: guard OPTIONS requests too (CORS preflights pass by default)
+ *   passErrors                          true: refusals go to next(err) (a JwtdenyAuthError with
+ *                                       .status, .headers, .body), as express-jwt does
  */
-function expressGuard(jwtdeny, {
-  getToken = bearerToken, onUnavailable, timeoutMs = DEFAULT_TIMEOUT_MS,
-  retryAfter = DEFAULT_RETRY_AFTER, trustProxy = false, dpopAlgs = DEFAULT_DPOP_ALGS,
-} = {}) {
-  const dpop = { trustProxy, algs: dpopAlgs };
-  const send = (res, { status, headers, body }) => {
+function expressGuard(jwtdeny, { onUnavailable, passErrors = false, ...options } = {}) {
+  const rules = guardRules(options);
+  const send = (res, { status, headers, body: payload }) => {
     res.statusCode = status;
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
     res.setHeader('content-type', 'application/json; charset=utf-8');
-    res.end(JSON.stringify(body));
+    res.end(JSON.stringify(payload));
   };
   return async function jwtdenyExpress(req, res, next) {
     let d;
     try {
-      d = await decide(jwtdeny, req, getToken, timeoutMs, dpop);
+      d = await decide(jwtdeny, req, rules);
     } catch (err) {
       return next(err);
     }
+    if (d.pass) return next();
     if (d.claims) {
       req.auth = d.claims;
       req.token = d.token;
@@ -387,26 +471,37 @@ function expressGuard(jwtdeny, {
     }
     if (d.unavailable) {
       if (onUnavailable) return onUnavailable(d.unavailable, req, res, next);
-      return send(res, unavailable(retryAfter));
+      d = unavailable(rules.retryAfter);
     }
+    if (passErrors) return next(new JwtdenyAuthError(d));
     return send(res, d);
   };
+}
+
+/** A refusal handed to Express's error handler (`passErrors`): what the guard would answer. */
+class JwtdenyAuthError extends Error {
+  constructor({ status, headers, body: payload }) {
+    super(payload.error_description);
+    this.name = 'JwtdenyAuthError';
+    this.status = status;
+    this.headers = headers;
+    this.body = payload;
+    this.code = payload.code;
+  }
 }
 
 /**
  * A Fastify onRequest/preHandler hook: app.addHook('onRequest', jwtdeny.fastify()). Sets
  * request.auth (declare it with app.decorateRequest('auth', null)) and request.token.
- * timeoutMs and retryAfter as for expressGuard.
+ * The options of expressGuard, but passErrors.
  *   onUnavailable(err, request, reply)  replaces the 503; returning without sending lets the
  *                                       request in unchecked (dangerous, see expressGuard).
  */
-function fastifyGuard(jwtdeny, {
-  getToken = bearerToken, onUnavailable, timeoutMs = DEFAULT_TIMEOUT_MS,
-  retryAfter = DEFAULT_RETRY_AFTER, trustProxy = false, dpopAlgs = DEFAULT_DPOP_ALGS,
-} = {}) {
-  const dpop = { trustProxy, algs: dpopAlgs };
+function fastifyGuard(jwtdeny, { onUnavailable, ...options } = {}) {
+  const rules = guardRules(options);
   return async function jwtdenyFastify(request, reply) {
-    const d = await decide(jwtdeny, request, getToken, timeoutMs, dpop);
+    const d = await decide(jwtdeny, request, rules);
+    if (d.pass) return undefined;
     if (d.claims) {
       request.auth = d.claims;
       request.token = d.token;
@@ -415,7 +510,7 @@ function fastifyGuard(jwtdeny, {
     }
     if (d.unavailable) {
       if (onUnavailable) return onUnavailable(d.unavailable, request, reply);
-      Object.assign(d, unavailable(retryAfter));
+      Object.assign(d, unavailable(rules.retryAfter));
     }
     reply.code(d.status).headers(d.headers).send(d.body);
     return reply;
@@ -425,6 +520,7 @@ function fastifyGuard(jwtdeny, {
 module.exports = {
   createJwtdeny,
   JwtdenyError,
+  JwtdenyAuthError,
   CheckTimeoutError,
   TOKEN_ERROR_CODES,
   bearerToken,

@@ -5,6 +5,7 @@ import jwtdeny from './index.js';
 export const {
   createJwtdeny,
   JwtdenyError,
+  JwtdenyAuthError,
   CheckTimeoutError,
   TOKEN_ERROR_CODES,
   bearerToken,

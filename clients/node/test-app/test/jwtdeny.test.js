@@ -288,7 +288,9 @@ async function guardCases(base) {
   const expired = await get(base, mint({ sub, iat: now() - 7200, exp: now() - 3600 }));
   assert.equal(expired.status, 401);
   assert.equal(expired.auth, 'Bearer error="invalid_token", error_description="EXPIRED"');
-  assert.deepEqual(expired.body, { error: 'invalid_token', error_description: 'EXPIRED' });
+  assert.deepEqual(expired.body, {
+    error: 'invalid_token', error_description: 'the token has expired', code: 'EXPIRED',
+  });
 
   const forged = await get(base, mint({ sub, iat: now() - 60, exp: now() + 60 }, Buffer.from('x')));
   assert.equal(forged.auth, 'Bearer error="invalid_token", error_description="BADSIG"');
@@ -388,7 +390,8 @@ if (!CLUSTER) {
           `http://127.0.0.1:${app.server.address().port}`]) {
           const res = await get(base, token);
           assert.equal(res.status, 503, base);
-          assert.deepEqual(res.body, { error: 'unavailable' });
+          assert.equal(res.body.error, 'unavailable');
+          assert.equal(res.body.code, 'UNAVAILABLE');
         }
       } finally {
         server.closeAllConnections();
@@ -476,7 +479,8 @@ if (!CLUSTER) {
         const res = await answersWithin(base, token, 3000);
         assert.equal(res.status, 503);
         assert.equal(res.headers.get('retry-after'), '7');
-        assert.deepEqual(res.body, { error: 'unavailable' });
+        assert.equal(res.body.error, 'unavailable');
+        assert.equal(res.body.code, 'UNAVAILABLE');
         const fres = await answersWithin(`http://127.0.0.1:${app.server.address().port}`, token, 3000);
         assert.equal(fres.status, 503);
         assert.equal(fres.headers.get('retry-after'), '5');
