@@ -424,7 +424,8 @@ def test_unavailable_is_503_and_on_unavailable_decides() -> None:
     _, token = fresh()
     with TestClient(fastapi_app(down, True)) as c:
         r = c.get("/me", headers=headers(token))
-        assert r.status_code == 503 and r.json() == {"detail": {"error": "unavailable"}}
+        assert r.status_code == 503 and r.json()["detail"]["code"] == "UNAVAILABLE"
+        assert r.json()["detail"]["error"] == "unavailable"
     with TestClient(fastapi_app(down, False)) as c:
         assert c.get("/me", headers=headers(token)).status_code == 503
     with TestClient(starlette_app(down)) as c:
@@ -839,3 +840,114 @@ def test_each_dpop_rule_broken_alone(server: tuple[str, int]) -> None:
             jd.check(token)
     finally:
         client.close()
+
+
+
+# -- the options users know from FastAPI's HTTPBearer, authlib and flask-jwt-extended --------------
+
+
+def options_cases(get: Callable[[str, str | None], Any], body_of: Callable[[Any], Any]) -> None:
+    """get(path, token) -> response; body_of(response) -> the error body (FastAPI nests it in
+    ``detail``, its own convention)."""
+    anon = get("/optional", None)
+    assert anon.status_code == 200 and anon.json() == {"auth": None}
+    bad = get("/optional", "not-a-token")
+    assert bad.status_code == 401
+    assert body_of(bad) == {"error": "invalid_token", "error_description": "the token is malformed", "code": "MALFORMED"}
+
+    _, read_write = fresh(scope="read write")
+    _, scp = fresh(scp=["write", "read"])
+    _, read = fresh(scope="read")
+    assert get("/scoped", read_write).status_code == 200
+    assert get("/scoped", scp).status_code == 200
+    lacking = get("/scoped", read)
+    assert lacking.status_code == 403
+    assert lacking.headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="read write"'
+    assert body_of(lacking) == {"error": "insufficient_scope",
+                                "error_description": "the token lacks a scope this resource requires",
+                                "code": "INSUFFICIENT_SCOPE"}
+    _, admin = fresh(role="admin")
+    _, user = fresh(role="user")
+    assert get("/admin", admin).status_code == 200
+    denied = get("/admin", user)
+    assert denied.status_code == 403 and body_of(denied)["code"] == "CLAIM_CHECK"
+    missing = get("/scoped", None)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert body_of(missing)["code"] == "MISSING"
+
+
+def is_admin(claims: dict[str, Any]) -> bool:
+    return claims.get("role") == "admin"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_fastapi_options(server: tuple[str, int], asynchronous: bool) -> None:
+    from fastapi import Security
+
+    jd: Any = AsyncJwtdeny(async_client(server)) if asynchronous else Jwtdeny(sync_client(server))
+    app = FastAPI()
+
+    @app.get("/optional")
+    def optional(claims: dict[str, Any] | None = Depends(jd.require(auto_error=False))) -> dict[str, Any]:
+        return {"auth": claims}
+
+    @app.get("/scoped")
+    def scoped(claims: dict[str, Any] = Security(jd.require(scopes=["read"]), scopes=["write"])) -> dict[str, Any]:
+        return claims
+
+    @app.get("/admin")
+    def admin(claims: dict[str, Any] = Depends(jd.require(claim_check=is_admin))) -> dict[str, Any]:
+        return claims
+
+    with TestClient(app) as c:
+        options_cases(lambda path, token: c.get(path, headers=headers(token)), lambda r: r.json()["detail"])
+        # The dependency declares its security scheme: Swagger's Authorize button works.
+        spec = c.get("/openapi.json").json()
+        assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        assert spec["paths"]["/admin"]["get"]["security"] == [{"HTTPBearer": []}]
+        assert spec["paths"]["/scoped"]["get"]["security"] == [{"HTTPBearer": ["write"]}]
+
+
+def test_flask_options(server: tuple[str, int]) -> None:
+    jd = Jwtdeny(sync_client(server))
+    app = flask.Flask(__name__)
+
+    @app.get("/optional")
+    @jd.flask(optional=True)
+    def optional() -> Any:
+        return {"auth": flask.g.auth}
+
+    @app.get("/scoped")
+    @jd.flask(scopes=["read", "write"])
+    def scoped() -> Any:
+        return flask.g.auth
+
+    @app.get("/admin")
+    @jd.flask(claim_check=is_admin)
+    def admin() -> Any:
+        return flask.g.auth
+
+    c = app.test_client()
+    options_cases(lambda path, token: _FlaskResponse(c.get(path, headers=headers(token))), lambda r: r.json())
+
+
+def test_asgi_options(server: tuple[str, int]) -> None:
+    ajd = AsyncJwtdeny(async_client(server))
+
+    async def auth(request: Any) -> JSONResponse:
+        return JSONResponse({"auth": getattr(request.state, "auth", "unchecked")})
+
+    def guarded(**kw: Any) -> Any:
+        inner = Starlette(routes=[Route("/", auth, methods=["GET", "OPTIONS"])])
+        inner.add_middleware(JwtdenyMiddleware, jwtdeny=ajd, **kw)
+        return inner
+
+    from starlette.routing import Mount
+
+    app = Starlette(routes=[Mount("/optional", guarded(optional=True)), Mount("/scoped", guarded(scopes=["read", "write"])),
+                            Mount("/admin", guarded(claim_check=is_admin))])
+    with TestClient(app) as c:
+        options_cases(lambda path, token: c.get(path + "/", headers=headers(token)), lambda r: r.json())
+        # CORS preflights pass unchecked.
+        preflight = c.options("/scoped/")
+        assert preflight.status_code == 200 and preflight.json() == {"auth": "unchecked"}

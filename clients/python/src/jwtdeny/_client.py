@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, overload
 
 from . import _core
 from ._core import CheckResult, Token
@@ -99,6 +99,9 @@ class Jwtdeny(_Over):
         retry_after: Optional[int] = None,
         trust_proxy: Optional[bool] = None,
         dpop_algs: Optional[str] = None,
+        optional: Optional[bool] = None,
+        scopes: Optional[Sequence[str]] = None,
+        claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
     ) -> Callable[[F], F]: ...
 
     def flask(self, view: Optional[F] = None, **options: Any) -> Any:

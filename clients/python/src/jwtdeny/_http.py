@@ -11,7 +11,7 @@ import queue
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from ._core import CheckResult, JwtdenyError
 
@@ -128,13 +128,36 @@ class Denial:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+#: What a guard's error bodies say, by their stable ``code``.
+DESCRIPTIONS = {
+    "MISSING": "no access token was presented",
+    "MALFORMED": "the token is malformed",
+    "BADALG": "the token's algorithm is not accepted",
+    "NOKEY": "no key of the server verifies the token",
+    "BADSIG": "the token's signature does not verify",
+    "BADCLAIMS": "the token's claims are not accepted",
+    "EXPIRED": "the token has expired",
+    "NOTYET": "the token is not valid yet",
+    "REVOKED": "the token has been revoked",
+    "DPOP": "the token or its DPoP proof is refused",
+    "INSUFFICIENT_SCOPE": "the token lacks a scope this resource requires",
+    "CLAIM_CHECK": "the token's claims do not allow this request",
+    "UNAVAILABLE": "the token cannot be checked now; try again later",
+}
+
+
+def body(error: str, code: str) -> dict[str, str]:
+    """One body shape for every refusal: RFC 6750's ``error``, a sentence, the stable ``code``."""
+    return {"error": error, "error_description": DESCRIPTIONS.get(code, code), "code": code}
+
+
 # RFC 6750 §3.1: a request without credentials gets no error code.
-MISSING = Denial(401, {"error": "missing_token"}, {"WWW-Authenticate": "Bearer"})
+MISSING = Denial(401, body("missing_token", "MISSING"), {"WWW-Authenticate": "Bearer"})
 
 
 def unavailable(retry_after: int = DEFAULT_RETRY_AFTER) -> Denial:
     """Fail closed: Redis could not answer (in time), so no token is taken for active."""
-    return Denial(503, {"error": "unavailable"}, {"Retry-After": str(int(retry_after))})
+    return Denial(503, body("unavailable", "UNAVAILABLE"), {"Retry-After": str(int(retry_after))})
 
 
 UNAVAILABLE = unavailable()
@@ -143,7 +166,7 @@ UNAVAILABLE = unavailable()
 def refused(code: str) -> Denial:
     return Denial(
         401,
-        {"error": "invalid_token", "error_description": code},
+        body("invalid_token", code),
         {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{code}"'},
     )
 
@@ -188,7 +211,7 @@ class DpopRules:
         headers = {"WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", algs="{self.algs}"'}
         if error == "use_dpop_nonce" and nonce:
             headers["DPoP-Nonce"] = nonce
-        return Denial(401, {"error": error, "error_description": description}, headers)
+        return Denial(401, body(error, "DPOP" if description == error else description), headers)
 
     def url(self, scheme: str, host: Optional[str], path: str, forwarded_proto: Optional[str],
             forwarded_host: Optional[str]) -> str:
@@ -215,6 +238,34 @@ def credentials(
         return dpop_request(authorization, proofs(), method, url(), rules)
     token = bearer()
     return (token, None) if token else MISSING
+
+
+def scopes_of(claims: dict[str, Any]) -> set[str]:
+    """The scopes a token grants: ``scope`` (RFC 9068, space-separated) or ``scp`` (a list:
+    Okta, Entra)."""
+    scope, scp = claims.get("scope"), claims.get("scp")
+    if isinstance(scope, str):
+        return set(scope.split())
+    if isinstance(scp, list):
+        return {x for x in scp if isinstance(x, str)}
+    if isinstance(scp, str):
+        return set(scp.split())
+    return set()
+
+
+def authorize(claims: dict[str, Any], scopes: Iterable[str],
+              claim_check: Optional[Callable[[dict[str, Any]], bool]]) -> Optional[Denial]:
+    """403 (RFC 6750 §3.1) for an authentic token that may not do this, else None."""
+    wanted = list(dict.fromkeys(scopes))
+    granted = scopes_of(claims)
+    if any(x not in granted for x in wanted):
+        code = "INSUFFICIENT_SCOPE"
+    elif claim_check is not None and not claim_check(claims):
+        code = "CLAIM_CHECK"
+    else:
+        return None
+    challenge = 'Bearer error="insufficient_scope"' + (f', scope="{" ".join(wanted)}"' if wanted else "")
+    return Denial(403, body("insufficient_scope", code), {"WWW-Authenticate": challenge})
 
 
 def jkt_of(claims: dict[str, Any]) -> Optional[str]:

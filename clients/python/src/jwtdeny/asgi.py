@@ -5,7 +5,9 @@
 Every HTTP request needs an active bearer token; its claims are put in ``scope["state"]["auth"]``
 (``request.state.auth`` in Starlette) and the token in ``scope["state"]["jwtdeny_token"]``.
 401 / 503 (with ``Retry-After``, also at the ``timeout`` deadline) as in jwtdeny.fastapi. ``exclude`` lists paths let through unchecked (``/login``,
-``/health``). ``on_unavailable(err, scope)`` returning True lets a request in unchecked while
+``/health``); CORS preflights (``OPTIONS``) pass too unless ``guard_preflight``. ``optional``: a
+request without a token goes on with ``auth`` None. ``scopes`` and ``claim_check``: 403
+``insufficient_scope`` as in jwtdeny.fastapi. ``on_unavailable(err, scope)`` returning True lets a request in unchecked while
 Redis is down: dangerous. A DPoP request (``Authorization: DPoP`` with one ``DPoP`` header) is
 checked with its proof; ``scope["state"]["dpop_jkt"]`` is then the key's thumbprint, and
 ``trust_proxy=True`` takes the URL's scheme and host from X-Forwarded-Proto / X-Forwarded-Host.
@@ -14,7 +16,7 @@ checked with its proof; ``scope["state"]["dpop_jkt"]`` is then the key's thumbpr
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional, Sequence
 
 from . import _http
 
@@ -57,6 +59,10 @@ class JwtdenyMiddleware:
         retry_after: int = _http.DEFAULT_RETRY_AFTER,
         trust_proxy: bool = False,
         dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
+        optional: bool = False,
+        scopes: Sequence[str] = (),
+        claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+        guard_preflight: bool = False,
     ) -> None:
         self.app = app
         self.jwtdeny = jwtdeny
@@ -66,14 +72,23 @@ class JwtdenyMiddleware:
         self.timeout = timeout
         self.retry_after = retry_after
         self.rules = _http.DpopRules(trust_proxy, dpop_algs)
+        self.optional = optional
+        self.scopes = tuple(scopes)
+        self.claim_check = claim_check
+        self.guard_preflight = guard_preflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.exclude:
+        preflight = scope.get("method") == "OPTIONS" and not self.guard_preflight
+        if scope["type"] != "http" or scope.get("path") in self.exclude or preflight:
             await self.app(scope, receive, send)
             return
         got = _http.credentials(_header(scope, b"authorization"), lambda: _headers(scope, b"dpop"),
                                 scope.get("method", "GET"), lambda: _url(scope, self.rules), self.rules,
                                 lambda: self.get_token(scope))
+        if got is _http.MISSING and self.optional:
+            scope.setdefault("state", {})["auth"] = None
+            await self.app(scope, receive, send)
+            return
         if isinstance(got, _http.Denial):
             await self._deny(send, got)
             return
@@ -93,6 +108,10 @@ class JwtdenyMiddleware:
         claims = _http.judge(result, self.rules if dpop else None)
         if isinstance(claims, _http.Denial):
             await self._deny(send, claims)
+            return
+        denied = _http.authorize(claims, self.scopes, self.claim_check)
+        if denied is not None:
+            await self._deny(send, denied)
             return
         state = scope.setdefault("state", {})
         state["auth"] = claims

@@ -14,9 +14,10 @@ unchecked while Redis is down (revoked tokens too). Dangerous.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Optional, Sequence
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from . import _http
 
@@ -25,8 +26,14 @@ if TYPE_CHECKING:
 
 GetToken = Callable[[Request], Optional[str]]
 OnUnavailable = Callable[[Exception, Request], Any]
-Dependency = Callable[[Request], dict[str, Any]]
-AsyncDependency = Callable[[Request], Awaitable[dict[str, Any]]]
+ClaimCheck = Callable[[dict[str, Any]], bool]
+Dependency = Callable[..., Optional[dict[str, Any]]]
+AsyncDependency = Callable[..., Awaitable[Optional[dict[str, Any]]]]
+
+# Declared by every dependency, so that /openapi.json names the bearer scheme and Swagger UI's
+# Authorize button works. auto_error=False: the dependency itself answers (RFC 6750 bodies,
+# DPoP requests, optional authentication).
+_SCHEME = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT checked by jwtdeny")
 
 
 def _bearer(request: Request) -> Optional[str]:
@@ -37,7 +44,8 @@ def _raise(denial: _http.Denial) -> NoReturn:
     raise HTTPException(status_code=denial.status, detail=denial.body, headers=denial.headers or None)
 
 
-def _credentials(request: Request, get_token: GetToken, rules: _http.DpopRules) -> tuple[str, Optional[_http.Dpop]]:
+def _credentials(request: Request, get_token: GetToken, rules: _http.DpopRules,
+                 auto_error: bool) -> Optional[tuple[str, Optional[_http.Dpop]]]:
     def url() -> str:
         raw = request.scope.get("raw_path")
         path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
@@ -47,16 +55,21 @@ def _credentials(request: Request, get_token: GetToken, rules: _http.DpopRules) 
 
     got = _http.credentials(request.headers.get("authorization"), lambda: request.headers.getlist("dpop"),
                             request.method, url, rules, lambda: get_token(request))
+    if got is _http.MISSING and not auto_error:
+        return None
     if isinstance(got, _http.Denial):
         _raise(got)
     return got
 
 
 def _accept(request: Request, result: Any, token: str, dpop: Optional[_http.Dpop],
-            rules: _http.DpopRules) -> dict[str, Any]:
+            rules: _http.DpopRules, scopes: Sequence[str], claim_check: Optional[ClaimCheck]) -> dict[str, Any]:
     claims = _http.judge(result, rules if dpop else None)
     if isinstance(claims, _http.Denial):
         _raise(claims)
+    denied = _http.authorize(claims, scopes, claim_check)
+    if denied is not None:
+        _raise(denied)
     request.state.jwtdeny_token = token
     if dpop is not None:
         request.state.dpop_jkt = _http.jkt_of(claims)
@@ -71,12 +84,26 @@ def require(
     retry_after: int = _http.DEFAULT_RETRY_AFTER,
     trust_proxy: bool = False,
     dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
+    auto_error: bool = True,
+    scopes: Sequence[str] = (),
+    claim_check: Optional[ClaimCheck] = None,
 ) -> Dependency:
-    """The dependency for a sync ``Jwtdeny`` (FastAPI runs it in its thread pool)."""
+    """The dependency for a sync ``Jwtdeny`` (FastAPI runs it in its thread pool).
+    ``auto_error=False``: a request without a token gets None instead of a 401 (optional
+    authentication). ``scopes`` (and those of ``Security(dep, scopes=[...])``) must be granted
+    by the token's ``scope`` or ``scp``, and ``claim_check(claims)`` must hold, else 403
+    ``insufficient_scope``."""
     rules = _http.DpopRules(trust_proxy, dpop_algs)
 
-    def jwtdeny_claims(request: Request) -> dict[str, Any]:
-        token, dpop = _credentials(request, get_token, rules)
+    def jwtdeny_claims(
+        request: Request,
+        security_scopes: SecurityScopes,
+        _bearer: Optional[HTTPAuthorizationCredentials] = Security(_SCHEME),
+    ) -> Optional[dict[str, Any]]:
+        got = _credentials(request, get_token, rules, auto_error)
+        if got is None:
+            return None
+        token, dpop = got
         try:
             result = _http.check_within(jd, token, timeout, dpop)
         except Exception as e:
@@ -87,7 +114,7 @@ def require(
                 let_in: dict[str, Any] = on_unavailable(e, request)
                 return let_in
             _raise(_http.unavailable(retry_after))
-        return _accept(request, result, token, dpop, rules)
+        return _accept(request, result, token, dpop, rules, [*scopes, *security_scopes.scopes], claim_check)
 
     return jwtdeny_claims
 
@@ -100,12 +127,22 @@ def require_async(
     retry_after: int = _http.DEFAULT_RETRY_AFTER,
     trust_proxy: bool = False,
     dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
+    auto_error: bool = True,
+    scopes: Sequence[str] = (),
+    claim_check: Optional[ClaimCheck] = None,
 ) -> AsyncDependency:
-    """The dependency for an ``AsyncJwtdeny``."""
+    """The dependency for an ``AsyncJwtdeny``; the options of ``require``."""
     rules = _http.DpopRules(trust_proxy, dpop_algs)
 
-    async def jwtdeny_claims(request: Request) -> dict[str, Any]:
-        token, dpop = _credentials(request, get_token, rules)
+    async def jwtdeny_claims(
+        request: Request,
+        security_scopes: SecurityScopes,
+        _bearer: Optional[HTTPAuthorizationCredentials] = Security(_SCHEME),
+    ) -> Optional[dict[str, Any]]:
+        got = _credentials(request, get_token, rules, auto_error)
+        if got is None:
+            return None
+        token, dpop = got
         try:
             result = await _http.check_within_async(jd, token, timeout, dpop)
         except Exception as e:
@@ -116,6 +153,6 @@ def require_async(
                 let_in: dict[str, Any] = on_unavailable(e, request)
                 return let_in
             _raise(_http.unavailable(retry_after))
-        return _accept(request, result, token, dpop, rules)
+        return _accept(request, result, token, dpop, rules, [*scopes, *security_scopes.scopes], claim_check)
 
     return jwtdeny_claims

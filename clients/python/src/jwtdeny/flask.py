@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from urllib.parse import quote
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 from flask import g, jsonify, request
 
@@ -59,8 +59,14 @@ def protect(
     retry_after: int = _http.DEFAULT_RETRY_AFTER,
     trust_proxy: bool = False,
     dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
+    optional: bool = False,
+    scopes: Sequence[str] = (),
+    claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
 ) -> Any:
-    """``@protect(jd)``, ``@protect(jd, get_token=...)``, or ``protect(jd, view)``."""
+    """``@protect(jd)``, ``@protect(jd, get_token=...)``, or ``protect(jd, view)``.
+    ``optional=True``: a request without a token runs the view with ``g.auth = None``.
+    ``scopes`` must be granted (``scope`` or ``scp``) and ``claim_check(claims)`` must hold,
+    else 403 ``insufficient_scope``."""
     rules = _http.DpopRules(trust_proxy, dpop_algs)
 
     def decorate(fn: F) -> F:
@@ -68,6 +74,9 @@ def protect(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             got = _http.credentials(request.headers.get("Authorization"), lambda: request.headers.getlist("DPoP"),
                                     request.method, lambda: _url(rules), rules, get_token)
+            if got is _http.MISSING and optional:
+                g.auth = None
+                return fn(*args, **kwargs)
             if isinstance(got, _http.Denial):
                 return _response(got)
             token, dpop = got
@@ -86,6 +95,9 @@ def protect(
             claims = _http.judge(result, rules if dpop else None)
             if isinstance(claims, _http.Denial):
                 return _response(claims)
+            denied = _http.authorize(claims, scopes, claim_check)
+            if denied is not None:
+                return _response(denied)
             g.auth = claims
             g.jwtdeny_token = token
             if dpop is not None:
