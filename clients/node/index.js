@@ -298,6 +298,26 @@ const DESCRIPTIONS = Object.freeze({
   UNAVAILABLE: 'the token cannot be checked now; try again later',
 });
 
+// Said once per process, to the console: the two misconfigurations that otherwise show only as
+// every request refused (503 for a server without the module, 401 NOKEY for one without keys).
+const warned = new Set();
+function warnOnce(what, message) {
+  if (warned.has(what)) return;
+  warned.add(what);
+  console.warn(`jwtdeny: ${message}`);
+}
+
+function noticeTrouble(err) {
+  const message = err && typeof err.message === 'string' ? err.message : '';
+  if (err instanceof JwtdenyError && err.code === 'NOKEY') {
+    warnOnce('nokey', 'a token was refused with NOKEY: the server has no key for it. Check '
+      + 'JWTDENY.KEYS LIST, jwtdeny.keys-file, or INFO jwtdeny (jwks_last_fetch_result). Said once.');
+  } else if (/unknown command/i.test(message) && /jwtdeny/i.test(message)) {
+    warnOnce('module', 'the Redis server does not know the JWTDENY commands: the jwtdeny module is '
+      + 'not loaded there (MODULE LIST, loadmodule). Requests are answered 503 until it is. Said once.');
+  }
+}
+
 // One body shape for every refusal (RFC 6750's `error`, a sentence, and the stable `code`).
 function body(error, code) {
   return { error, error_description: DESCRIPTIONS[code] || code, code };
@@ -373,6 +393,7 @@ async function decideBearer(jwtdeny, req, rules) {
   try {
     result = await withDeadline(jwtdeny.check(token, { withClaims: true }), rules.timeoutMs);
   } catch (err) {
+    noticeTrouble(err);
     // A DPoP-bound token sent as a bearer token: the DPoP challenge tells the client how.
     if (err instanceof JwtdenyError && err.code === 'DPOP') return dpopRefused(err, rules.dpop);
     if (err instanceof JwtdenyError) return refused(err.code);
@@ -397,6 +418,7 @@ async function decideDpop(jwtdeny, req, timeoutMs, dpop) {
     result = await withDeadline(jwtdeny.checkDpop(token, proof, req.method,
       requestUrl(req, dpop.trustProxy), { withClaims: true }), timeoutMs);
   } catch (err) {
+    noticeTrouble(err);
     if (err instanceof JwtdenyError) return dpopRefused(err, dpop);
     return { unavailable: err };
   }

@@ -951,3 +951,39 @@ def test_asgi_options(server: tuple[str, int]) -> None:
         # CORS preflights pass unchecked.
         preflight = c.options("/scoped/")
         assert preflight.status_code == 200 and preflight.json() == {"auth": "unchecked"}
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone: a server of its own without the module")
+def test_misconfiguration_is_said_once(server: tuple[str, int], caplog: pytest.LogCaptureFixture) -> None:
+    d = tempfile.mkdtemp(prefix="jwtdeny-py-nomod-")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", ""],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                assert time.time() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        caplog.set_level("WARNING", logger="jwtdeny")
+        bare = ("127.0.0.1", port)
+        with TestClient(fastapi_app(bare, False)) as c:
+            for _ in range(3):
+                assert c.get("/me", headers=headers(fresh()[1])).status_code == 503
+        said = [r.getMessage() for r in caplog.records if r.name == "jwtdeny"]
+        assert sum("module is not loaded" in m for m in said) == 1, said
+        # A token no key of the server verifies: 401 NOKEY, said once.
+        head = b64(json.dumps({"alg": "HS256", "kid": "nope"}).encode())
+        rest = fresh()[1].split(".", 1)[1]
+        with TestClient(fastapi_app(server, False)) as c:
+            for _ in range(2):
+                r = c.get("/me", headers=headers(f"{head}.{rest}"))
+                assert r.status_code == 401 and r.json()["detail"]["code"] == "NOKEY"
+        said = [r.getMessage() for r in caplog.records if r.name == "jwtdeny"]
+        assert sum("NOKEY" in m for m in said) == 1, said
+    finally:
+        proc.terminate()
+        proc.wait(10)

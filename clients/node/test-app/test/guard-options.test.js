@@ -156,3 +156,63 @@ describe(`${MODE}: guard options`, () => {
     }
   });
 });
+
+if (!CLUSTER) {
+  describe('standalone: misconfiguration is said once', () => {
+    test('a server without the module: 503 and one console line; NOKEY: one line', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jwtdeny-nomod-'));
+      const port = await freePort();
+      const { spawn } = require('node:child_process');
+      const plain = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''],
+        { stdio: 'ignore' });
+      const said = [];
+      const warn = console.warn;
+      console.warn = (...args) => said.push(args.join(' '));
+      const bare = new IORedis({ host: '127.0.0.1', port, lazyConnect: false });
+      try {
+        await new Promise((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('redis-server did not start')), 10000);
+          const poll = () => bare.ping().then(() => { clearTimeout(t); resolve(); }, () => setTimeout(poll, 50));
+          poll();
+        });
+        const app = express();
+        app.use(createJwtdeny(bare).express());
+        app.get('/me', (req, res) => res.json(req.auth));
+        const server = app.listen(0, '127.0.0.1');
+        await new Promise((r) => server.once('listening', r));
+        const base = `http://127.0.0.1:${server.address().port}`;
+        try {
+          for (let i = 0; i < 3; i += 1) assert.equal((await call(base, '/me', { bearer: token() })).status, 503);
+        } finally {
+          server.closeAllConnections();
+          server.close();
+        }
+        assert.equal(said.filter((l) => l.includes('module is not loaded')).length, 1, said.join('\n'));
+        // A token no key of the server verifies.
+        const jd = createJwtdeny(client);
+        const other = mint({ sub: 'k', iat: now() - 1, exp: now() + 60 }, Buffer.alloc(32, 1), 'JWT');
+        const unknownKid = other.replace(/^[^.]+/, Buffer.from(JSON.stringify({ alg: 'HS256', kid: 'nope' })).toString('base64url'));
+        const app2 = express();
+        app2.use(jd.express());
+        app2.get('/me', (req, res) => res.json(req.auth));
+        const server2 = app2.listen(0, '127.0.0.1');
+        await new Promise((r) => server2.once('listening', r));
+        try {
+          for (let i = 0; i < 2; i += 1) {
+            const r = await call(`http://127.0.0.1:${server2.address().port}`, '/me', { bearer: unknownKid });
+            assert.equal(r.body.code, 'NOKEY');
+          }
+        } finally {
+          server2.closeAllConnections();
+          server2.close();
+        }
+        assert.equal(said.filter((l) => l.includes('NOKEY')).length, 1, said.join('\n'));
+      } finally {
+        console.warn = warn;
+        bare.disconnect();
+        plain.kill('SIGTERM');
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, overload
 
-from . import _core
+from . import _core, _http
 from ._core import CheckResult, Token
 from ._keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
-    from .fastapi import AsyncDependency, Dependency
+    from .fastapi import AsyncDependency, Dependency, GetToken, OnUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,11 +80,24 @@ class Jwtdeny(_Over):
         """JWTDENY.REVOKESESSION: every token of ``sub`` carrying ``sid``, issued until now."""
         return int(self._run(self._cmd.revoke_session(sub, sid))) == 1
 
-    def require(self, **options: Any) -> "Dependency":
+    def require(
+        self,
+        *,
+        get_token: Optional["GetToken"] = None,
+        on_unavailable: Optional["OnUnavailable"] = None,
+        timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
+        retry_after: int = _http.DEFAULT_RETRY_AFTER,
+        trust_proxy: bool = False,
+        dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
+        auto_error: bool = True,
+        scopes: Sequence[str] = (),
+        claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+    ) -> "Dependency":
         """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
-        from .fastapi import require
+        from .fastapi import _bearer, require
 
-        return require(self, **options)
+        return require(self, get_token or _bearer, on_unavailable, timeout, retry_after, trust_proxy,
+                       dpop_algs, auto_error, scopes, claim_check)
 
     @overload
     def flask(self, view: F) -> F: ...
@@ -146,8 +159,21 @@ class AsyncJwtdeny(_Over):
     async def revoke_session(self, sub: str, sid: str) -> bool:
         return int(await self._run(self._cmd.revoke_session(sub, sid))) == 1
 
-    def require(self, **options: Any) -> "AsyncDependency":
+    def require(
+        self,
+        *,
+        get_token: Optional["GetToken"] = None,
+        on_unavailable: Optional["OnUnavailable"] = None,
+        timeout: Optional[float] = _http.DEFAULT_TIMEOUT,
+        retry_after: int = _http.DEFAULT_RETRY_AFTER,
+        trust_proxy: bool = False,
+        dpop_algs: str = _http.DEFAULT_DPOP_ALGS,
+        auto_error: bool = True,
+        scopes: Sequence[str] = (),
+        claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+    ) -> "AsyncDependency":
         """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
-        from .fastapi import require_async
+        from .fastapi import _bearer, require_async
 
-        return require_async(self, **options)
+        return require_async(self, get_token or _bearer, on_unavailable, timeout, retry_after, trust_proxy,
+                             dpop_algs, auto_error, scopes, claim_check)

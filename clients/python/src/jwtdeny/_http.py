@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import re
 import threading
@@ -177,10 +178,33 @@ def judge(result: CheckResult, dpop: Optional["DpopRules"] = None) -> Union[dict
     return result.claims
 
 
+_LOG = logging.getLogger("jwtdeny")
+_SAID: set[str] = set()
+
+
+def _say_once(what: str, message: str) -> None:
+    if what not in _SAID:
+        _SAID.add(what)
+        _LOG.warning("jwtdeny: %s", message)
+
+
+def notice(err: BaseException) -> None:
+    """Says once per process, on the ``jwtdeny`` logger, the two misconfigurations that otherwise
+    show only as every request refused: a server without the module (503) and one without the
+    tokens' keys (401 NOKEY)."""
+    if isinstance(err, JwtdenyError) and err.code == "NOKEY":
+        _say_once("nokey", "a token was refused with NOKEY: the server has no key for it. Check "
+                  "JWTDENY.KEYS LIST, jwtdeny.keys-file, or INFO jwtdeny (jwks_last_fetch_result). Said once.")
+    elif "unknown command" in str(err).lower() and "jwtdeny" in str(err).lower():
+        _say_once("module", "the Redis server does not know the JWTDENY commands: the jwtdeny module is "
+                  "not loaded there (MODULE LIST, loadmodule). Requests are answered 503 until it is. Said once.")
+
+
 def judge_error(err: Exception, rules: Optional["DpopRules"] = None, dpop: bool = False) -> Optional[Denial]:
     """The 401 of a refused token; None when the error means Redis could not answer. With the
     guard's DPoP ``rules``, a ``DPOP`` refusal (a DPoP-bound token sent as a bearer token
     included) and any refusal of a DPoP request (``dpop``) get the DPoP challenge."""
+    notice(err)
     if not isinstance(err, JwtdenyError):
         return None
     if rules is not None and err.code == "DPOP":
