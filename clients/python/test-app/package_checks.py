@@ -987,3 +987,31 @@ def test_misconfiguration_is_said_once(server: tuple[str, int], caplog: pytest.L
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_flask_extension_and_decorator_order(server: tuple[str, int]) -> None:
+    from jwtdeny.flask import FlaskJwtdeny
+
+    guard = FlaskJwtdeny(scopes=["read"])
+    app = flask.Flask(__name__)
+    guard.init_app(app, jwtdeny=Jwtdeny(sync_client(server)))
+
+    @app.get("/me")
+    @guard.required
+    def me() -> Any:
+        return flask.g.auth
+
+    @guard.required(optional=True)
+    @app.get("/swapped")
+    def swapped() -> Any:
+        return {"served": "unguarded"}
+
+    c = app.test_client()
+    _, token = fresh(scope="read")
+    assert c.get("/me", headers=headers(token)).status_code == 200
+    assert c.get("/me", headers=headers(fresh(scope="write")[1])).status_code == 403
+    assert c.get("/me").status_code == 401
+    # Above the route decorator, the guard is not on the registered view: refused, never served.
+    r = c.get("/swapped", headers=headers(token))
+    assert r.status_code == 500 and r.get_json()["code"] == "MISCONFIGURED"
+    assert app.extensions["jwtdeny"] is guard

@@ -20,10 +20,11 @@ lets the request in unchecked while Redis is down (revoked tokens too). Dangerou
 from __future__ import annotations
 
 import functools
+import logging
 from urllib.parse import quote
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 
 from . import _http
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._client import Jwtdeny
 
 F = TypeVar("F", bound=Callable[..., Any])
+_LOG = logging.getLogger("jwtdeny")
 
 
 def _bearer() -> Optional[str]:
@@ -107,3 +109,62 @@ def protect(
         return wrapper  # type: ignore[return-value]
 
     return decorate(view) if view is not None else decorate
+
+
+class FlaskJwtdeny:
+    """A Flask extension object, for the app-factory pattern::
+
+        guard = FlaskJwtdeny()                       # module level
+        guard.init_app(app, jwtdeny=Jwtdeny(redis.Redis()))
+
+        @app.get("/me")
+        @guard.required(scopes=["read"])             # under the route decorator
+        def me(): return flask.g.auth
+
+    ``defaults`` are options of ``protect`` every ``required()`` starts from. A view decorated
+    with ``required()`` *above* ``@app.route`` would be registered unguarded; the extension
+    notices that at its first request and answers 500 instead of serving it (fail closed)."""
+
+    def __init__(self, app: Any = None, jwtdeny: Optional["Jwtdeny"] = None, **defaults: Any) -> None:
+        self.jwtdeny = jwtdeny
+        self.defaults = defaults
+        self._originals: set[Any] = set()
+        if app is not None:
+            self.init_app(app, jwtdeny)
+
+    def init_app(self, app: Any, jwtdeny: Optional["Jwtdeny"] = None) -> None:
+        if jwtdeny is not None:
+            self.jwtdeny = jwtdeny
+        app.extensions["jwtdeny"] = self
+        app.before_request(self._refuse_unguarded)
+
+    def required(self, view: Optional[F] = None, **options: Any) -> Any:
+        """``@guard.required`` or ``@guard.required(scopes=[...], optional=True, ...)``."""
+
+        def decorate(fn: F) -> F:
+            self._originals.add(fn)
+            guarded: F = protect(self, fn, **{**self.defaults, **options})  # type: ignore[arg-type]
+            return guarded
+
+        return decorate(view) if view is not None else decorate
+
+    # The guards call these: the client is the one init_app was given, when the request comes.
+    def check(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client().check(*args, **kwargs)
+
+    def check_dpop(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client().check_dpop(*args, **kwargs)
+
+    def _client(self) -> "Jwtdeny":
+        if self.jwtdeny is None:
+            raise RuntimeError("FlaskJwtdeny has no client: call init_app(app, jwtdeny=Jwtdeny(...))")
+        return self.jwtdeny
+
+    def _refuse_unguarded(self) -> Any:
+        view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+        if view is not None and view in self._originals:
+            _LOG.error("jwtdeny: the view %s is registered without its guard: put @guard.required "
+                       "under @app.route, not above it", request.endpoint)
+            return jsonify({"error": "server_error", "error_description": "a guarded view is "
+                            "registered without its guard", "code": "MISCONFIGURED"}), 500
+        return None
