@@ -1015,3 +1015,27 @@ def test_flask_extension_and_decorator_order(server: tuple[str, int]) -> None:
     r = c.get("/swapped", headers=headers(token))
     assert r.status_code == 500 and r.get_json()["code"] == "MISCONFIGURED"
     assert app.extensions["jwtdeny"] is guard
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone: the quick start talks to one server")
+def test_the_quick_start_runs_as_written(server: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's quick start, as written: its first ```python block, saved as app.py and
+    imported with REDIS_URL pointing at the test server, then a token through its app."""
+    import importlib.util
+    import re
+
+    readme = (pathlib.Path(env("JWTDENY_TEST_KEYS_FILE")).parents[2] / "clients/python/README.md").read_text()
+    block = re.search(r"## Quick start\s+```python\n(.*?)```", readme, re.S)
+    assert block, "the README has a quick start"
+    d = pathlib.Path(tempfile.mkdtemp(prefix="jwtdeny-py-qs-"))
+    (d / "app.py").write_text(block.group(1))
+    monkeypatch.setenv("REDIS_URL", f"redis://{server[0]}:{server[1]}")
+    spec = importlib.util.spec_from_file_location("quickstart_app", d / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sub, token = fresh()
+    with TestClient(module.app) as c:
+        r = c.get("/me", headers=headers(token))
+        assert r.status_code == 200 and r.json()["sub"] == sub
+        assert c.get("/me").status_code == 401
