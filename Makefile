@@ -2,13 +2,18 @@
 
 PORT ?= 6390
 MODULE := target/release/libjwtdeny.so
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# The release module: x86_64 Linux, glibc 2.17 (RHEL/CentOS 7 and every distribution since).
+DIST_TRIPLE := x86_64-unknown-linux-gnu
+DIST_GLIBC := 2.17
+DIST_SO := dist/jwtdeny-$(VERSION)-linux-x86_64.so
 
 # Run every recipe line in bash with errors fatal, so a failing step fails the target.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-test build run test test-cluster scenarios bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
+.PHONY: help deps deps-test dist build run test test-cluster scenarios bench bench-instructions bench-mix fuzz soak memcheck lint fmt fmt-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -78,7 +83,26 @@ test: deps deps-test ## Build, then run unit and integration tests (these start 
 	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/cluster/run.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/valkey.sh
+	$(MAKE) dist
+	bash tests/dist.sh $(DIST_SO) $(DIST_GLIBC)
 
+# cargo-zigbuild links against glibc $(DIST_GLIBC)'s symbols with zig as the C toolchain: zig from
+# PyPI (ziglang) and cargo-zigbuild from crates.io, both installed here when missing. zig's venv
+# lives outside the repository: zig prints include paths relative to the working directory when
+# they are below it, and bindgen, which runs elsewhere, would then find no libc headers.
+ZIG_VENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jwtdeny/zig-venv
+dist: deps ## Release files in dist/: the module for any x86_64 Linux with glibc 2.17+, the npm tarball, the wheel, SHA256SUMS
+	@if ! "$(ZIG_VENV)/bin/python" -m ziglang version >/dev/null 2>&1; then \
+		echo "make dist: installing zig (ziglang) into $(ZIG_VENV)"; \
+		python3 -m venv "$(ZIG_VENV)" && "$(ZIG_VENV)/bin/python" -m pip install -q --disable-pip-version-check ziglang; fi; \
+	cargo zigbuild --help >/dev/null 2>&1 || { echo "make dist: installing cargo-zigbuild"; cargo install --locked -q cargo-zigbuild; }; \
+	PATH="$(ZIG_VENV)/bin:$$PATH" cargo zigbuild --release --target $(DIST_TRIPLE).$(DIST_GLIBC)
+	rm -rf dist && mkdir -p dist
+	cp target/$(DIST_TRIPLE)/release/libjwtdeny.so $(DIST_SO)
+	npm pack --silent ./clients/node --pack-destination dist >/dev/null
+	"$(ZIG_VENV)/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w dist ./clients/python
+	rm -rf clients/python/build clients/python/src/*.egg-info
+	cd dist && sha256sum jwtdeny* > SHA256SUMS && cat SHA256SUMS
 SCENARIO_SECONDS ?= 600
 scenarios: build ## Random scenarios across workers × key source × cache, checked against a model, for SCENARIO_SECONDS (SCENARIO_SEED, SCENARIO_CELL replay one)
 	SCENARIO_SECONDS=$(SCENARIO_SECONDS) JWTDENY_MODULE=$(TESTED_MODULE) cargo test --profile release-tests --test scenarios -- --nocapture
