@@ -87,6 +87,9 @@ export interface GuardOptions<Req> {
   guardPreflight?: boolean;
 }
 
+/** The sentence of each guard refusal's `error_description`, by its `code`. */
+export declare const ERROR_DESCRIPTIONS: Readonly<Record<string, string>>;
+
 /** Every refusal's body: RFC 6750's `error`, a sentence, and the stable `code`. */
 export interface ErrorBody {
   error: string;
@@ -211,6 +214,7 @@ declare const jwtdeny: {
   JwtdenyAuthError: typeof JwtdenyAuthError;
   CheckTimeoutError: typeof CheckTimeoutError;
   TOKEN_ERROR_CODES: typeof TOKEN_ERROR_CODES;
+  ERROR_DESCRIPTIONS: typeof ERROR_DESCRIPTIONS;
   bearerToken: typeof bearerToken;
   requestUrl: typeof requestUrl;
   DEFAULT_DPOP_ALGS: string;

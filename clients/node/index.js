@@ -545,6 +545,7 @@ module.exports = {
   JwtdenyAuthError,
   CheckTimeoutError,
   TOKEN_ERROR_CODES,
+  ERROR_DESCRIPTIONS: DESCRIPTIONS,
   bearerToken,
   requestUrl,
   DEFAULT_DPOP_ALGS,

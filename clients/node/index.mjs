@@ -8,6 +8,7 @@ export const {
   JwtdenyAuthError,
   CheckTimeoutError,
   TOKEN_ERROR_CODES,
+  ERROR_DESCRIPTIONS,
   bearerToken,
   requestUrl,
   DEFAULT_DPOP_ALGS,

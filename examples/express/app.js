@@ -82,7 +82,9 @@ function createApp(client, options = {}) {
   // A route's own call failed after the middleware passed it: Redis went away in between.
   const unavailable = (res, err) => {
     console.error(`jwtdeny example: redis call failed: ${err.message}`);
-    return res.status(503).json({ error: 'unavailable' });
+    return res.status(503).json({
+      error: 'unavailable', error_description: 'the request cannot be served now; try again later', code: 'UNAVAILABLE',
+    });
   };
 
   const app = express();

@@ -32,8 +32,12 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 const waitUntilAfter = async (seconds) => {
   while (nowSeconds() <= seconds) await sleep(1000 - (Date.now() % 1000) + 10);
 };
-// What the jwtdeny middleware answers for a refused or revoked token (RFC 6750).
-const refused = (code) => ({ status: 401, body: { error: 'invalid_token', error_description: code } });
+// What the jwtdeny middleware answers for a refused or revoked token (RFC 6750's error, a
+// sentence, the stable code).
+const { ERROR_DESCRIPTIONS } = require('jwtdeny');
+const refused = (code) => ({
+  status: 401, body: { error: 'invalid_token', error_description: ERROR_DESCRIPTIONS[code], code },
+});
 const claimsOf = (token) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
 
 let tmpDir;
@@ -256,7 +260,9 @@ test('refused tokens answer 401 with the jwtdeny error code', async () => {
   assert.deepEqual(await call('POST', '/logout-all', { token: badSig }),
     refused('BADSIG'));
 
-  assert.deepEqual(await call('GET', '/me'), { status: 401, body: { error: 'missing_token' } });
+  assert.deepEqual(await call('GET', '/me'), {
+    status: 401, body: { error: 'missing_token', error_description: 'no access token was presented', code: 'MISSING' },
+  });
   const badLogin = await call('POST', '/login', { body: { username: 'alice', password: 'nope' } });
   assert.deepEqual(badLogin, { status: 401, body: { error: 'bad credentials' } });
 });
@@ -347,7 +353,10 @@ test('503 when Redis is unreachable', async () => {
   await exited;
 
   const res = await call('GET', '/me', { token });
-  assert.deepEqual(res, { status: 503, body: { error: 'unavailable' } });
+  assert.deepEqual(res, {
+    status: 503,
+    body: { error: 'unavailable', error_description: 'the token cannot be checked now; try again later', code: 'UNAVAILABLE' },
+  });
   // A logout that cannot be recorded is a failed logout for the provider: 400, not 200.
   const logout = await backchannel({ logout_token: logoutToken({ sub: 'alice' }) });
   assert.equal(logout.status, 400);
