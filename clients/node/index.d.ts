@@ -85,6 +85,11 @@ export interface GuardOptions<Req> {
   exclude?: Array<string | RegExp>;
   /** true: guard OPTIONS requests too; by default CORS preflights pass unchecked. */
   guardPreflight?: boolean;
+  /**
+   * The SHA-256 thumbprint (base64url or hex) of the client certificate the TLS terminator saw,
+   * for tokens bound to one (`cnf.x5t#S256`, RFC 8705); e.g. from a header the proxy sets.
+   */
+  getCert?: (req: Req) => string | null | undefined | Promise<string | null | undefined>;
 }
 
 /** The sentence of each guard refusal's `error_description`, by its `code`. */

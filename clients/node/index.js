@@ -292,6 +292,7 @@ const DESCRIPTIONS = Object.freeze({
   EXPIRED: 'the token has expired',
   NOTYET: 'the token is not valid yet',
   REVOKED: 'the token has been revoked',
+  CERT: "the client certificate's thumbprint is not usable",
   DPOP: 'the token or its DPoP proof is refused',
   INSUFFICIENT_SCOPE: 'the token lacks a scope this resource requires',
   CLAIM_CHECK: "the token's claims do not allow this request",
@@ -327,13 +328,13 @@ function body(error, code) {
 function guardRules({
   getToken = bearerToken, timeoutMs = DEFAULT_TIMEOUT_MS, retryAfter = DEFAULT_RETRY_AFTER,
   trustProxy = false, dpopAlgs = DEFAULT_DPOP_ALGS, credentialsRequired = true,
-  requiredScopes = [], claimCheck, exclude = [], guardPreflight = false,
+  requiredScopes = [], claimCheck, exclude = [], guardPreflight = false, getCert,
 } = {}) {
   const scopes = typeof requiredScopes === 'string'
     ? requiredScopes.split(' ').filter(Boolean) : [...requiredScopes];
   return {
     getToken, timeoutMs, retryAfter, credentialsRequired, scopes, claimCheck, exclude,
-    guardPreflight, dpop: { trustProxy, algs: dpopAlgs },
+    guardPreflight, getCert, dpop: { trustProxy, algs: dpopAlgs },
   };
 }
 
@@ -375,14 +376,22 @@ async function authorize(d, rules) {
 // or { status, headers, body }.
 async function decide(jwtdeny, req, rules) {
   if (skipped(req, rules)) return { pass: true };
+  // The client certificate's thumbprint (an mTLS-bound token's, RFC 8705), from `getCert`.
+  const cert = rules.getCert ? await rules.getCert(req) : undefined;
+  if (cert !== undefined && cert !== null && !THUMBPRINT.test(String(cert))) return refused('CERT');
   const auth = req && req.headers ? req.headers.authorization : undefined;
   const d = typeof auth === 'string' && DPOP_SCHEME.test(auth)
-    ? await decideDpop(jwtdeny, req, rules.timeoutMs, rules.dpop)
-    : await decideBearer(jwtdeny, req, rules);
+    ? await decideDpop(jwtdeny, req, rules.timeoutMs, rules.dpop, cert ?? undefined)
+    : await decideBearer(jwtdeny, req, rules, cert ?? undefined);
   return d.claims ? authorize(d, rules) : d;
 }
 
-async function decideBearer(jwtdeny, req, rules) {
+// A SHA-256 thumbprint as CERT takes it: base64url (43 characters) or hex (64).
+const THUMBPRINT = /^(?:[A-Za-z0-9_-]{43}|[0-9A-Fa-f]{64})$/;
+// The server's refusal of a token bound to a client certificate: a bearer token's challenge.
+const CERT_BOUND = /cnf\.x5t#S256|client certificate/;
+
+async function decideBearer(jwtdeny, req, rules, cert) {
   const token = await rules.getToken(req);
   if (!token) {
     if (!rules.credentialsRequired) return { pass: true };
@@ -391,9 +400,10 @@ async function decideBearer(jwtdeny, req, rules) {
   }
   let result;
   try {
-    result = await withDeadline(jwtdeny.check(token, { withClaims: true }), rules.timeoutMs);
+    result = await withDeadline(jwtdeny.check(token, { withClaims: true, cert }), rules.timeoutMs);
   } catch (err) {
     noticeTrouble(err);
+    if (err instanceof JwtdenyError && err.code === 'DPOP' && CERT_BOUND.test(err.message)) return refused('DPOP');
     // A DPoP-bound token sent as a bearer token: the DPoP challenge tells the client how.
     if (err instanceof JwtdenyError && err.code === 'DPOP') return dpopRefused(err, rules.dpop);
     if (err instanceof JwtdenyError) return refused(err.code);
@@ -404,7 +414,7 @@ async function decideBearer(jwtdeny, req, rules) {
 }
 
 // `Authorization: DPoP <token>` with one `DPoP: <proof>` header (RFC 9449 §7.1).
-async function decideDpop(jwtdeny, req, timeoutMs, dpop) {
+async function decideDpop(jwtdeny, req, timeoutMs, dpop, cert) {
   const m = DPOP_AUTH.exec(req.headers.authorization);
   const proof = req.headers.dpop;
   // node joins repeated headers with ", ": a compact JWS has neither, so two proofs show.
@@ -416,7 +426,7 @@ async function decideDpop(jwtdeny, req, timeoutMs, dpop) {
   let result;
   try {
     result = await withDeadline(jwtdeny.checkDpop(token, proof, req.method,
-      requestUrl(req, dpop.trustProxy), { withClaims: true }), timeoutMs);
+      requestUrl(req, dpop.trustProxy), { withClaims: true, cert }), timeoutMs);
   } catch (err) {
     noticeTrouble(err);
     if (err instanceof JwtdenyError) return dpopRefused(err, dpop);
@@ -466,6 +476,8 @@ function unavailable(retryAfter) {
  *   claimCheck(claims)                  false (or a promise of it): 403 insufficient_scope
  *   exclude                             paths (strings, RegExps) let through unchecked
  *   guardPreflight                      true: guard OPTIONS requests too (CORS preflights pass by default)
+ *   getCert(req)                        the SHA-256 thumbprint (base64url or hex) of the client
+ *                                       certificate the TLS terminator saw, for mTLS-bound tokens
  *   passErrors                          true: refusals go to next(err) (a JwtdenyAuthError with
  *                                       .status, .headers, .body), as express-jwt does
  */

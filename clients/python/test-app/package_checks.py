@@ -1039,3 +1039,47 @@ def test_the_quick_start_runs_as_written(server: tuple[str, int], monkeypatch: p
         r = c.get("/me", headers=headers(token))
         assert r.status_code == 200 and r.json()["sub"] == sub
         assert c.get("/me").status_code == 401
+
+
+def test_get_cert_checks_mtls_bound_tokens(server: tuple[str, int]) -> None:
+    """A token bound to a client certificate (cnf.x5t#S256, RFC 8705): each guard passes the
+    thumbprint get_cert gives (here a header a TLS terminator would set) to CHECK."""
+    thumb = b64(b"\x5a" * 32)
+    _, bound = fresh(**{"cnf": {"x5t#S256": thumb}})
+    app = FastAPI()
+    dep = Jwtdeny(sync_client(server)).require(get_cert=lambda request: request.headers.get("x-client-cert-sha256"))
+
+    @app.get("/me")
+    def me(claims: dict[str, Any] = Depends(dep)) -> dict[str, Any]:
+        return claims
+
+    jd = Jwtdeny(sync_client(server))
+    fapp = flask.Flask(__name__)
+
+    @fapp.get("/me")
+    @jd.flask(get_cert=lambda: flask.request.headers.get("X-Client-Cert-Sha256"))
+    def fme() -> Any:
+        return flask.g.auth
+
+    async def ame(request: Any) -> JSONResponse:
+        return JSONResponse(request.state.auth)
+
+    sapp = Starlette(routes=[Route("/me", ame)])
+    sapp.add_middleware(JwtdenyMiddleware, jwtdeny=AsyncJwtdeny(async_client(server)),
+                        get_cert=lambda scope: dict(scope["headers"]).get(b"x-client-cert-sha256", b"").decode() or None)
+    fc = fapp.test_client()
+    with TestClient(app) as c, TestClient(sapp) as sc:
+        for name, get in [("fastapi", lambda h: c.get("/me", headers=h)),
+                          ("asgi", lambda h: sc.get("/me", headers=h)),
+                          ("flask", lambda h: _FlaskResponse(fc.get("/me", headers=h)))]:
+            auth = {"Authorization": f"Bearer {bound}"}
+            assert get({**auth, "X-Client-Cert-Sha256": thumb}).status_code == 200, name
+            assert get({**auth, "X-Client-Cert-Sha256": (b"\x5a" * 32).hex()}).status_code == 200, name
+            none = get(auth)
+            assert none.status_code == 401, name
+            assert none.headers["www-authenticate"] == 'Bearer error="invalid_token", error_description="DPOP"', name
+            assert get({**auth, "X-Client-Cert-Sha256": b64(b"\x01" * 32)}).status_code == 401, name
+            bad = get({**auth, "X-Client-Cert-Sha256": "not-a-thumbprint"})
+            assert bad.status_code == 401, name
+            body = bad.json()["detail"] if name == "fastapi" else bad.json()
+            assert body["code"] == "CERT", name

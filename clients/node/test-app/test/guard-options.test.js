@@ -157,6 +157,45 @@ describe(`${MODE}: guard options`, () => {
   });
 });
 
+describe(`${MODE}: mTLS-bound tokens through the guards`, () => {
+  test('getCert gives CHECK the certificate thumbprint; without it a bound token is refused', async () => {
+    const jd = createJwtdeny(client);
+    const thumb = Buffer.alloc(32, 0x5a).toString('base64url');
+    const hex = Buffer.alloc(32, 0x5a).toString('hex');
+    const bound = token({ cnf: { 'x5t#S256': thumb } });
+    const app = express();
+    app.use(jd.express({ getCert: (req) => req.headers['x-client-cert-sha256'] }));
+    app.get('/me', (req, res) => res.json(req.auth));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const get = async (cert) => {
+      const headers = { authorization: `Bearer ${bound}` };
+      if (cert) headers['x-client-cert-sha256'] = cert;
+      const res = await fetch(`${base}/me`, { headers });
+      return { status: res.status, auth: res.headers.get('www-authenticate'), body: await res.json() };
+    };
+    try {
+      assert.equal((await get(thumb)).status, 200);
+      assert.equal((await get(hex)).status, 200);
+      const none = await get(null);
+      assert.equal(none.status, 401);
+      assert.equal(none.auth, 'Bearer error="invalid_token", error_description="DPOP"');
+      const wrong = await get(Buffer.alloc(32, 1).toString('base64url'));
+      assert.equal(wrong.status, 401);
+      const bad = await get('not-a-thumbprint');
+      assert.equal(bad.status, 401);
+      assert.equal(bad.body.code, 'CERT');
+      // A token bound to nothing passes whatever certificate the client has.
+      const plain = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${token()}`, 'x-client-cert-sha256': thumb } });
+      assert.equal(plain.status, 200);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+
 if (!CLUSTER) {
   describe('standalone: misconfiguration is said once', () => {
     test('a server without the module: 503 and one console line; NOKEY: one line', async () => {

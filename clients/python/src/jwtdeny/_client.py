@@ -92,12 +92,13 @@ class Jwtdeny(_Over):
         auto_error: bool = True,
         scopes: Sequence[str] = (),
         claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+        get_cert: Optional[Callable[[Any], Optional[str]]] = None,
     ) -> "Dependency":
         """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
         from .fastapi import _bearer, require
 
         return require(self, get_token or _bearer, on_unavailable, timeout, retry_after, trust_proxy,
-                       dpop_algs, auto_error, scopes, claim_check)
+                       dpop_algs, auto_error, scopes, claim_check, get_cert)
 
     @overload
     def flask(self, view: F) -> F: ...
@@ -115,6 +116,7 @@ class Jwtdeny(_Over):
         optional: Optional[bool] = None,
         scopes: Optional[Sequence[str]] = None,
         claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+        get_cert: Optional[Callable[[], Optional[str]]] = None,
     ) -> Callable[[F], F]: ...
 
     def flask(self, view: Optional[F] = None, **options: Any) -> Any:
@@ -171,9 +173,10 @@ class AsyncJwtdeny(_Over):
         auto_error: bool = True,
         scopes: Sequence[str] = (),
         claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+        get_cert: Optional[Callable[[Any], Optional[str]]] = None,
     ) -> "AsyncDependency":
         """A FastAPI dependency: ``claims = Depends(jd.require())``; see jwtdeny.fastapi."""
         from .fastapi import _bearer, require_async
 
         return require_async(self, get_token or _bearer, on_unavailable, timeout, retry_after, trust_proxy,
-                             dpop_algs, auto_error, scopes, claim_check)
+                             dpop_algs, auto_error, scopes, claim_check, get_cert)

@@ -73,19 +73,20 @@ class Dpop:
     url: str
 
 
-def _check(jd: Any, token: str, dpop: Optional[Dpop]) -> Any:
+def _check(jd: Any, token: str, dpop: Optional[Dpop], cert: Optional[str] = None) -> Any:
     if dpop is None:
-        return jd.check(token, with_claims=True)
-    return jd.check_dpop(token, dpop.proof, dpop.method, dpop.url, with_claims=True)
+        return jd.check(token, with_claims=True, cert=cert)
+    return jd.check_dpop(token, dpop.proof, dpop.method, dpop.url, with_claims=True, cert=cert)
 
 
-def check_within(jd: Any, token: str, timeout: Optional[float], dpop: Optional[Dpop] = None) -> CheckResult:
+def check_within(jd: Any, token: str, timeout: Optional[float], dpop: Optional[Dpop] = None,
+                 cert: Optional[str] = None) -> CheckResult:
     """``jd.check(token, with_claims=True)`` (or ``check_dpop``) for a sync client, or
     CheckTimeout at ``timeout``."""
     if not timeout:
-        result: CheckResult = _check(jd, token, dpop)
+        result: CheckResult = _check(jd, token, dpop, cert)
         return result
-    fut = _RUNNER.submit(lambda: _check(jd, token, dpop))
+    fut = _RUNNER.submit(lambda: _check(jd, token, dpop, cert))
     try:
         done: CheckResult = fut.result(timeout=timeout)
         return done
@@ -95,15 +96,15 @@ def check_within(jd: Any, token: str, timeout: Optional[float], dpop: Optional[D
 
 
 async def check_within_async(jd: Any, token: str, timeout: Optional[float],
-                             dpop: Optional[Dpop] = None) -> CheckResult:
+                             dpop: Optional[Dpop] = None, cert: Optional[str] = None) -> CheckResult:
     """The same for an async client (its command is cancelled at the deadline); a sync client
     given to an async guard runs on the runner's threads, never on the event loop."""
     if not asyncio.iscoroutinefunction(jd.check):
-        return await asyncio.wrap_future(_RUNNER.submit(lambda: check_within(jd, token, timeout, dpop)))
+        return await asyncio.wrap_future(_RUNNER.submit(lambda: check_within(jd, token, timeout, dpop, cert)))
     try:
         if not timeout:
-            return await _check(jd, token, dpop)  # type: ignore[no-any-return]
-        done: CheckResult = await asyncio.wait_for(_check(jd, token, dpop), timeout)
+            return await _check(jd, token, dpop, cert)  # type: ignore[no-any-return]
+        done: CheckResult = await asyncio.wait_for(_check(jd, token, dpop, cert), timeout)
         return done
     except asyncio.TimeoutError:
         raise CheckTimeout(f"the jwtdeny check did not complete within {timeout} s") from None
@@ -140,6 +141,7 @@ DESCRIPTIONS = {
     "EXPIRED": "the token has expired",
     "NOTYET": "the token is not valid yet",
     "REVOKED": "the token has been revoked",
+    "CERT": "the client certificate's thumbprint is not usable",
     "DPOP": "the token or its DPoP proof is refused",
     "INSUFFICIENT_SCOPE": "the token lacks a scope this resource requires",
     "CLAIM_CHECK": "the token's claims do not allow this request",
@@ -179,6 +181,17 @@ def judge(result: CheckResult, dpop: Optional["DpopRules"] = None) -> Union[dict
 
 
 _LOG = logging.getLogger("jwtdeny")
+_CERT_BOUND = re.compile(r"cnf\.x5t#S256|client certificate")
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}|[0-9A-Fa-f]{64}")
+
+
+def cert_of(get_cert: Optional[Callable[[], Optional[str]]]) -> Union[Optional[str], Denial]:
+    """The client certificate's SHA-256 thumbprint a guard's ``get_cert`` gives (for tokens bound
+    to one, RFC 8705), or the 401 of one that is not a thumbprint."""
+    cert = get_cert() if get_cert is not None else None
+    if cert is not None and not _THUMBPRINT.fullmatch(cert):
+        return refused("CERT")
+    return cert
 _SAID: set[str] = set()
 
 
@@ -207,6 +220,8 @@ def judge_error(err: Exception, rules: Optional["DpopRules"] = None, dpop: bool 
     notice(err)
     if not isinstance(err, JwtdenyError):
         return None
+    if err.code == "DPOP" and _CERT_BOUND.search(str(err)):
+        return refused("DPOP")  # a token bound to a client certificate: RFC 8705's bearer challenge
     if rules is not None and err.code == "DPOP":
         error = err.dpop_error or "invalid_token"
         return rules.refused(error, error, err.nonce)

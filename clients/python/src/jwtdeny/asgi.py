@@ -63,6 +63,7 @@ class JwtdenyMiddleware:
         scopes: Sequence[str] = (),
         claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
         guard_preflight: bool = False,
+        get_cert: Optional[Callable[[Scope], Optional[str]]] = None,
     ) -> None:
         self.app = app
         self.jwtdeny = jwtdeny
@@ -76,6 +77,7 @@ class JwtdenyMiddleware:
         self.scopes = tuple(scopes)
         self.claim_check = claim_check
         self.guard_preflight = guard_preflight
+        self.get_cert = get_cert
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         preflight = scope.get("method") == "OPTIONS" and not self.guard_preflight
@@ -93,9 +95,14 @@ class JwtdenyMiddleware:
             await self._deny(send, got)
             return
         token, dpop = got
+        get_cert = self.get_cert
+        cert = _http.cert_of((lambda: get_cert(scope)) if get_cert is not None else None)
+        if isinstance(cert, _http.Denial):
+            await self._deny(send, cert)
+            return
         try:
             # An AsyncJwtdeny awaits; a sync Jwtdeny runs off the event loop.
-            result = await _http.check_within_async(self.jwtdeny, token, self.timeout, dpop)
+            result = await _http.check_within_async(self.jwtdeny, token, self.timeout, dpop, cert)
         except Exception as e:
             denial = _http.judge_error(e, self.rules, dpop is not None)
             if denial is None:

@@ -62,6 +62,13 @@ def _credentials(request: Request, get_token: GetToken, rules: _http.DpopRules,
     return got
 
 
+def _cert(request: Request, get_cert: Optional[Callable[[Request], Optional[str]]]) -> Optional[str]:
+    cert = _http.cert_of((lambda: get_cert(request)) if get_cert is not None else None)
+    if isinstance(cert, _http.Denial):
+        _raise(cert)
+    return cert
+
+
 def _accept(request: Request, result: Any, token: str, dpop: Optional[_http.Dpop],
             rules: _http.DpopRules, scopes: Sequence[str], claim_check: Optional[ClaimCheck]) -> dict[str, Any]:
     claims = _http.judge(result, rules if dpop else None)
@@ -87,6 +94,7 @@ def require(
     auto_error: bool = True,
     scopes: Sequence[str] = (),
     claim_check: Optional[ClaimCheck] = None,
+    get_cert: Optional[Callable[[Request], Optional[str]]] = None,
 ) -> Dependency:
     """The dependency for a sync ``Jwtdeny`` (FastAPI runs it in its thread pool).
     ``auto_error=False``: a request without a token gets None instead of a 401 (optional
@@ -104,8 +112,9 @@ def require(
         if got is None:
             return None
         token, dpop = got
+        cert = _cert(request, get_cert)
         try:
-            result = _http.check_within(jd, token, timeout, dpop)
+            result = _http.check_within(jd, token, timeout, dpop, cert)
         except Exception as e:
             denial = _http.judge_error(e, rules, dpop is not None)
             if denial is not None:
@@ -130,6 +139,7 @@ def require_async(
     auto_error: bool = True,
     scopes: Sequence[str] = (),
     claim_check: Optional[ClaimCheck] = None,
+    get_cert: Optional[Callable[[Request], Optional[str]]] = None,
 ) -> AsyncDependency:
     """The dependency for an ``AsyncJwtdeny``; the options of ``require``."""
     rules = _http.DpopRules(trust_proxy, dpop_algs)
@@ -143,8 +153,9 @@ def require_async(
         if got is None:
             return None
         token, dpop = got
+        cert = _cert(request, get_cert)
         try:
-            result = await _http.check_within_async(jd, token, timeout, dpop)
+            result = await _http.check_within_async(jd, token, timeout, dpop, cert)
         except Exception as e:
             denial = _http.judge_error(e, rules, dpop is not None)
             if denial is not None:

@@ -64,6 +64,7 @@ def protect(
     optional: bool = False,
     scopes: Sequence[str] = (),
     claim_check: Optional[Callable[[dict[str, Any]], bool]] = None,
+    get_cert: Optional[Callable[[], Optional[str]]] = None,
 ) -> Any:
     """``@protect(jd)``, ``@protect(jd, get_token=...)``, or ``protect(jd, view)``.
     ``optional=True``: a request without a token runs the view with ``g.auth = None``.
@@ -82,8 +83,11 @@ def protect(
             if isinstance(got, _http.Denial):
                 return _response(got)
             token, dpop = got
+            cert = _http.cert_of(get_cert)
+            if isinstance(cert, _http.Denial):
+                return _response(cert)
             try:
-                result = _http.check_within(jd, token, timeout, dpop)
+                result = _http.check_within(jd, token, timeout, dpop, cert)
             except Exception as e:
                 denial = _http.judge_error(e, rules, dpop is not None)
                 if denial is not None:
