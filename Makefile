@@ -82,6 +82,7 @@ test: deps deps-test ## Build, then run unit and integration tests (these start 
 	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --profile release-tests --workspace --no-fail-fast
 	JWTDENY_MODULE=$(TESTED_MODULE) bash examples/run-tests.sh
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/cluster/run.sh
+	JWTDENY_MODULE=$(TESTED_MODULE) cargo test --manifest-path clients/rust/Cargo.toml
 	JWTDENY_MODULE=$(TESTED_MODULE) bash tests/valkey.sh
 	$(MAKE) dist
 	bash tests/dist.sh $(DIST_SO) $(DIST_GLIBC)
