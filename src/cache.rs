@@ -95,6 +95,8 @@ pub struct Verified {
     /// What the token's `cnf` binds it to; `None` for nearly every token, which then costs one
     /// test of this field.
     pub binding: Option<Arc<Binding>>,
+    /// The CHECK counters of its issuer, for an issuer of the registry.
+    pub issuer: Option<Arc<crate::stats::Checks>>,
 }
 
 /// What a cached value holds on the heap besides its own block, as the allocator counts it.
@@ -485,6 +487,7 @@ mod tests {
             nbf: None,
             sid: None,
             binding: None,
+            scope: None,
         })
     }
 

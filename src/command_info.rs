@@ -168,6 +168,15 @@ pub const AT: Arg = optional(Arg {
         c"the cutoff (default now; never in the future)",
     )
 });
+pub const ISSUER: Arg = optional(Arg {
+    token: Some(c"ISSUER"),
+    ..arg(
+        c"issuer",
+        ArgKind::Text,
+        c"whose subject: default (the default), the name of an issuer of jwtdeny.issuers-file, \
+        or an iss one of them accepts",
+    )
+});
 pub const ENTRY_KEY: Arg = arg(
     c"entry-key",
     ArgKind::Key(0),

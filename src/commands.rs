@@ -8,6 +8,7 @@ use crate::cache::{self, Verified};
 use crate::clock::{now_ms, now_secs};
 use crate::command_info::Command;
 use crate::denylist::{self, Place, RevokedBy};
+use crate::issuers::Source;
 use crate::jwks::{self, Patience};
 use crate::log;
 use crate::revocation::{cutoff_expiry_ms, EndSession, SessionEnd};
@@ -19,7 +20,7 @@ use jwtdeny_core::dpop::check_binding;
 use jwtdeny_core::error::{quote, Error};
 use jwtdeny_core::fetch::Trigger;
 use jwtdeny_core::keys::alg_name;
-use jwtdeny_core::keyscheme::subject_key;
+use jwtdeny_core::keyscheme::scoped_subject_key;
 use jwtdeny_core::logout as logout_token;
 use jwtdeny_core::token::{self, Claims, MAX_NUMERIC_DATE};
 use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
@@ -127,23 +128,38 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
     }
 }
 
-/// Verifies a token's signature and claims now, on this thread.
+/// Verifies a token's signature and claims now, on this thread: by the default issuer's keys
+/// and rules, or, with issuers registered, by those of the issuer its `iss` names.
 pub(crate) fn verify_now(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
-    token::verify(token, &snap.keys, &snap.settings.policy())
+    if snap.registry.is_empty() {
+        return token::verify(token, &snap.keys, &snap.settings.policy());
+    }
+    token::verify_placed(token, max_token_bytes(snap), |iss| snap.place(iss))
+}
+
+fn max_token_bytes(snap: &Snapshot) -> usize {
+    usize::try_from(snap.settings.max_token_bytes).unwrap_or(0)
 }
 
 /// A verified token's claims with where their revocation would be stored.
 pub(crate) fn placed(snap: &Snapshot, claims: Claims) -> Arc<Verified> {
     let place = Place::new(
         &snap.settings.prefix,
+        claims.scope.as_deref().unwrap_or(""),
         &claims.sub,
         claims.iat,
         claims.sid.as_deref(),
     );
+    let issuer = claims
+        .scope
+        .as_deref()
+        .and_then(|s| snap.registry.by_scope(s))
+        .map(|i| i.checks.clone());
     Arc::new(Verified {
         lifetime: claims.lifetime(),
         place,
         binding: claims.binding,
+        issuer,
     })
 }
 
@@ -276,9 +292,106 @@ pub fn check(
 /// Whether a token names a `kid` the keys in force lack while keys come from a provider:
 /// fresh keys might then verify it.
 pub(crate) fn may_refetch(token: &RedisString, snap: &Snapshot) -> bool {
-    !blocked::answering()
-        && jwks::configured()
-        && token::header_kid(token.as_slice()).is_some_and(|kid| !snap.keys.has_kid(&kid))
+    refetch_source(token, snap).is_some()
+}
+
+/// Which provider might serve a key a token names and its issuer's keys lack.
+enum Refetch {
+    /// The default issuer's (`jwtdeny.jwks-uri`, `jwtdeny.discovery`).
+    Default,
+    /// A fetched source of the registry: its id and the source's index.
+    Registry(u64, usize),
+}
+
+/// Where fresh keys might verify `token`, if anywhere: only its own issuer's source, so a token
+/// of an issuer of the registry, or of none, never makes another issuer's source fetch.
+fn refetch_source(token: &RedisString, snap: &Snapshot) -> Option<Refetch> {
+    if blocked::answering() {
+        return None;
+    }
+    let kid = token::header_kid(token.as_slice())?;
+    let default = || (jwks::configured() && !snap.keys.has_kid(&kid)).then_some(Refetch::Default);
+    if snap.registry.is_empty() {
+        return default();
+    }
+    let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap));
+    match iss.as_deref().and_then(|iss| snap.registry.placement(iss)) {
+        Some(p) => {
+            let fetched = matches!(snap.registry.sources.get(p.source), Some(Source::Fetch(_)));
+            let lacks = snap
+                .registry_keys
+                .get(p.source)
+                .is_some_and(|k| !k.has_kid(&kid));
+            (fetched && lacks).then_some(Refetch::Registry(snap.registry.id, p.source))
+        }
+        None if snap.place(iss.as_deref()).is_ok() => default(),
+        None => None,
+    }
+}
+
+/// The issuer a keyed form's declared subject key is scoped to (`<prefix>{%<id>:…}`), which
+/// must be registered; unscoped, the default issuer. The keys are then checked against the
+/// ones derived under that issuer, as always.
+fn declared_issuer<'s>(
+    snap: &'s Snapshot,
+    keys: &[RedisString],
+) -> Result<(&'s str, &'s crate::config::Settings), Error> {
+    let key = keys
+        .first()
+        .map(|k| k.to_string_lossy())
+        .unwrap_or_default();
+    let tag = key
+        .strip_prefix(snap.settings.prefix.as_str())
+        .and_then(|k| k.strip_prefix("{%"));
+    let Some(id) = tag.and_then(|t| t.split_once(':')).map(|(id, _)| id) else {
+        return Ok(("", &snap.settings));
+    };
+    snap.registry
+        .scoped(&jwtdeny_core::keyscheme::scope(id))
+        .map(|(scope, issuer)| (&**scope, &issuer.settings))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "key {} is scoped to no issuer of jwtdeny.issuers-file",
+                quote(&key)
+            ))
+        })
+}
+
+/// `[AT <unix-seconds>] [ISSUER <issuer>]`-style options: the value after each keyword of
+/// `words`, in any order, each at most once.
+fn keyword_options<'a, const N: usize>(
+    opts: &'a [RedisString],
+    words: [&str; N],
+) -> Result<[Option<&'a RedisString>; N], RedisError> {
+    let mut found = [None; N];
+    let mut rest = opts.iter();
+    while let Some(opt) = rest.next() {
+        let word = opt.to_string_lossy();
+        let Some(i) = words
+            .iter()
+            .position(|w| word.eq_ignore_ascii_case(w))
+            .filter(|i| found[*i].is_none())
+        else {
+            return Err(syntax_error(opt, &words.join(" or ")));
+        };
+        found[i] = Some(rest.next().ok_or(RedisError::WrongArity)?);
+    }
+    Ok(found)
+}
+
+/// The scope and the settings of the issuer `ISSUER <issuer>` names (the default issuer's
+/// without one).
+fn issuer_option<'s>(
+    snap: &'s Snapshot,
+    issuer: Option<&RedisString>,
+) -> Result<(&'s str, &'s crate::config::Settings), Error> {
+    let Some(name) = issuer else {
+        return Ok(("", &snap.settings));
+    };
+    match snap.registry.named(&name.to_string_lossy())? {
+        None => Ok(("", &snap.settings)),
+        Some(p) => Ok((&p.scope, &snap.registry.issuers[p.issuer].settings)),
+    }
 }
 
 /// After a verification failed for want of the token's key: blocks the client while the
@@ -294,15 +407,22 @@ pub(crate) fn wait_for_keys<T>(
     patience: Patience,
     command: &'static Command,
 ) -> bool {
-    matches!(claims, Err(Error::NoKey(_)))
-        && may_refetch(token, snap)
-        && jwks::await_keys(
+    if !matches!(claims, Err(Error::NoKey(_))) {
+        return false;
+    }
+    match refetch_source(token, snap) {
+        None => false,
+        Some(Refetch::Default) => jwks::await_keys(
             ctx,
             Trigger::UnknownKid,
             patience,
             command.answer,
             command.answer,
-        )
+        ),
+        Some(Refetch::Registry(id, source)) => {
+            jwks::await_registry_keys(ctx, (id, source), patience, command.answer, command.answer)
+        }
+    }
 }
 
 /// Reply callback of a CHECK whose token a worker verified: runs on the main thread with the
@@ -366,6 +486,7 @@ fn finish_check(
     route: Route,
     verified: Result<Arc<Verified>, Error>,
 ) -> RedisResult {
+    let issuer = issuer_checks(snap, token, &verified);
     let outcome = verified.and_then(|v| {
         if let Some(binding) = &v.binding {
             binding.check(None, opts.cert().as_ref())?;
@@ -374,6 +495,9 @@ fn finish_check(
         status(ctx, &v, snap.settings.leeway)
     });
     stats::count_check(outcome.as_ref().map(Option::is_some));
+    if let Some(checks) = issuer {
+        checks.count(outcome.as_ref().map(Option::is_some));
+    }
     let revoked = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
     if !opts.with_claims {
@@ -384,6 +508,24 @@ fn finish_check(
         None => RedisValue::StringBuffer(token::payload(token.as_slice())?),
     };
     Ok(RedisValue::Array(vec![code, claims]))
+}
+
+/// The CHECK counters of a token's issuer, for an issuer of the registry: from its verified
+/// claims, or for a token refused, from its `iss` (read again only then).
+pub(crate) fn issuer_checks(
+    snap: &Snapshot,
+    token: &RedisString,
+    verified: &Result<Arc<Verified>, Error>,
+) -> Option<Arc<stats::Checks>> {
+    match verified {
+        Ok(v) => v.issuer.clone(),
+        Err(_) if snap.registry.is_empty() => None,
+        Err(_) => {
+            let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap))?;
+            let p = snap.registry.placement(&iss)?;
+            Some(snap.registry.issuers[p.issuer].checks.clone())
+        }
+    }
 }
 
 /// `REVOKE <token>`, and its keyed form.
@@ -425,10 +567,8 @@ pub fn revokeall(
     route: Route,
     _: &'static Command,
 ) -> RedisResult {
-    let (sub, at) = match args {
-        [_, sub] => (sub, None),
-        [_, sub, kw, at] if kw.to_string_lossy().eq_ignore_ascii_case("AT") => (sub, Some(at)),
-        [_, _, kw, _] => return Err(syntax_error(kw, "AT")),
+    let (sub, [at, issuer]) = match args {
+        [_, sub, opts @ ..] => (sub, keyword_options(opts, ["AT", "ISSUER"])?),
         _ => return Err(RedisError::WrongArity),
     };
     let sub = match sub.try_as_str() {
@@ -455,9 +595,10 @@ pub fn revokeall(
         }
     };
     let (key, expires_at_ms) = {
-        let s = &state::current().settings;
+        let snap = state::current();
+        let (scope, s) = issuer_option(&snap, issuer)?;
         let expiry = cutoff_expiry_ms(cutoff, s.max_lifetime, s.leeway);
-        (subject_key(&s.prefix, sub), expiry)
+        (scoped_subject_key(&s.prefix, scope, sub), expiry)
     };
     // Such a cutoff covers only tokens that have expired already; and written with an expiry in
     // the past, the SET would delete the cutoff in force instead of raising it.
@@ -484,12 +625,25 @@ pub fn inspect(
     let token = single_token(args)?;
     let snap = state::current();
     let (prefix, leeway) = (&snap.settings.prefix, snap.settings.leeway);
-    let (seen, outcome) = token::inspect(token.as_slice(), &snap.keys, &snap.settings.policy());
+    let placed = if snap.registry.is_empty() {
+        snap.place(None)
+    } else {
+        let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(&snap));
+        snap.place(iss.as_deref())
+    };
+    let (seen, outcome, scope) = match placed {
+        Ok(p) => {
+            let (seen, outcome) = token::inspect(token.as_slice(), p.keys, &p.policy);
+            (seen, outcome, p.scope)
+        }
+        Err(e) => (token::Inspection::default(), Err(e), None),
+    };
+    let scope = scope.as_deref().unwrap_or("");
     let place = seen
         .sub
         .as_deref()
         .zip(seen.iat)
-        .map(|(sub, iat)| Place::new(prefix, sub, iat, seen.sid.as_deref()));
+        .map(|(sub, iat)| Place::new(prefix, scope, sub, iat, seen.sid.as_deref()));
     if let Some(p) = &place {
         route::check_token(route, p, "INSPECT")?;
     }
@@ -556,21 +710,22 @@ pub fn logout(
 ) -> RedisResult {
     let token = single_token(args)?;
     let snap = state::current();
-    let s = &snap.settings;
-    let verified = if s.logout_audience.is_empty() {
-        Err(Error::Usage(
-            "jwtdeny.logout-audience is not set: JWTDENY.LOGOUT needs the OIDC client id that \
-             logout tokens name in aud"
-                .into(),
-        ))
-    } else {
-        logout_token::verify(
-            token.as_slice(),
-            &snap.keys,
-            &s.policy(),
-            &s.logout_audience,
-        )
-    };
+    let verified = logout_token::verify_placed(token.as_slice(), max_token_bytes(&snap), |iss| {
+        let placed = snap.place(iss)?;
+        let audience = &snap
+            .issuer_settings(placed.scope.as_deref())
+            .logout_audience;
+        if audience.is_empty() {
+            let whose = match &placed.scope {
+                None => "jwtdeny.logout-audience is not set".to_string(),
+                Some(scope) => format!("the logout-audience of issuer {} is not set", quote(scope)),
+            };
+            return Err(Error::Usage(format!(
+                "{whose}: JWTDENY.LOGOUT needs the OIDC client id that logout tokens name in aud"
+            )));
+        }
+        Ok((placed, audience.as_str()))
+    });
     // A provider that rotated its keys signs logout tokens with the new one first.
     if wait_for_keys(
         ctx,
@@ -583,9 +738,11 @@ pub fn logout(
         return Ok(RedisValue::NoReply); // its row's `answer` judges it by the new keys
     }
     let outcome = verified.and_then(|l| {
+        let s = snap.issuer_settings(l.scope.as_deref());
         l.check_time(now_ms(), s.leeway)?;
         EndSession {
             prefix: &s.prefix,
+            scope: l.scope.as_deref().unwrap_or(""),
             max_lifetime: s.max_lifetime,
             leeway: s.leeway,
             sub: &l.sub,
@@ -609,8 +766,8 @@ pub fn revokesession(
     route: Route,
     _: &'static Command,
 ) -> RedisResult {
-    let (sub, sid) = match args {
-        [_, sub, sid] => (sub, sid),
+    let (sub, sid, [issuer]) = match args {
+        [_, sub, sid, opts @ ..] => (sub, sid, keyword_options(opts, ["ISSUER"])?),
         _ => return Err(RedisError::WrongArity),
     };
     let text = |arg: &'_ RedisString, name: &str| -> Result<String, Error> {
@@ -623,9 +780,14 @@ pub fn revokesession(
     };
     let (sub, sid) = (text(sub, "sub")?, text(sid, "sid")?);
     let snap = state::current();
-    let s = &snap.settings;
+    let (scope, s) = match (issuer, route) {
+        // Its key positions are fixed, so the keyed form has no ISSUER: its keys say.
+        (None, Route::Declared(keys)) => declared_issuer(&snap, keys)?,
+        _ => issuer_option(&snap, issuer)?,
+    };
     let ended = EndSession {
         prefix: &s.prefix,
+        scope,
         max_lifetime: s.max_lifetime,
         leeway: s.leeway,
         sub: &sub,
@@ -696,6 +858,47 @@ unsafe extern "C" fn reloaded_reply(
         .into()),
     };
     context.reply(reply) as c_int
+}
+
+/// `ISSUERS RELOAD` (the number of issuers now in force) and `ISSUERS LIST`.
+pub fn issuers(_: &Context, args: &[RedisString], _: Route, _: &'static Command) -> RedisResult {
+    let sub = match args {
+        [_, sub] => sub.to_string_lossy(),
+        _ => return Err(RedisError::WrongArity),
+    };
+    if sub.eq_ignore_ascii_case("RELOAD") {
+        let n = state::reload_issuers().inspect_err(|e| {
+            log::warning(&format!(
+                "jwtdeny: JWTDENY.ISSUERS RELOAD kept the issuers in force: {e}"
+            ));
+        })?;
+        log::notice(&format!(
+            "jwtdeny: {n} issuers from jwtdeny.issuers-file in force"
+        ));
+        return Ok(RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+    if sub.eq_ignore_ascii_case("LIST") {
+        let snap = state::current();
+        return Ok(RedisValue::Array(
+            snap.registry
+                .describe(&snap.registry_keys)
+                .into_iter()
+                .map(|fields| {
+                    RedisValue::Array(
+                        fields
+                            .into_iter()
+                            .flat_map(|(name, value)| [RedisValue::SimpleStringStatic(name), value])
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    Err(Error::Usage(format!(
+        "unknown subcommand {} for JWTDENY.ISSUERS (try RELOAD or LIST)",
+        quote(&sub)
+    ))
+    .into())
 }
 
 /// `KEYS RELOAD` and `KEYS LIST`.

@@ -55,6 +55,13 @@ pub struct Settings {
     pub dpop_nonce: bool,
     /// The secret nonces are derived from; `""`: one drawn at random when the module loads.
     pub dpop_nonce_secret: String,
+    /// The issuer registry (`jwtdeny_core::issuers`); `""`: the default issuer only.
+    pub issuers_file: String,
+    /// An issuer of the registry's audiences, any one of which `aud` must contain (the default
+    /// issuer has the one `audience`).
+    pub audiences: Vec<String>,
+    /// An issuer of the registry's Cognito app clients (`client_id` in place of `aud`).
+    pub client_ids: Vec<String>,
 }
 
 impl Settings {
@@ -88,6 +95,9 @@ impl Settings {
             typ: non_empty(&self.token_typ),
             max_token_bytes: usize::try_from(self.max_token_bytes).unwrap_or(0),
             max_lifetime: (self.max_lifetime > 0).then_some(self.max_lifetime),
+            audiences: &self.audiences,
+            client_ids: &self.client_ids,
+            tenant: None,
         }
     }
 }
@@ -109,6 +119,8 @@ pub enum Effect {
     ResizeWorkers,
     /// Where keys come from: load them, and refuse the change if they cannot be loaded.
     LoadKeys,
+    /// The issuer registry: load it, and refuse the change if it cannot be loaded.
+    LoadIssuers,
     /// How keys are fetched from the identity provider: the fetcher takes the new settings.
     Source,
 }
@@ -196,7 +208,7 @@ pub const DEFAULT_PREFIX: &str = "jwtdeny:";
 
 /// Every config, in the order the README's config table lists them (`CONFIG GET jwtdeny.*`
 /// lists them in the server's own hash order).
-pub static SPECS: [Spec; 23] = [
+pub static SPECS: [Spec; 24] = [
     Spec {
         name: "keys-file",
         kind: Kind::Text {
@@ -210,6 +222,20 @@ pub static SPECS: [Spec; 23] = [
         immutable: false,
         sensitive: false,
         effect: Effect::LoadKeys,
+    },
+    Spec {
+        name: "issuers-file",
+        kind: Kind::Text {
+            default: "",
+            get: |s| s.issuers_file.clone(),
+            set: |s, v| {
+                s.issuers_file = v.to_string();
+                Ok(())
+            },
+        },
+        immutable: false,
+        sensitive: false,
+        effect: Effect::LoadIssuers,
     },
     Spec {
         name: "algorithms",

@@ -7,7 +7,7 @@
 //! JSON string, NUL, CR and LF included, and every subject must be revocable.
 
 use jwtdeny_core::error::{quote, Error};
-use jwtdeny_core::keyscheme::{session_key, sidless_key, DenyKeys};
+use jwtdeny_core::keyscheme::{scoped_session_key, scoped_sidless_key, DenyKeys};
 use redis_module::{
     raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent, RedisString,
 };
@@ -167,11 +167,12 @@ pub struct Place {
 }
 
 impl Place {
-    pub fn new(prefix: &str, sub: &str, iat: i64, sid: Option<&str>) -> Place {
-        let keys = DenyKeys::new(prefix, sub, iat);
+    /// `scope`: the subject's issuer's (`keyscheme::scope`), `""` for the default issuer.
+    pub fn new(prefix: &str, scope: &str, sub: &str, iat: i64, sid: Option<&str>) -> Place {
+        let keys = DenyKeys::scoped(prefix, scope, sub, iat);
         let session = match sid {
-            Some(sid) => session_key(prefix, sub, sid),
-            None => sidless_key(prefix, sub),
+            Some(sid) => scoped_session_key(prefix, scope, sub, sid),
+            None => scoped_sidless_key(prefix, scope, sub),
         };
         Place {
             entry: KeyName::new(keys.entry()),

@@ -253,6 +253,7 @@ fn finish(
     verified: Result<Arc<Verified>, Error>,
     proof: Result<Proof, Error>,
 ) -> RedisResult {
+    let issuer = crate::commands::issuer_checks(snap, a.token, &verified);
     let outcome = verified.and_then(|v| {
         let proof = proof?;
         check_binding(
@@ -276,6 +277,9 @@ fn finish(
         Ok(None)
     });
     stats::count_check(outcome.as_ref().map(Option::is_some));
+    if let Some(checks) = issuer {
+        checks.count(outcome.as_ref().map(Option::is_some));
+    }
     let revoked = outcome?.is_some();
     let code = RedisValue::Integer(if revoked { 0 } else { 1 });
     if !a.opts.with_claims {

@@ -16,9 +16,9 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
     let s = &STATS;
     let mut out: Vec<(String, Value)> = Vec::with_capacity(32);
     let mut add = |name: &str, value: Value| out.push((name.to_string(), value));
-    add("checks_active", get(&s.checks_active).into());
-    add("checks_revoked", get(&s.checks_revoked).into());
-    for (code, counter) in CODES.iter().zip(&s.check_errors) {
+    add("checks_active", get(&s.checks.active).into());
+    add("checks_revoked", get(&s.checks.revoked).into());
+    for (code, counter) in CODES.iter().zip(&s.checks.errors) {
         add(
             &format!("checks_{}", code.to_ascii_lowercase()),
             get(counter).into(),
@@ -26,7 +26,7 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
     }
     add(
         "checks_other_errors",
-        get(&s.check_errors[CODES.len()]).into(),
+        get(&s.checks.errors[CODES.len()]).into(),
     );
     add("revokes_new", get(&s.revokes_new).into());
     add("revokes_already", get(&s.revokes_already).into());
@@ -90,11 +90,74 @@ fn fields(for_crash_report: bool) -> Vec<(String, Value)> {
     out
 }
 
+/// One dictionary field per issuer of the registry, `issuer_<name>`: its keys, its fetches
+/// and its CHECKs by outcome. Not in a crash report (the snapshot is behind a lock).
+fn issuer_fields() -> Vec<(String, Vec<(String, Value)>)> {
+    let snap = state::current();
+    let fetched: std::collections::HashMap<usize, jwks::Info> =
+        jwks::registry_info().into_iter().collect();
+    snap.registry
+        .issuers
+        .iter()
+        .map(|issuer| {
+            let mut f: Vec<(String, Value)> = Vec::new();
+            let keys: usize = issuer
+                .sources
+                .iter()
+                .filter_map(|s| snap.registry_keys.get(*s))
+                .map(|k| k.len())
+                .sum();
+            f.push(("keys_loaded".into(), (keys as u64).into()));
+            f.push(("sources".into(), (issuer.sources.len() as u64).into()));
+            let infos: Vec<&jwks::Info> = issuer
+                .sources
+                .iter()
+                .filter_map(|s| fetched.get(s))
+                .collect();
+            if !infos.is_empty() {
+                let sum = |g: fn(&jwks::Info) -> u64| infos.iter().map(|i| g(i)).sum::<u64>();
+                f.push(("fetches_ok".into(), sum(|i| i.fetches_ok).into()));
+                f.push(("fetches_failed".into(), sum(|i| i.fetches_failed).into()));
+                // The first source not ok says why; all ok (or never fetched) says so.
+                let result = infos
+                    .iter()
+                    .map(|i| i.last_fetch_result.as_str())
+                    .find(|r| *r != "ok")
+                    .unwrap_or("ok");
+                f.push(("last_fetch_result".into(), result.to_string().into()));
+            }
+            let c = &issuer.checks;
+            f.push(("checks_active".into(), get(&c.active).into()));
+            f.push(("checks_revoked".into(), get(&c.revoked).into()));
+            for (code, counter) in CODES.iter().zip(&c.errors) {
+                f.push((
+                    format!("checks_{}", code.to_ascii_lowercase()),
+                    get(counter).into(),
+                ));
+            }
+            f.push((
+                "checks_other_errors".into(),
+                get(&c.errors[CODES.len()]).into(),
+            ));
+            (format!("issuer_{}", issuer.entry.name), f)
+        })
+        .collect()
+}
+
 /// Renders the `jwtdeny` INFO section.
 fn info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
     let mut section = ctx.builder().add_section(""); // an empty name makes it just "jwtdeny"
     for (name, value) in fields(for_crash_report) {
         section = section.field(&name, value)?;
+    }
+    if !for_crash_report {
+        for (name, fields) in issuer_fields() {
+            let mut dict = section.add_dictionary(&name);
+            for (field, value) in fields {
+                dict = dict.field(&field, value)?;
+            }
+            section = dict.build_dictionary()?;
+        }
     }
     section.build_section()?.build_info()?;
     Ok(())

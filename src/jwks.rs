@@ -94,6 +94,8 @@ pub struct Outcome {
 /// A source's state, behind the fetcher's lock.
 struct Inner {
     config: Option<SourceConfig>,
+    /// Where its keys go; a change moves `epoch` (a fetch for the old target is discarded).
+    target: Target,
     /// Moves on every change of `config`: a fetch that ends under an older epoch is discarded.
     epoch: u64,
     schedule: Schedule,
@@ -123,10 +125,20 @@ pub struct Info {
     pub next_fetch_time: i64,
 }
 
-/// Puts fetched keys in force if the check (run under the publisher's lock) says they still
-/// come from the source in force; returns whether the keys in force changed. `state` hands it
-/// over at start, so this module needs nothing of `state`.
-pub type Publish = fn(Arc<KeySet>, &dyn Fn() -> bool) -> Result<bool, jwtdeny_core::error::Error>;
+/// Whose keys a fetcher's keys are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The default issuer's (`jwtdeny.jwks-uri`, `jwtdeny.discovery`).
+    Default,
+    /// Source `source` of the issuer registry whose id is `registry`.
+    Registry { registry: u64, source: usize },
+}
+
+/// Puts fetched keys in force for `target` if the check (run under the publisher's lock) says
+/// they still come from the source in force; returns whether the keys in force changed.
+/// `state` hands it over at start, so this module needs nothing of `state`.
+pub type Publish =
+    fn(Target, Arc<KeySet>, &dyn Fn() -> bool) -> Result<bool, jwtdeny_core::error::Error>;
 
 pub struct Fetcher {
     inner: Mutex<Inner>,
@@ -134,23 +146,48 @@ pub struct Fetcher {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-static FETCHER: LazyLock<Fetcher> = LazyLock::new(|| Fetcher {
-    inner: Mutex::new(Inner {
-        config: None,
-        epoch: 0,
-        schedule: Schedule::new(Instant::now()),
-        waiters: Vec::new(),
-        stop: false,
-        running: false,
-        cancel: None,
-        info: Info {
-            last_fetch_result: "never".into(),
-            ..Info::default()
-        },
-    }),
-    wake: Condvar::new(),
-    thread: Mutex::new(None),
-});
+impl Fetcher {
+    fn new(target: Target) -> Arc<Fetcher> {
+        Arc::new(Fetcher {
+            inner: Mutex::new(Inner {
+                config: None,
+                target,
+                epoch: 0,
+                schedule: Schedule::new(Instant::now()),
+                waiters: Vec::new(),
+                stop: false,
+                running: false,
+                cancel: None,
+                info: Info {
+                    last_fetch_result: "never".into(),
+                    ..Info::default()
+                },
+            }),
+            wake: Condvar::new(),
+            thread: Mutex::new(None),
+        })
+    }
+}
+
+/// The default issuer's source.
+static FETCHER: LazyLock<Arc<Fetcher>> = LazyLock::new(|| Fetcher::new(Target::Default));
+
+/// The registry's sources, by their index in the registry in force (`None`: a keys file).
+static REGISTRY: Mutex<Vec<Option<Arc<Fetcher>>>> = Mutex::new(Vec::new());
+
+/// Sources a registry change let go: their threads are leaving, and are waited for at unload.
+static RETIRED: Mutex<Vec<Arc<Fetcher>>> = Mutex::new(Vec::new());
+
+/// How fetched keys are put in force, from `start`.
+static PUBLISH: Mutex<Option<Publish>> = Mutex::new(None);
+
+fn registry() -> MutexGuard<'static, Vec<Option<Arc<Fetcher>>>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn retired() -> MutexGuard<'static, Vec<Arc<Fetcher>>> {
+    RETIRED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Unix seconds of a monotonic instant, for INFO.
 fn unix_of(at: Instant) -> i64 {
@@ -173,41 +210,50 @@ impl Fetcher {
 /// Takes the settings in force (after any config change); a changed source fetches at once.
 /// Returns whether a source is configured.
 pub fn configure(settings: &crate::config::Settings) -> bool {
-    let config = SourceConfig::from_settings(settings);
-    let configured = config.is_some();
-    let mut inner = FETCHER.lock();
-    if inner.config == config {
-        return configured;
-    }
-    let same_source = match (&inner.config, &config) {
-        (Some(a), Some(b)) => a.source == b.source && a.fetch == b.fetch,
-        _ => false,
-    };
-    if same_source {
-        // Only the periods changed: keep the schedule, but never wait longer than the new one.
-        if let Some(c) = &config {
-            let latest = Instant::now() + c.periods.refresh;
-            if inner.schedule.next_fetch() > latest && inner.schedule.in_flight().is_none() {
-                inner.schedule = Schedule::new(latest);
-            }
+    FETCHER.configure(SourceConfig::from_settings(settings), Target::Default)
+}
+
+impl Fetcher {
+    /// Takes a source (`None`: none any more) and where its keys go; a changed source or
+    /// target fetches at once. Returns whether a source is configured.
+    fn configure(&self, config: Option<SourceConfig>, target: Target) -> bool {
+        let configured = config.is_some();
+        let mut inner = self.lock();
+        if inner.config == config && inner.target == target {
+            return configured;
         }
-    } else {
-        inner.epoch += 1;
-        inner.schedule = Schedule::new(Instant::now());
+        let same_source = inner.target == target
+            && match (&inner.config, &config) {
+                (Some(a), Some(b)) => a.source == b.source && a.fetch == b.fetch,
+                _ => false,
+            };
+        inner.target = target;
+        if same_source {
+            // Only the periods changed: keep the schedule, but never wait longer than the new one.
+            if let Some(c) = &config {
+                let latest = Instant::now() + c.periods.refresh;
+                if inner.schedule.next_fetch() > latest && inner.schedule.in_flight().is_none() {
+                    inner.schedule = Schedule::new(latest);
+                }
+            }
+        } else {
+            inner.epoch += 1;
+            inner.schedule = Schedule::new(Instant::now());
+        }
+        inner.info.uri = config.as_ref().map(SourceConfig::shown).unwrap_or_default();
+        inner.config = config;
+        // With no source left, no fetch will answer the clients waiting for one: answer them now
+        // (every blocked handle must be unblocked once, even one whose client timed out).
+        let orphans = if configured {
+            Vec::new()
+        } else {
+            std::mem::take(&mut inner.waiters)
+        };
+        drop(inner);
+        self.wake.notify_all();
+        finish(orphans, Some("no identity provider is configured any more"));
+        configured
     }
-    inner.info.uri = config.as_ref().map(SourceConfig::shown).unwrap_or_default();
-    inner.config = config;
-    // With no source left, no fetch will answer the clients waiting for one: answer them now
-    // (every blocked handle must be unblocked once, even one whose client timed out).
-    let orphans = if configured {
-        Vec::new()
-    } else {
-        std::mem::take(&mut inner.waiters)
-    };
-    drop(inner);
-    FETCHER.wake.notify_all();
-    finish(orphans, Some("no identity provider is configured any more"));
-    configured
 }
 
 /// Whether a source is configured (tokens with unknown kids may then wait for a fetch).
@@ -217,14 +263,29 @@ pub fn configured() -> bool {
 
 /// INFO's view of the source.
 pub fn info() -> Info {
-    let inner = FETCHER.lock();
-    let mut info = inner.info.clone();
-    info.next_fetch_time = if inner.config.is_some() {
-        unix_of(inner.schedule.next_fetch())
-    } else {
-        0
-    };
-    info
+    FETCHER.info()
+}
+
+impl Fetcher {
+    fn info(&self) -> Info {
+        let inner = self.lock();
+        let mut info = inner.info.clone();
+        info.next_fetch_time = if inner.config.is_some() {
+            unix_of(inner.schedule.next_fetch())
+        } else {
+            0
+        };
+        info
+    }
+}
+
+/// INFO's view of each fetched source of the registry, by source index.
+pub fn registry_info() -> Vec<(usize, Info)> {
+    registry()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.as_ref().map(|f| (i, f.info())))
+        .collect()
 }
 
 /// INFO during a crash report: never waits for the lock.
@@ -249,50 +310,83 @@ pub fn await_keys(
     reply: Callback,
     timeout: Callback,
 ) -> bool {
-    let mut inner = FETCHER.lock();
-    let Some(config) = inner.config.clone() else {
-        return false;
-    };
-    let now = Instant::now();
-    let decision = inner.schedule.request(trigger, now, &config.periods);
-    match decision {
-        fetch::Decision::Start => {
-            if trigger == Trigger::UnknownKid {
-                inner.info.unknown_kid_fetches += 1;
+    FETCHER.await_keys(ctx, trigger, patience, reply, timeout)
+}
+
+/// [`await_keys`] for source `source` of the registry whose id is `registry`: only while that
+/// registry is in force.
+pub fn await_registry_keys(
+    ctx: &Context,
+    (registry_id, source): (u64, usize),
+    patience: Patience,
+    reply: Callback,
+    timeout: Callback,
+) -> bool {
+    let fetcher = registry().get(source).cloned().flatten();
+    fetcher.is_some_and(|f| {
+        f.lock().target
+            == Target::Registry {
+                registry: registry_id,
+                source,
             }
-            FETCHER.wake.notify_all();
+            && f.await_keys(ctx, Trigger::UnknownKid, patience, reply, timeout)
+    })
+}
+
+impl Fetcher {
+    fn await_keys(
+        &self,
+        ctx: &Context,
+        trigger: Trigger,
+        patience: Patience,
+        reply: Callback,
+        timeout: Callback,
+    ) -> bool {
+        let mut inner = self.lock();
+        let Some(config) = inner.config.clone() else {
+            return false;
+        };
+        let now = Instant::now();
+        let decision = inner.schedule.request(trigger, now, &config.periods);
+        match decision {
+            fetch::Decision::Start => {
+                if trigger == Trigger::UnknownKid {
+                    inner.info.unknown_kid_fetches += 1;
+                }
+                self.wake.notify_all();
+            }
+            // The fetch thread learns when the deferred fetch is due.
+            fetch::Decision::Deferred(_) => self.wake.notify_all(),
+            fetch::Decision::Join | fetch::Decision::Refuse => {}
         }
-        // The fetch thread learns when the deferred fetch is due.
-        fetch::Decision::Deferred(_) => FETCHER.wake.notify_all(),
-        fetch::Decision::Join | fetch::Decision::Refuse => {}
+        let may_wait = match decision {
+            fetch::Decision::Start | fetch::Decision::Join => true,
+            fetch::Decision::Deferred(_) => patience == Patience::UntilFetched,
+            fetch::Decision::Refuse => false,
+        };
+        if !may_wait {
+            return false;
+        }
+        // A brief wait is one fetch; a patient one may also wait out the cooldown and, having
+        // arrived during a fetch that started before it, the one fetch after that. A second for
+        // the work after the fetch.
+        let fetch = config.fetch.timeout;
+        let bound = match patience {
+            Patience::Brief => fetch,
+            Patience::UntilFetched => config.periods.cooldown + fetch + fetch,
+        } + Duration::from_secs(1);
+        let ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
+        // Not in MULTI or Lua, nor from a callback: the command then answers at once.
+        let Some(client) = Blocked::new(ctx, reply, Some(timeout), ms) else {
+            return false;
+        };
+        inner.waiters.push(Waiter {
+            client,
+            arrived: now,
+            patience,
+        });
+        true
     }
-    let may_wait = match decision {
-        fetch::Decision::Start | fetch::Decision::Join => true,
-        fetch::Decision::Deferred(_) => patience == Patience::UntilFetched,
-        fetch::Decision::Refuse => false,
-    };
-    if !may_wait {
-        return false;
-    }
-    // A brief wait is one fetch; a patient one may also wait out the cooldown and, having
-    // arrived during a fetch that started before it, the one fetch after that. A second for
-    // the work after the fetch.
-    let fetch = config.fetch.timeout;
-    let bound = match patience {
-        Patience::Brief => fetch,
-        Patience::UntilFetched => config.periods.cooldown + fetch + fetch,
-    } + Duration::from_secs(1);
-    let ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
-    // Not in MULTI or Lua, nor from a callback: the command then answers at once.
-    let Some(client) = Blocked::new(ctx, reply, Some(timeout), ms) else {
-        return false;
-    };
-    inner.waiters.push(Waiter {
-        client,
-        arrived: now,
-        patience,
-    });
-    true
 }
 
 /// In a reply callback of [`await_keys`]: how the fetch went (`None` if there is no word).
@@ -310,114 +404,217 @@ fn finish(waiters: Vec<Waiter>, error: Option<&str>) {
     }
 }
 
-/// Starts the fetch thread (once loading can no longer fail).
+/// Starts the default source's fetch thread (once loading can no longer fail); the registry's
+/// sources start with [`sync_registry`].
 pub fn start(publish: Publish) {
-    let mut thread = FETCHER.thread.lock().unwrap_or_else(|e| e.into_inner());
-    if thread.is_some() {
-        return;
-    }
-    {
-        let mut inner = FETCHER.lock();
-        inner.stop = false;
-        inner.running = true;
-    }
-    *thread = std::thread::Builder::new()
-        .name("jwtdeny-jwks".into())
-        .spawn(move || run(publish))
-        .map_err(|e| {
-            FETCHER.lock().running = false;
-            log::warning(&format!("jwtdeny: cannot start the JWKS thread: {e}"));
-        })
-        .ok();
+    *PUBLISH.lock().unwrap_or_else(|e| e.into_inner()) = Some(publish);
+    FETCHER.spawn();
 }
 
-/// Stops the fetch thread without waiting on the network: a fetch under way is interrupted
-/// (its connection shut down), and the thread is given `within` to leave. Only a name
-/// resolution or a TCP connect under way cannot be interrupted; if the thread is still in one
-/// when `within` has passed, the stop is taken back (the thread goes on as before) and the
+/// Gives the registry whose id is `id` its fetchers: one per fetched source (`None`: a keys
+/// file), by source index. A source some fetcher fetches already keeps that fetcher (and its
+/// schedule, when only the periods changed); the others are let go, answering their waiters
+/// (whose commands then run again under the registry now in force).
+pub fn sync_registry(id: u64, sources: Vec<Option<SourceConfig>>) {
+    let mut reg = registry();
+    let mut old: Vec<Arc<Fetcher>> = reg.drain(..).flatten().collect();
+    let mut new = Vec::with_capacity(sources.len());
+    for (i, config) in sources.into_iter().enumerate() {
+        let Some(config) = config else {
+            new.push(None);
+            continue;
+        };
+        let target = Target::Registry {
+            registry: id,
+            source: i,
+        };
+        let same = |f: &Arc<Fetcher>| {
+            f.lock()
+                .config
+                .as_ref()
+                .is_some_and(|c| c.source == config.source && c.fetch == config.fetch)
+        };
+        let fetcher = match old.iter().position(same) {
+            Some(j) => old.swap_remove(j),
+            None => Fetcher::new(target),
+        };
+        fetcher.configure(Some(config), target);
+        fetcher.spawn();
+        new.push(Some(fetcher));
+    }
+    *reg = new;
+    drop(reg);
+    let mut retired = retired();
+    for f in old {
+        f.configure(None, Target::Default);
+        f.signal_stop();
+        retired.push(f);
+    }
+    // Those that have left are forgotten.
+    retired.retain(|f| {
+        let running = f.lock().running;
+        if !running {
+            f.reset(None);
+        }
+        running
+    });
+}
+
+impl Fetcher {
+    /// Starts its thread if it has none.
+    fn spawn(self: &Arc<Self>) {
+        let Some(publish) = *PUBLISH.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return;
+        };
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_some() {
+            return;
+        }
+        {
+            let mut inner = self.lock();
+            inner.stop = false;
+            inner.running = true;
+        }
+        let me = self.clone();
+        *thread = std::thread::Builder::new()
+            .name("jwtdeny-jwks".into())
+            .spawn(move || run(me, publish))
+            .map_err(|e| {
+                self.lock().running = false;
+                log::warning(&format!("jwtdeny: cannot start a JWKS thread: {e}"));
+            })
+            .ok();
+    }
+
+    /// Asks its thread to leave, interrupting the fetch under way.
+    fn signal_stop(&self) {
+        let cancel = {
+            let mut inner = self.lock();
+            inner.stop = true;
+            inner.cancel.take()
+        };
+        self.wake.notify_all();
+        if let Some(cancel) = cancel {
+            cancel.cancel();
+        }
+    }
+
+    /// Whether its thread has left by `deadline`.
+    fn gone_by(&self, deadline: Instant) -> bool {
+        loop {
+            if !self.lock().running {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Takes a stop back: a thread still running goes on as before (it acts on a stop under
+    /// this lock, so it has not); one that has left is started again.
+    fn resume(self: &Arc<Self>) {
+        {
+            let mut inner = self.lock();
+            if inner.running {
+                inner.stop = false;
+                return;
+            }
+        }
+        if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+        self.spawn();
+    }
+
+    /// Once its thread has left: joins it and forgets the source, answering its waiters with
+    /// `why`.
+    fn reset(&self, why: Option<&str>) {
+        if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+        let mut inner = self.lock();
+        let waiters = std::mem::take(&mut inner.waiters);
+        inner.config = None;
+        inner.info = Info {
+            last_fetch_result: "never".into(),
+            ..Info::default()
+        };
+        drop(inner);
+        finish(waiters, Some(why.unwrap_or("the source is gone")));
+    }
+}
+
+/// Stops every fetch thread without waiting on the network: a fetch under way is interrupted
+/// (its connection shut down), and the threads are given `within` to leave. Only a name
+/// resolution or a TCP connect under way cannot be interrupted; if a thread is still in one
+/// when `within` has passed, the stop is taken back (every source goes on as before) and the
 /// reason returned, so that the unload is refused rather than wait for the network or leave
 /// a thread running in unloaded code. Every waiting client is then answered, so none stays
 /// blocked on unloaded code (Redis refuses to unload a module with blocked clients anyway).
 ///
-/// Call it without holding `state`'s writer lock: the fetch thread takes that lock to publish.
+/// Call it without holding `state`'s writer lock: the fetch threads take that lock to publish.
 pub fn stop(within: Duration) -> Result<(), String> {
-    let cancel = {
-        let mut inner = FETCHER.lock();
-        inner.stop = true;
-        inner.cancel.take()
-    };
-    FETCHER.wake.notify_all();
-    if let Some(cancel) = cancel {
-        cancel.cancel();
+    let mut live: Vec<Arc<Fetcher>> = vec![FETCHER.clone()];
+    live.extend(registry().iter().flatten().cloned());
+    let leaving: Vec<Arc<Fetcher>> = retired().clone();
+    for f in live.iter().chain(&leaving) {
+        f.signal_stop();
     }
-    let mut thread = FETCHER.thread.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(handle) = thread.take() {
-        let deadline = Instant::now() + within;
-        loop {
-            if !FETCHER.lock().running {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let mut inner = FETCHER.lock();
-                if inner.running {
-                    // Still resolving or connecting: take the stop back.
-                    inner.stop = false;
-                    drop(inner);
-                    *thread = Some(handle);
-                    return Err(format!(
-                        "the JWKS fetch from {} is still resolving or connecting; it ends \
-                         within jwtdeny.jwks-timeout, try again then",
-                        info().uri
-                    ));
-                }
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    let deadline = Instant::now() + within;
+    let stuck: Vec<String> = live
+        .iter()
+        .chain(&leaving)
+        .filter(|f| !f.gone_by(deadline))
+        .map(|f| f.lock().info.uri.clone())
+        .collect();
+    if !stuck.is_empty() {
+        for f in &live {
+            f.resume();
         }
-        // It has left its loop; what is left of it is returning.
-        let _ = handle.join();
+        return Err(format!(
+            "the JWKS fetch from {} is still resolving or connecting; it ends within \
+             jwtdeny.jwks-timeout, try again then",
+            stuck.join(", ")
+        ));
     }
-    drop(thread);
-    let mut inner = FETCHER.lock();
-    let waiters = std::mem::take(&mut inner.waiters);
-    inner.config = None;
-    inner.info = Info {
-        last_fetch_result: "never".into(),
-        ..Info::default()
-    };
-    drop(inner);
-    finish(waiters, Some("the module is being unloaded"));
+    for f in live.iter().chain(&leaving) {
+        f.reset(Some("the module is being unloaded"));
+    }
+    registry().clear();
+    retired().clear();
     Ok(())
 }
 
 /// Marks the fetch thread gone however it leaves (a panic outside the fetch included), so
 /// that `stop` never waits for a thread that is not there.
-struct Leaving;
+struct Leaving(Arc<Fetcher>);
 
 impl Drop for Leaving {
     fn drop(&mut self) {
-        FETCHER.lock().running = false;
+        self.0.lock().running = false;
     }
 }
 
 /// The fetch thread: waits until a fetch is due or asked for, runs it, publishes the keys.
 /// Where it sees the stop it also marks itself gone, under the same lock, so that `stop` can
 /// never take back a stop this thread has already acted on.
-fn run(publish: Publish) {
-    let _leaving = Leaving;
+fn run(f: Arc<Fetcher>, publish: Publish) {
+    let _leaving = Leaving(f.clone());
     // The discovered jwks_uri, kept while the discovery document may be used; a source of
     // its own per epoch.
     let mut discovered: Option<(u64, fetch::Discovered)> = None;
     loop {
         let (config, epoch, started, trigger) = {
-            let mut inner = FETCHER.lock();
+            let mut inner = f.lock();
             let config = loop {
                 if inner.stop {
                     inner.running = false;
                     return;
                 }
                 let Some(config) = inner.config.clone() else {
-                    inner = FETCHER.wake.wait(inner).unwrap_or_else(|e| e.into_inner());
+                    inner = f.wake.wait(inner).unwrap_or_else(|e| e.into_inner());
                     continue;
                 };
                 if inner.schedule.in_flight().is_some() {
@@ -433,21 +630,22 @@ fn run(publish: Publish) {
                     None => {}
                 }
                 let wait = inner.schedule.wake_at().saturating_duration_since(now);
-                inner = FETCHER
+                inner = f
                     .wake
                     .wait_timeout(inner, wait)
                     .map_or_else(|e| e.into_inner().0, |(g, _)| g);
             };
             let started = inner.schedule.started().unwrap_or_else(Instant::now);
             let trigger = inner.schedule.in_flight();
-            (config, inner.epoch, started, trigger)
+            (config, (inner.epoch, inner.target), started, trigger)
         };
+        let (epoch, target) = epoch;
         // Reads the trust store: not under the lock the main thread takes.
         let client = fetch::Client::new(&config.fetch);
         {
             // Either `stop` finds this canceller, or this thread finds the stop, before any
             // connection is opened.
-            let mut inner = FETCHER.lock();
+            let mut inner = f.lock();
             if inner.stop {
                 inner.running = false;
                 return;
@@ -469,7 +667,7 @@ fn run(publish: Publish) {
         .unwrap_or_else(|_| Err(("internal", "the fetch failed unexpectedly".to_string())));
         discovered = found.map(|d| (epoch, d));
         {
-            let mut inner = FETCHER.lock();
+            let mut inner = f.lock();
             inner.cancel = None;
             if inner.stop {
                 // Unloading: an interrupted fetch is no failure, and nothing is published.
@@ -480,11 +678,11 @@ fn run(publish: Publish) {
         // The keys are published under state's writer lock, checking under it that the source
         // did not change meanwhile (a CONFIG SET takes the same lock first).
         let published = match &result {
-            Ok((set, _)) => publish(set.clone(), &|| FETCHER.lock().epoch == epoch)
+            Ok((set, _)) => publish(target, set.clone(), &|| f.lock().epoch == epoch)
                 .map_err(|e| ("jwks", e.message().to_string())),
             Err(_) => Ok(false),
         };
-        let mut inner = FETCHER.lock();
+        let mut inner = f.lock();
         if inner.epoch != epoch {
             continue; // a new source: its own fetch starts at once, for the same waiters
         }

@@ -12,6 +12,7 @@ mod config;
 mod denylist;
 mod dpop;
 mod info;
+mod issuers;
 mod jwks;
 mod log;
 mod revocation;

@@ -6,7 +6,7 @@ use crate::clock::now_ms;
 use crate::denylist;
 use crate::route::{self, Route};
 use jwtdeny_core::error::Error;
-use jwtdeny_core::keyscheme::{session_key, sidless_key, subject_key};
+use jwtdeny_core::keyscheme::{scoped_session_key, scoped_sidless_key, scoped_subject_key};
 
 /// When a cutoff at `at` may expire: once no token it revokes can still be valid, which takes
 /// `max_lifetime` (plus leeway). `None` without max-lifetime: such a cutoff never expires.
@@ -34,6 +34,8 @@ pub enum SessionEnd {
 /// A session's end, as LOGOUT (from a logout token) and REVOKESESSION (from its arguments) ask.
 pub struct EndSession<'a> {
     pub prefix: &'a str,
+    /// The subject's issuer's `keyscheme::scope`; `""` for the default issuer.
+    pub scope: &'a str,
     pub max_lifetime: i64,
     pub leeway: i64,
     pub sub: &'a str,
@@ -59,9 +61,11 @@ impl EndSession<'_> {
     /// subject's cutoff covers `at` already, nor when the cutoff would be born expired (every
     /// token it covers has expired).
     pub fn apply(&self, ctx: &redis_module::Context, route: Route) -> Result<SessionEnd, Error> {
-        let subject = subject_key(self.prefix, self.sub);
-        let session = self.sid.map(|sid| session_key(self.prefix, self.sub, sid));
-        let sidless = sidless_key(self.prefix, self.sub);
+        let subject = scoped_subject_key(self.prefix, self.scope, self.sub);
+        let session = self
+            .sid
+            .map(|sid| scoped_session_key(self.prefix, self.scope, self.sub, sid));
+        let sidless = scoped_sidless_key(self.prefix, self.scope, self.sub);
         // The keyed forms declare the subject key, the session key (the subject key again
         // without sid) and, in their three-key form, the sid-less key: which ones are written
         // depends on the token and on max-lifetime.

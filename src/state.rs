@@ -10,6 +10,7 @@
 use crate::cache;
 use crate::clock::now_secs;
 use crate::config::{self, Effect, Kind, Settings, Spec, SPECS};
+use crate::issuers::{self, Registry};
 use crate::jwks;
 use crate::log;
 use crate::stats;
@@ -34,6 +35,9 @@ pub struct Snapshot {
     file_keys: Arc<KeySet>,
     /// The keys fetched from the identity provider.
     uri_keys: Arc<KeySet>,
+    /// The issuers of `jwtdeny.issuers-file`, and their keys (by `Registry::sources` index).
+    pub registry: Arc<Registry>,
+    pub registry_keys: Arc<[Arc<KeySet>]>,
     /// Moves with every snapshot that verifies differently (other keys, other rules). The
     /// verification cache serves and keeps only what a command of its own generation verified,
     /// so no read of the snapshot and the cache in two steps can mix two key sets.
@@ -47,9 +51,41 @@ impl Snapshot {
             keys: Arc::default(),
             file_keys: Arc::default(),
             uri_keys: Arc::default(),
+            registry: Arc::default(),
+            registry_keys: Arc::new([]),
             generation: 0,
         }
     }
+
+    /// The settings of the issuer whose subjects' scope is `scope` (`None`: the default's).
+    pub fn issuer_settings(&self, scope: Option<&str>) -> &Settings {
+        scope
+            .and_then(|s| self.registry.by_scope(s))
+            .map_or(&self.settings, |i| &i.settings)
+    }
+
+    /// The keys and rules a token of `iss` is judged by (see `issuers::place`).
+    pub fn place(&self, iss: Option<&str>) -> Result<jwtdeny_core::token::Placed<'_>, Error> {
+        issuers::place(
+            &self.registry,
+            &self.registry_keys,
+            &self.keys,
+            &self.settings,
+            iss,
+        )
+    }
+}
+
+/// The keys of a registry's sources, by index.
+type RegistryKeys = Arc<[Arc<KeySet>]>;
+
+/// A change of the issuer registry to publish with the settings.
+enum Issuers {
+    Same,
+    /// A registry (loaded, or resolved again under new configs) and its keys.
+    Loaded(Arc<Registry>, Arc<[Arc<KeySet>]>),
+    /// The same registry with keys fetched for one of its sources.
+    Fetched(Arc<[Arc<KeySet>]>),
 }
 
 static CURRENT: LazyLock<RwLock<Arc<Snapshot>>> =
@@ -100,6 +136,16 @@ fn publish(
     keys: KeySets,
     rules_changed: bool,
 ) -> Result<(), Error> {
+    publish_with(old, settings, keys, Issuers::Same, rules_changed)
+}
+
+fn publish_with(
+    old: &Snapshot,
+    settings: Settings,
+    keys: KeySets,
+    issuers: Issuers,
+    rules_changed: bool,
+) -> Result<(), Error> {
     let (file_keys, uri_keys) = match keys {
         KeySets::Same => (old.file_keys.clone(), old.uri_keys.clone()),
         KeySets::File(set) => (set, old.uri_keys.clone()),
@@ -113,8 +159,23 @@ fn publish(
     } else {
         Arc::new(KeySet::union(&file_keys, &uri_keys)?)
     };
+    let sync = matches!(issuers, Issuers::Loaded(..));
+    let (registry, registry_keys, registry_changed) = match issuers {
+        Issuers::Same => (old.registry.clone(), old.registry_keys.clone(), false),
+        Issuers::Loaded(r, k) => (r, k, true),
+        Issuers::Fetched(k) => {
+            let kept = old.registry_keys.len() == k.len()
+                && old
+                    .registry_keys
+                    .iter()
+                    .zip(k.iter())
+                    .all(|(a, b)| a.kept_by(b));
+            (old.registry.clone(), k, !kept)
+        }
+    };
+    let synced = sync.then(|| registry.clone());
     let kept = Arc::ptr_eq(&keys, &old.keys) || old.keys.kept_by(&keys);
-    let generation = if kept && !rules_changed {
+    let generation = if kept && !rules_changed && !registry_changed {
         old.generation
     } else {
         old.generation.wrapping_add(1) // a rotated-out key's tokens must fail from now on
@@ -125,27 +186,59 @@ fn publish(
         keys,
         file_keys,
         uri_keys,
+        registry,
+        registry_keys,
         generation,
     });
     if generation != old.generation {
         cache::global().clear_to(generation);
     }
+    if let Some(r) = synced.filter(|_| STARTED.load(Ordering::Acquire)) {
+        jwks::sync_registry(r.id, r.fetched_sources());
+    }
     Ok(())
 }
 
-/// Puts keys fetched from the identity provider in force (from the fetch thread), if
+/// Puts keys fetched from an identity provider in force (from a fetch thread), if
 /// `still_current` says, under the writer lock, that they come from the source in force.
 /// Returns whether anything changed.
-fn set_uri_keys_if(set: Arc<KeySet>, still_current: &dyn Fn() -> bool) -> Result<bool, Error> {
+fn set_uri_keys_if(
+    target: jwks::Target,
+    set: Arc<KeySet>,
+    still_current: &dyn Fn() -> bool,
+) -> Result<bool, Error> {
     let _w = writer();
     if !still_current() {
         return Ok(false);
     }
     let old = current();
+    let jwks::Target::Registry { registry, source } = target else {
+        return set_default_uri_keys(&old, set);
+    };
+    if old.registry.id != registry {
+        return Ok(false); // fetched for a registry no longer in force
+    }
+    let mut keys: Vec<Arc<KeySet>> = old.registry_keys.to_vec();
+    match keys.get_mut(source) {
+        Some(slot) if !slot.same_keys(&set) => *slot = set,
+        _ => return Ok(false),
+    }
+    publish_with(
+        &old,
+        old.settings.clone(),
+        KeySets::Same,
+        Issuers::Fetched(keys.into()),
+        false,
+    )?;
+    Ok(true)
+}
+
+/// The default issuer's part of [`set_uri_keys_if`].
+fn set_default_uri_keys(old: &Snapshot, set: Arc<KeySet>) -> Result<bool, Error> {
     if old.uri_keys.same_keys(&set) {
         return Ok(false);
     }
-    publish(&old, old.settings.clone(), KeySets::Uri(set), false)?;
+    publish(old, old.settings.clone(), KeySets::Uri(set), false)?;
     Ok(true)
 }
 
@@ -195,16 +288,33 @@ pub fn apply(spec: &Spec, value: &str) -> Result<(), String> {
             _ => KeySets::Uri(Arc::default()),
         };
     }
+    let registry = if spec.effect == Effect::LoadIssuers && started {
+        let (r, k) = load_issuers(&settings, &old).map_err(refuse)?;
+        Issuers::Loaded(r, k)
+    } else if !old.registry.is_empty() {
+        // Every config may change what an issuer of the registry inherits, or collide with it.
+        let (r, k) = old
+            .registry
+            .resolved_again(&settings, &old.registry_keys)
+            .map_err(refuse)?;
+        Issuers::Loaded(Arc::new(r), k.into())
+    } else {
+        Issuers::Same
+    };
     let n = |v: i64| usize::try_from(v).unwrap_or(0);
     let (cache_size, pool_size) = (n(settings.verify_cache_size), n(settings.workers));
     let rules_changed = spec.effect == Effect::ClearCache;
-    publish(&old, settings, keys, rules_changed).map_err(refuse)?;
+    publish_with(&old, settings, keys, registry, rules_changed).map_err(refuse)?;
     if started {
         jwks::configure(&current().settings);
     }
     match spec.effect {
         // ClearCache: done by the publish, in the snapshot's generation.
-        Effect::None | Effect::LoadKeys | Effect::Source | Effect::ClearCache => {}
+        Effect::None
+        | Effect::LoadKeys
+        | Effect::LoadIssuers
+        | Effect::Source
+        | Effect::ClearCache => {}
         Effect::ResizeCache => cache::global().resize(cache_size),
         Effect::ResizeWorkers if started => workers::resize(pool_size),
         Effect::ResizeWorkers => {} // started in `start`, once the load cannot fail any more
@@ -224,6 +334,45 @@ pub fn reload_keys() -> Result<Arc<KeySet>, Error> {
     log_skipped(&set);
     publish(&old, old.settings.clone(), KeySets::File(set), false)?;
     Ok(current().keys.clone())
+}
+
+/// The registry `settings.issuers_file` names, and its keys; an empty one without a file.
+fn load_issuers(
+    settings: &Settings,
+    old: &Snapshot,
+) -> Result<(Arc<Registry>, RegistryKeys), Error> {
+    if settings.issuers_file.is_empty() {
+        return Ok((Arc::default(), Arc::new([])));
+    }
+    let (registry, keys) = Registry::load(
+        &settings.issuers_file,
+        settings,
+        (&old.registry, &old.registry_keys),
+    )?;
+    for set in &keys {
+        log_skipped(set);
+    }
+    Ok((Arc::new(registry), keys.into()))
+}
+
+/// Re-reads `jwtdeny.issuers-file` (`JWTDENY.ISSUERS RELOAD`); on any error the registry in
+/// force stays. Returns the number of issuers.
+pub fn reload_issuers() -> Result<usize, Error> {
+    let _w = writer();
+    let old = current();
+    if old.settings.issuers_file.is_empty() {
+        return Err(Error::Usage("jwtdeny.issuers-file is not set".into()));
+    }
+    let (registry, keys) = load_issuers(&old.settings, &old)?;
+    let n = registry.issuers.len();
+    publish_with(
+        &old,
+        old.settings.clone(),
+        KeySets::Same,
+        Issuers::Loaded(registry, keys),
+        false,
+    )?;
+    Ok(n)
 }
 
 /// Applies `loadmodule <path> name value …` arguments.
@@ -268,6 +417,31 @@ pub fn start() -> Result<Option<Arc<KeySet>>, Error> {
             jwks::info().uri
         ));
     }
+    // The registry first: a bad one is logged and leaves no issuer of it (fail closed), and
+    // does not stop the default issuer's keys from loading.
+    if !old.settings.issuers_file.is_empty() {
+        match load_issuers(&old.settings, &old) {
+            Ok((r, k)) => {
+                log::notice(&format!(
+                    "jwtdeny: {} issuers from jwtdeny.issuers-file in force",
+                    r.issuers.len()
+                ));
+                publish_with(
+                    &old,
+                    old.settings.clone(),
+                    KeySets::Same,
+                    Issuers::Loaded(r, k),
+                    false,
+                )?;
+            }
+            Err(e) => log::warning(&format!(
+                "jwtdeny: {}; no issuer of the registry is in force (JWTDENY.ISSUERS RELOAD \
+                 once it is fixed)",
+                e.message()
+            )),
+        }
+    }
+    let old = current();
     let path = &old.settings.keys_file;
     if path.is_empty() {
         return Ok(None);

@@ -9,10 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 pub use jwtdeny_core::error::CODES;
 
 pub struct Stats {
-    pub checks_active: AtomicU64,
-    pub checks_revoked: AtomicU64,
-    /// Per code in [`CODES`]; the last slot counts anything else (usage or internal errors).
-    pub check_errors: [AtomicU64; CODES.len() + 1],
+    pub checks: Checks,
     pub revokes_new: AtomicU64,
     pub revokes_already: AtomicU64,
     pub revoke_errors: AtomicU64,
@@ -42,9 +39,7 @@ pub struct Stats {
 }
 
 pub static STATS: Stats = Stats {
-    checks_active: AtomicU64::new(0),
-    checks_revoked: AtomicU64::new(0),
-    check_errors: [const { AtomicU64::new(0) }; CODES.len() + 1],
+    checks: Checks::new(),
     revokes_new: AtomicU64::new(0),
     revokes_already: AtomicU64::new(0),
     revoke_errors: AtomicU64::new(0),
@@ -102,16 +97,40 @@ pub fn bump(counter: &AtomicU64) {
 
 /// Counts one CHECK by its outcome: `Ok(revoked)` or the error it replied.
 pub fn count_check(outcome: Result<bool, &Error>) {
-    match outcome {
-        Ok(false) => bump(&STATS.checks_active),
-        Ok(true) => bump(&STATS.checks_revoked),
-        Err(e) => {
-            let slot = CODES
-                .iter()
-                .position(|c| *c == e.code())
-                .unwrap_or(CODES.len());
-            if let Some(counter) = STATS.check_errors.get(slot) {
-                bump(counter);
+    STATS.checks.count(outcome);
+}
+
+/// The CHECKs of one kind of token: the whole server's, or one issuer's.
+#[derive(Default)]
+pub struct Checks {
+    pub active: AtomicU64,
+    pub revoked: AtomicU64,
+    /// Per code in [`CODES`]; the last slot counts anything else (usage or internal errors).
+    pub errors: [AtomicU64; CODES.len() + 1],
+}
+
+impl Checks {
+    pub const fn new() -> Checks {
+        Checks {
+            active: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
+            errors: [const { AtomicU64::new(0) }; CODES.len() + 1],
+        }
+    }
+
+    /// Counts one CHECK by its outcome: `Ok(revoked)` or the error it replied.
+    pub fn count(&self, outcome: Result<bool, &Error>) {
+        match outcome {
+            Ok(false) => bump(&self.active),
+            Ok(true) => bump(&self.revoked),
+            Err(e) => {
+                let slot = CODES
+                    .iter()
+                    .position(|c| *c == e.code())
+                    .unwrap_or(CODES.len());
+                if let Some(counter) = self.errors.get(slot) {
+                    bump(counter);
+                }
             }
         }
     }

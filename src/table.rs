@@ -39,7 +39,7 @@ macro_rules! answer {
 }
 
 /// Every command, in the order they are registered.
-pub static COMMANDS: [&Command; 18] = [
+pub static COMMANDS: [&Command; 19] = [
     &CHECK,
     &INSPECT,
     &REVOKE,
@@ -58,6 +58,7 @@ pub static COMMANDS: [&Command; 18] = [
     &CHECKDPOP,
     &KCHECKDPOP,
     &DPOPNONCE,
+    &ISSUERS,
 ];
 
 pub static CHECK: Command = Command {
@@ -115,7 +116,7 @@ pub static REVOKEALL: Command = Command {
     summary: c"Revokes every JWT of a subject issued at or before a cutoff",
     complexity: c"O(1)",
     key_specs: &[],
-    args: &[SUB, AT],
+    args: &[SUB, AT, ISSUER],
     entry: entry!(REVOKEALL),
     answer: answer!(REVOKEALL),
 };
@@ -148,6 +149,36 @@ pub static KEYS: Command = Command {
     )],
     entry: entry!(KEYS),
     answer: answer!(KEYS),
+};
+
+pub static ISSUERS: Command = Command {
+    name: c"jwtdeny.issuers",
+    handler: commands::issuers,
+    keys: KeyArgs::None,
+    flags: c"admin deny-script",
+    acl: "admin dangerous",
+    arity: 2,
+    summary: c"Reloads or lists the issuers of jwtdeny.issuers-file",
+    complexity: c"O(N) where N is the number of issuers and their keys",
+    key_specs: &[],
+    args: &[arg(
+        c"subcommand",
+        ArgKind::OneOf(&[
+            keyword(
+                c"reload",
+                c"RELOAD",
+                c"read jwtdeny.issuers-file and its keys files again; anything wrong keeps the issuers in force, whole",
+            ),
+            keyword(
+                c"list",
+                c"LIST",
+                c"list the issuers in force (name, issuer, tenants, keys file, keys loaded)",
+            ),
+        ]),
+        c"what to do with the issuers",
+    )],
+    entry: entry!(ISSUERS),
+    answer: answer!(ISSUERS),
 };
 
 pub static KCHECK: Command = Command {
@@ -233,7 +264,7 @@ pub static KREVOKEALL: Command = Command {
         first: 1,
         count: 1,
     }],
-    args: &[subject_key(0), SUB, AT],
+    args: &[subject_key(0), SUB, AT, ISSUER],
     entry: entry!(KREVOKEALL),
     answer: answer!(KREVOKEALL),
 };
@@ -260,11 +291,11 @@ pub static REVOKESESSION: Command = Command {
     keys: KeyArgs::None,
     flags: c"write deny-oom fast",
     acl: "write fast",
-    arity: 3,
+    arity: -3,
     summary: c"Revokes every JWT of an OIDC session issued up to now",
     complexity: c"O(1)",
     key_specs: &[],
-    args: &[SUB, SID],
+    args: &[SUB, SID, ISSUER],
     entry: entry!(REVOKESESSION),
     answer: answer!(REVOKESESSION),
 };

@@ -298,7 +298,7 @@ fn command_docs_describe_every_command() {
         ),
         ("jwtdeny.inspect", &["token"]),
         ("jwtdeny.revoke", &["token"]),
-        ("jwtdeny.revokeall", &["sub", "unix-seconds"]),
+        ("jwtdeny.revokeall", &["sub", "unix-seconds", "issuer"]),
         ("jwtdeny.keys", &["subcommand"]),
         (
             "jwtdeny.kcheck",
@@ -340,7 +340,7 @@ fn command_docs_describe_every_command() {
         ("jwtdeny.krevoke", &["entry-key", "subject-key", "token"]),
         (
             "jwtdeny.krevokeall",
-            &["subject-key", "sub", "unix-seconds"],
+            &["subject-key", "sub", "unix-seconds", "issuer"],
         ),
     ] {
         let d = docs(&server, name);
@@ -391,7 +391,7 @@ fn command_docs_of_the_optional_and_alternative_arguments() {
     for name in ["jwtdeny.revokeall", "jwtdeny.krevokeall"] {
         let d = docs(&server, name);
         let args = field(&d, "arguments").array();
-        let at = args.last().unwrap().array();
+        let at = args[args.len() - 2].array();
         assert_eq!(field(at, "type").text(), "unix-time", "{name} AT");
         assert_eq!(field(at, "token").text(), "AT", "{name} AT");
         assert_eq!(field(at, "flags").array().len(), 1, "{name} AT flags");
@@ -400,6 +400,10 @@ fn command_docs_of_the_optional_and_alternative_arguments() {
             "optional",
             "{name} AT"
         );
+        let issuer = args.last().unwrap().array();
+        assert_eq!(field(issuer, "type").text(), "string", "{name} ISSUER");
+        assert_eq!(field(issuer, "token").text(), "ISSUER", "{name} ISSUER");
+        assert_eq!(field(issuer, "flags").array()[0].text(), "optional");
     }
     let d = docs(&server, "jwtdeny.keys");
     let sub = field(&d, "arguments").array()[0].array();

@@ -767,7 +767,7 @@ fn logouts_notify_and_declare_their_command_info() {
 
     for (name, arity) in [
         ("jwtdeny.logout", 2),
-        ("jwtdeny.revokesession", 3),
+        ("jwtdeny.revokesession", -3),
         ("jwtdeny.klogout", -4),
         ("jwtdeny.krevokesession", -5),
         ("jwtdeny.kscheck", -5),

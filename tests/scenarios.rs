@@ -34,6 +34,17 @@ const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const MAX_LIFETIME: i64 = 86_400;
 const SUBJECTS: [&str; 5] = ["ann", "bo{b}", "cy:1", "dee", "eve%"];
 const SIDS: [&str; 2] = ["s1", "s2"];
+/// The second issuer, of `jwtdeny.issuers-file`: the same vector keys under the same kids as
+/// the default issuer's keys file, and the same subjects, which must never meet the default's.
+const SECOND_ISS: &str = "https://second.example/";
+const SECOND: &str = "%second:";
+/// The second issuer's keys (its keys file is the vectors' JWKS, in every cell).
+const SECOND_KEYS: [(&str, &str); 4] = [
+    ("HS256", "shared-hs256"),
+    ("ES256", "shared-es256"),
+    ("RS256", "shared-rsa"),
+    ("EdDSA", "shared-ed25519"),
+];
 
 /// splitmix64: small, seedable, the same sequence everywhere.
 struct Rng(u64);
@@ -109,6 +120,8 @@ struct SigningKey {
 #[derive(Clone, Debug)]
 struct Tok {
     text: String,
+    /// Its issuer's scope: `""` for the default issuer, [`SECOND`] for the second.
+    scope: &'static str,
     sub: &'static str,
     sid: Option<&'static str>,
     iat: i64,
@@ -135,7 +148,7 @@ struct Model {
 
 impl Model {
     fn revoked(&self, t: &Tok) -> bool {
-        let sub = t.sub.to_string();
+        let sub = format!("{}{}", t.scope, t.sub);
         self.entries.contains(&(sub.clone(), t.iat))
             || self.subject.get(&sub).is_some_and(|c| t.iat <= *c)
             || match t.sid {
@@ -158,10 +171,19 @@ impl Model {
 
     /// What a command that accepts bound tokens (REVOKE, CHECKDPOP with its proof) judges.
     fn expect_verified(&self, t: &Tok) -> Option<bool> {
-        if !t.authentic || t.expired || !self.served.contains(&t.kid) {
+        if !t.authentic || t.expired || !self.serves(t) {
             return None;
         }
         Some(self.revoked(t))
+    }
+
+    /// Whether the keys of the token's issuer in force have its kid.
+    fn serves(&self, t: &Tok) -> bool {
+        if t.scope.is_empty() {
+            self.served.contains(&t.kid)
+        } else {
+            SECOND_KEYS.iter().any(|(_, kid)| *kid == t.kid)
+        }
     }
 }
 
@@ -171,18 +193,18 @@ fn enc(sub: &str) -> String {
         .replace('}', "%7D")
 }
 
-fn subject_key(sub: &str) -> String {
-    format!("jwtdeny:{{{}}}", enc(sub))
+fn subject_key(scope: &str, sub: &str) -> String {
+    format!("jwtdeny:{{{scope}{}}}", enc(sub))
 }
 
-fn entry_key(sub: &str, iat: i64) -> String {
-    format!("{}:{iat}", subject_key(sub))
+fn entry_key(scope: &str, sub: &str, iat: i64) -> String {
+    format!("{}:{iat}", subject_key(scope, sub))
 }
 
-fn third_key(sub: &str, sid: Option<&str>) -> String {
+fn third_key(scope: &str, sub: &str, sid: Option<&str>) -> String {
     match sid {
-        Some(sid) => format!("{}:sid:{sid}", subject_key(sub)),
-        None => format!("{}:nosid", subject_key(sub)),
+        Some(sid) => format!("{}:sid:{sid}", subject_key(scope, sub)),
+        None => format!("{}:nosid", subject_key(scope, sub)),
     }
 }
 
@@ -345,7 +367,16 @@ impl Run {
             0 => None,
             n => Some(SIDS[n as usize - 1]),
         };
-        let key = self.rng.pick(&self.keys).clone();
+        let second = self.rng.chance(25);
+        let key = if second {
+            let (alg, kid) = *self.rng.pick(&SECOND_KEYS);
+            SigningKey {
+                alg,
+                kid: kid.into(),
+            }
+        } else {
+            self.rng.pick(&self.keys).clone()
+        };
         let now = now();
         let expired = self.rng.chance(5);
         // A second ahead: after every cutoff written so far (a logout's is its own second).
@@ -363,6 +394,9 @@ impl Run {
         if let Some(sid) = sid {
             claims["sid"] = json!(sid);
         }
+        if second {
+            claims["iss"] = json!(SECOND_ISS);
+        }
         let bound = self.rng.chance(if dpop { 85 } else { 15 });
         if bound {
             claims["cnf"] = json!({"jkt": self.dpop.jkt});
@@ -370,6 +404,7 @@ impl Run {
         let text = mint(key.alg, Some(&key.kid), &claims);
         Tok {
             text,
+            scope: if second { SECOND } else { "" },
             sub,
             sid,
             iat,
@@ -384,7 +419,16 @@ impl Run {
     fn forge(&mut self) -> Tok {
         let mut t = self.mint();
         t.authentic = false;
-        match self.rng.below(4) {
+        match self.rng.below(5) {
+            4 if self.idp.is_some() => {
+                // The second issuer's iss under a key only the default issuer's provider
+                // serves: the default would accept it, the second has no such key.
+                let claims = json!({"iss": SECOND_ISS, "sub": t.sub, "iat": t.iat,
+                                    "exp": now() + 600});
+                t.scope = SECOND;
+                t.kid = "idp-es256".into();
+                t.text = mint("ES256", Some("idp-es256"), &claims);
+            }
             0 => {
                 // A changed signature.
                 let cut = t.text.rfind('.').expect("dots") + 5;
@@ -458,7 +502,7 @@ impl Run {
         // A token whose kid the provider serves but the server has not been synchronised with
         // may have been fetched meanwhile (an unknown-kid fetch): it is then judged like any
         // token of a served key, or refused (NOKEY) if not.
-        let pending = self.model.provider.contains(&t.kid) && !self.model.served.contains(&t.kid);
+        let pending = self.model.provider.contains(&t.kid) && !self.model.serves(&t);
         let fetched =
             (pending && t.authentic && !t.expired && !t.bound).then(|| self.model.revoked(t));
         match (self.model.expect(t), got) {
@@ -489,14 +533,14 @@ impl Run {
             0 => vec!["JWTDENY.CHECK".into()],
             1 => vec![
                 "JWTDENY.KCHECK".into(),
-                entry_key(t.sub, t.iat),
-                subject_key(t.sub),
+                entry_key(t.scope, t.sub, t.iat),
+                subject_key(t.scope, t.sub),
             ],
             _ => vec![
                 "JWTDENY.KSCHECK".into(),
-                entry_key(t.sub, t.iat),
-                subject_key(t.sub),
-                third_key(t.sub, t.sid),
+                entry_key(t.scope, t.sub, t.iat),
+                subject_key(t.scope, t.sub),
+                third_key(t.scope, t.sub, t.sid),
             ],
         };
         args.push(t.text.clone());
@@ -513,7 +557,7 @@ impl Run {
 
     fn op_revoke(&mut self) {
         let t = self.any_token();
-        if !self.model.served.contains(&t.kid) {
+        if !self.model.serves(&t) {
             // A revocation of a kid not in force waits for a fetch at the cooldown's end
             // (tests/jwks.rs judges that): here it would only slow the run down.
             return;
@@ -521,7 +565,10 @@ impl Run {
         let keyed = self.rng.chance(50);
         self.step(format!("REVOKE keyed={keyed} {t:?}"));
         let r = if keyed {
-            let (e, s) = (entry_key(t.sub, t.iat), subject_key(t.sub));
+            let (e, s) = (
+                entry_key(t.scope, t.sub, t.iat),
+                subject_key(t.scope, t.sub),
+            );
             self.cmd(&["JWTDENY.KREVOKE", &e, &s, &t.text])
         } else {
             self.cmd(&["JWTDENY.REVOKE", &t.text])
@@ -529,7 +576,9 @@ impl Run {
         match (self.model.expect_verified(&t), &r) {
             (Some(revoked), Reply::Int(n)) if *n == i64::from(!revoked) => {
                 if !revoked {
-                    self.model.entries.insert((t.sub.to_string(), t.iat));
+                    self.model
+                        .entries
+                        .insert((format!("{}{}", t.scope, t.sub), t.iat));
                 }
             }
             (None, Reply::Error(_)) => {}
@@ -537,15 +586,30 @@ impl Run {
         }
     }
 
+    /// A subject's issuer for the commands that name a subject: `""` or [`SECOND`].
+    fn pick_scope(&mut self) -> &'static str {
+        if self.rng.chance(30) {
+            SECOND
+        } else {
+            ""
+        }
+    }
+
     fn op_revokeall(&mut self) {
         let sub = *self.rng.pick(&SUBJECTS);
+        let scope = self.pick_scope();
         // Mostly in the past, so that tokens minted later are not all covered.
         let at = now() - 100 - self.rng.below(150) as i64;
-        self.step(format!("REVOKEALL {sub} AT {at}"));
-        let r = self.cmd(&["JWTDENY.REVOKEALL", sub, "AT", &at.to_string()]);
+        self.step(format!("REVOKEALL {scope}{sub} AT {at}"));
+        let at_text = at.to_string();
+        let mut args = vec!["JWTDENY.REVOKEALL", sub, "AT", &at_text];
+        if !scope.is_empty() {
+            args.extend(["ISSUER", "second"]);
+        }
+        let r = self.cmd(&args);
         match r {
             Reply::Int(c) if c >= at => {
-                self.model.subject.insert(sub.to_string(), c);
+                self.model.subject.insert(format!("{scope}{sub}"), c);
             }
             _ => self.fail(&format!("REVOKEALL {sub} AT {at}: {r}")),
         }
@@ -553,6 +617,7 @@ impl Run {
 
     fn op_logout(&mut self) {
         let sub = *self.rng.pick(&SUBJECTS);
+        let scope = self.pick_scope();
         let sid = if self.rng.chance(70) {
             Some(*self.rng.pick(&SIDS))
         } else {
@@ -564,39 +629,51 @@ impl Run {
         if let Some(sid) = sid {
             claims["sid"] = json!(sid);
         }
-        // Signed by an asymmetric key the server has in force.
-        let served: Vec<SigningKey> = self
-            .keys
-            .iter()
-            .filter(|k| k.alg != "HS256" && self.model.served.contains(&k.kid))
-            .cloned()
-            .collect();
+        // Signed by an asymmetric key its issuer has in force.
+        let served: Vec<SigningKey> = if scope.is_empty() {
+            self.keys
+                .iter()
+                .filter(|k| k.alg != "HS256" && self.model.served.contains(&k.kid))
+                .cloned()
+                .collect()
+        } else {
+            claims["iss"] = json!(SECOND_ISS);
+            SECOND_KEYS
+                .iter()
+                .filter(|(alg, _)| *alg != "HS256")
+                .map(|(alg, kid)| SigningKey {
+                    alg,
+                    kid: kid.to_string(),
+                })
+                .collect()
+        };
         let signer = self.rng.pick(&served).clone();
         let key = (signer.alg, signer.kid.as_str());
         let header = json!({"alg": key.0, "kid": key.1, "typ": "logout+jwt"});
         let token = sign_raw(key.0, &header.to_string(), &claims.to_string());
         let keyed = self.rng.chance(50);
-        self.step(format!("LOGOUT keyed={keyed} {sub} {sid:?} at {at}"));
+        self.step(format!("LOGOUT keyed={keyed} {scope}{sub} {sid:?} at {at}"));
         let r = if keyed {
-            let s = subject_key(sub);
-            let second = sid.map_or(s.clone(), |sid| third_key(sub, Some(sid)));
+            let s = subject_key(scope, sub);
+            let second = sid.map_or(s.clone(), |sid| third_key(scope, sub, Some(sid)));
             self.cmd(&[
                 "JWTDENY.KLOGOUT",
                 &s,
                 &second,
-                &third_key(sub, None),
+                &third_key(scope, sub, None),
                 &token,
             ])
         } else {
             self.cmd(&["JWTDENY.LOGOUT", &token])
         };
-        let subject_cut = self.model.subject.get(sub).copied().unwrap_or(i64::MIN);
+        let msub = format!("{scope}{sub}");
+        let subject_cut = self.model.subject.get(&msub).copied().unwrap_or(i64::MIN);
         let expect = if subject_cut >= at {
             0
         } else {
             match sid {
                 Some(sid) => {
-                    let k = (sub.to_string(), sid.to_string());
+                    let k = (msub.clone(), sid.to_string());
                     i64::from(self.model.session.get(&k).is_none_or(|c| *c < at))
                 }
                 None => 1,
@@ -610,14 +687,14 @@ impl Run {
         if subject_cut < at {
             match sid {
                 Some(sid) => {
-                    let k = (sub.to_string(), sid.to_string());
+                    let k = (msub.clone(), sid.to_string());
                     let v = self.model.session.entry(k).or_insert(at);
                     *v = (*v).max(at);
-                    let v = self.model.sidless.entry(sub.to_string()).or_insert(at);
+                    let v = self.model.sidless.entry(msub.clone()).or_insert(at);
                     *v = (*v).max(at);
                 }
                 None => {
-                    self.model.subject.insert(sub.to_string(), at);
+                    self.model.subject.insert(msub.clone(), at);
                 }
             }
         }
@@ -626,22 +703,34 @@ impl Run {
     fn op_revokesession(&mut self) {
         let sub = *self.rng.pick(&SUBJECTS);
         let sid = *self.rng.pick(&SIDS);
-        self.step(format!("REVOKESESSION {sub} {sid}"));
-        let r = self.cmd(&["JWTDENY.REVOKESESSION", sub, sid]);
+        let scope = self.pick_scope();
+        let keyed = self.rng.chance(50);
+        self.step(format!("REVOKESESSION keyed={keyed} {scope}{sub} {sid}"));
+        let (s, k, n) = (
+            subject_key(scope, sub),
+            third_key(scope, sub, Some(sid)),
+            third_key(scope, sub, None),
+        );
+        let r = match (keyed, scope.is_empty()) {
+            (true, _) => self.cmd(&["JWTDENY.KREVOKESESSION", &s, &k, &n, sub, sid]),
+            (false, true) => self.cmd(&["JWTDENY.REVOKESESSION", sub, sid]),
+            (false, false) => self.cmd(&["JWTDENY.REVOKESESSION", sub, sid, "ISSUER", "second"]),
+        };
         if !matches!(r, Reply::Int(0) | Reply::Int(1)) {
             self.fail(&format!("REVOKESESSION: {r}"));
         }
         // Its instant is the server's now: read back what it wrote.
-        for (key, slot) in [(third_key(sub, Some(sid)), 0), (third_key(sub, None), 1)] {
+        let msub = format!("{scope}{sub}");
+        for (key, slot) in [(k, 0), (n, 1)] {
             let v = self.cmd(&["GET", &key]);
             if let Reply::Bulk(Some(b)) = v {
                 let at: i64 = String::from_utf8_lossy(&b).parse().expect("cutoff");
                 if slot == 0 {
                     self.model
                         .session
-                        .insert((sub.to_string(), sid.to_string()), at);
+                        .insert((msub.clone(), sid.to_string()), at);
                 } else {
-                    self.model.sidless.insert(sub.to_string(), at);
+                    self.model.sidless.insert(msub.clone(), at);
                 }
             }
         }
@@ -655,7 +744,7 @@ impl Run {
             Reply::Array(Some(a)) if a.len() == 20 => a[1].text(),
             _ => self.fail(&format!("INSPECT reply {r}")),
         };
-        let pending = self.model.provider.contains(&t.kid) && !self.model.served.contains(&t.kid);
+        let pending = self.model.provider.contains(&t.kid) && !self.model.serves(&t);
         let ok = match self.model.expect(&t) {
             Some(true) => status == "revoked",
             Some(false) => status == "active",
@@ -757,13 +846,13 @@ impl Run {
             let jti: Value = serde_json::from_slice(&jti).expect("json");
             let record = format!(
                 "{}:dpop:{}",
-                subject_key(t.sub),
+                subject_key(t.scope, t.sub),
                 jwtdeny_core::dpop::replay_id(&self.dpop.jkt, jti["jti"].as_str().expect("jti"))
             );
             let (e, s, th) = (
-                entry_key(t.sub, t.iat),
-                subject_key(t.sub),
-                third_key(t.sub, t.sid),
+                entry_key(t.scope, t.sub, t.iat),
+                subject_key(t.scope, t.sub),
+                third_key(t.scope, t.sub, t.sid),
             );
             self.cmd(&[
                 "JWTDENY.KCHECKDPOP",
@@ -779,7 +868,7 @@ impl Run {
         } else {
             self.cmd(&["JWTDENY.CHECKDPOP", &t.text, &proof, "GET", URL])
         };
-        let pending = self.model.provider.contains(&t.kid) && !self.model.served.contains(&t.kid);
+        let pending = self.model.provider.contains(&t.kid) && !self.model.serves(&t);
         let expect = match self.model.expect_verified(&t) {
             _ if !t.bound => None,
             None if pending && t.authentic && !t.expired => {
@@ -1073,6 +1162,7 @@ fn run_cell(cell: Cell, seed: u64, budget: Duration) {
 impl Run {
     fn configs_for(cell: Cell, idp: Option<&Idp>) -> Vec<(&'static str, String)> {
         let mut c = vec![
+            ("issuers-file", issuers_file().to_string_lossy().to_string()),
             ("workers", cell.workers.to_string()),
             (
                 "verify-cache-size",
@@ -1091,6 +1181,25 @@ impl Run {
         }
         c
     }
+}
+
+/// The registry every cell's servers load: the second issuer, with the vectors' keys.
+fn issuers_file() -> std::path::PathBuf {
+    static FILE: std::sync::OnceLock<(TempDir, std::path::PathBuf)> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = TempDir::new("scenario-issuers");
+        let path = dir.path().join("issuers.json");
+        let registry = json!({"issuers": {"second": {
+            "issuer": SECOND_ISS,
+            "keys-file": jwks_path().to_string_lossy(),
+            "max-lifetime": MAX_LIFETIME,
+            "logout-audience": AUDIENCE,
+        }}});
+        std::fs::write(&path, registry.to_string()).expect("write the registry");
+        (dir, path)
+    })
+    .1
+    .clone()
 }
 
 #[test]

@@ -9,6 +9,10 @@
 //! NumericDate spelling) finds the same entry. The subject is the hash tag, so all of a
 //! subject's keys share one Redis Cluster slot.
 //!
+//! A subject of an issuer of the registry (`jwtdeny.issuers-file`) is scoped by the issuer's
+//! id: its tag is `%<id>:<sub>` (see [`scope`]), so the same `sub` at two issuers has two sets
+//! of keys, each in one slot, while the default issuer's keys stay as they always were.
+//!
 //! The five shapes never meet: the prefix has no braces and the encoded subject none either,
 //! so the first `}` ends the tag; after it a cutoff has nothing, an entry `:` and an integer
 //! (a digit or `-`), a session `:sid:`, a sid-less cutoff `:nosid` and nothing more, a proof's
@@ -32,6 +36,15 @@ pub fn encode_subject(sub: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// The scope of an issuer's subjects: `%<id>:`, put before the encoded subject in the hash
+/// tag. An id is `[a-z][a-z0-9_-]*`, optionally `.<tenant>` (`issuers::check_name`), so the
+/// scope never contains `:` before its end, and after `%` an encoded subject of the default
+/// issuer only ever has `25`, `7B` or `7D`: no scoped tag equals an unscoped one, and no two
+/// ids share one. `""` is the default issuer's.
+pub fn scope(id: &str) -> String {
+    format!("%{id}:")
+}
+
 /// A token's two keys, built once in one buffer: its subject's cutoff key
 /// `<prefix>{<sub>}` is a prefix of its entry key `<prefix>{<sub>}:<iat>`.
 pub struct DenyKeys {
@@ -41,12 +54,19 @@ pub struct DenyKeys {
 
 impl DenyKeys {
     pub fn new(prefix: &str, sub: &str, iat: i64) -> DenyKeys {
+        DenyKeys::scoped(prefix, "", sub, iat)
+    }
+
+    /// The keys of a subject of the issuer whose [`scope`] is `scope`.
+    pub fn scoped(prefix: &str, scope: &str, sub: &str, iat: i64) -> DenyKeys {
         let sub = encode_subject(sub);
         let mut digits = itoa::Buffer::new();
         let iat = digits.format(iat);
-        let mut entry = String::with_capacity(prefix.len() + sub.len() + iat.len() + 3);
+        let mut entry =
+            String::with_capacity(prefix.len() + scope.len() + sub.len() + iat.len() + 3);
         entry.push_str(prefix);
         entry.push('{');
+        entry.push_str(scope);
         entry.push_str(&sub);
         entry.push('}');
         let subject_len = entry.len();
@@ -73,7 +93,12 @@ pub fn entry_key(prefix: &str, sub: &str, iat: i64) -> String {
 /// The key of a subject's cutoff (`JWTDENY.REVOKEALL`): the same hash tag as its entries, so
 /// one command can read both atomically, in one cluster slot.
 pub fn subject_key(prefix: &str, sub: &str) -> String {
-    format!("{prefix}{{{}}}", encode_subject(sub))
+    scoped_subject_key(prefix, "", sub)
+}
+
+/// [`subject_key`] of a subject of the issuer whose [`scope`] is `scope`.
+pub fn scoped_subject_key(prefix: &str, scope: &str, sub: &str) -> String {
+    format!("{prefix}{{{scope}{}}}", encode_subject(sub))
 }
 
 /// The key of a session's cutoff (`JWTDENY.LOGOUT`, `JWTDENY.REVOKESESSION`): every token of
@@ -82,10 +107,16 @@ pub fn subject_key(prefix: &str, sub: &str) -> String {
 /// neither move the tag nor make two sessions share a key, and clients derive it by plain
 /// concatenation.
 pub fn session_key(prefix: &str, sub: &str, sid: &str) -> String {
+    scoped_session_key(prefix, "", sub, sid)
+}
+
+/// [`session_key`] of a subject of the issuer whose [`scope`] is `scope`.
+pub fn scoped_session_key(prefix: &str, scope: &str, sub: &str, sid: &str) -> String {
     let sub = encode_subject(sub);
-    let mut key = String::with_capacity(prefix.len() + sub.len() + sid.len() + 7);
+    let mut key = String::with_capacity(prefix.len() + scope.len() + sub.len() + sid.len() + 7);
     key.push_str(prefix);
     key.push('{');
+    key.push_str(scope);
     key.push_str(&sub);
     key.push_str("}:sid:");
     key.push_str(sid);
@@ -97,7 +128,12 @@ pub fn session_key(prefix: &str, sub: &str, sid: &str) -> String {
 /// `sid` cannot be attributed to a session, so any session's end revokes those issued up to
 /// it: over-revocation, never under-revocation. In the subject's slot like its other keys.
 pub fn sidless_key(prefix: &str, sub: &str) -> String {
-    let mut key = subject_key(prefix, sub);
+    scoped_sidless_key(prefix, "", sub)
+}
+
+/// [`sidless_key`] of a subject of the issuer whose [`scope`] is `scope`.
+pub fn scoped_sidless_key(prefix: &str, scope: &str, sub: &str) -> String {
+    let mut key = scoped_subject_key(prefix, scope, sub);
     key.push_str(SIDLESS_SUFFIX);
     key
 }
@@ -224,6 +260,37 @@ mod tests {
             }
             let session = session_key("p:", sub, "9");
             assert!(tag_and_rest(&session, "p:").1.starts_with(":sid:"));
+        }
+    }
+
+    #[test]
+    fn scoped_subjects_never_meet_the_default_issuers_or_each_other() {
+        let (a, b) = (scope("acme"), scope("acme.t1"));
+        assert_eq!(
+            DenyKeys::scoped("jwtdeny:", &a, "123", 5).entry(),
+            "jwtdeny:{%acme:123}:5"
+        );
+        assert_eq!(scoped_subject_key("p:", &b, "x{"), "p:{%acme.t1:x%7B}");
+        assert_eq!(scoped_session_key("p:", &a, "u", "s"), "p:{%acme:u}:sid:s");
+        assert_eq!(scoped_sidless_key("p:", &a, "u"), "p:{%acme:u}:nosid");
+        let subs = [
+            "123",
+            "%acme:123",
+            "acme:123",
+            "%",
+            "%25acme:1",
+            ":",
+            "a.t1:1",
+            "",
+        ];
+        let mut all = std::collections::HashMap::new();
+        for sub in subs {
+            for s in ["", a.as_str(), b.as_str()] {
+                let key = scoped_subject_key("p:", s, sub);
+                if let Some(other) = all.insert(key.clone(), (s, sub)) {
+                    panic!("{key:?} is both {other:?} and {:?}", (s, sub));
+                }
+            }
         }
     }
 

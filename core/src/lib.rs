@@ -5,6 +5,7 @@
 pub mod dpop;
 pub mod error;
 pub mod fetch;
+pub mod issuers;
 pub mod keys;
 pub mod keyscheme;
 pub mod logout;

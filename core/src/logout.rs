@@ -28,6 +28,8 @@ pub struct Logout {
     pub sid: Option<String>,
     pub iat: i64,
     pub exp: i64,
+    /// The scope of its subject's keys: its issuer's, for an issuer of the registry.
+    pub scope: Option<std::sync::Arc<str>>,
 }
 
 impl Logout {
@@ -198,7 +200,34 @@ fn claims(raw: &LogoutClaims, policy: &Policy, audience: &str) -> Result<Logout,
                 ))
             }
         };
-    Ok(Logout { sub, sid, iat, exp })
+    Ok(Logout {
+        sub,
+        sid,
+        iat,
+        exp,
+        scope: None,
+    })
+}
+
+/// Like [`verify`] for a server with several issuers: `place` chooses the keys, the rules and
+/// the logout audience by the token's `iss` before any key is looked up (see
+/// `token::verify_placed`).
+pub fn verify_placed<'k>(
+    token: &[u8],
+    max_token_bytes: usize,
+    place: impl FnOnce(Option<&str>) -> Result<(crate::token::Placed<'k>, &'k str), Error>,
+) -> Result<Logout, Error> {
+    let t: Unverified<LogoutHeader, LogoutClaims> = split(token, max_token_bytes)?;
+    let iss = match &t.claims.iss {
+        Some(Value::String(iss)) => Some(iss.as_str()),
+        _ => None,
+    };
+    let (placed, audience) = place(iss)?;
+    check_signature(&t, placed.keys, &placed.policy)?;
+    check_typ(t.header.typ.as_ref())?;
+    let mut l = claims(&t.claims, &placed.policy, audience)?;
+    l.scope = placed.scope;
+    Ok(l)
 }
 
 #[cfg(test)]
@@ -230,6 +259,9 @@ mod tests {
             max_token_bytes: 8192,
             // Bounds access tokens only: the vectors' logout tokens live until 2100.
             max_lifetime: Some(3600),
+            audiences: &[],
+            client_ids: &[],
+            tenant: None,
         }
     }
 
@@ -467,6 +499,7 @@ mod tests {
             sid: None,
             iat: -10_000,
             exp: 100,
+            scope: None,
         };
         assert!(l.check_time(99_999, 0).is_ok());
         assert_eq!(l.check_time(100_000, 0).err().unwrap().code(), "EXPIRED");
@@ -532,6 +565,7 @@ mod tests {
                 sid: None,
                 iat,
                 exp: now + 600,
+                scope: None,
             }
             .check_time(now * 1000, leeway)
             .map_err(|e| e.code())

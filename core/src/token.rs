@@ -30,6 +30,23 @@ pub struct Policy<'a> {
     pub max_token_bytes: usize,
     /// Longest `exp - iat` accepted, in seconds; `None` for no limit.
     pub max_lifetime: Option<i64>,
+    /// An issuer of the registry with several audiences: `aud` must contain one of them (in
+    /// place of `audience`).
+    pub audiences: &'a [String],
+    /// Cognito's rule for access tokens, which carry no `aud`: `token_use` is `access` and
+    /// `client_id` one of these.
+    pub client_ids: &'a [String],
+    /// A template issuer's tenant, which the token's `tid` must equal (Entra ID).
+    pub tenant: Option<&'a str>,
+}
+
+/// Where a token belongs, chosen by its (not yet verified) `iss`: the keys that may verify it,
+/// the rules it is judged by, and the scope of its subject's keys (`keyscheme::scope`; `None`
+/// for the default issuer).
+pub struct Placed<'a> {
+    pub keys: &'a KeySet,
+    pub policy: Policy<'a>,
+    pub scope: Option<Arc<str>>,
 }
 
 /// The verified claims that matter to the denylist; NumericDates are canonical whole seconds.
@@ -45,6 +62,8 @@ pub struct Claims {
     pub sid: Option<Arc<str>>,
     /// What the token is bound to (`cnf`: a DPoP key, a client certificate), if anything.
     pub binding: Option<Arc<Binding>>,
+    /// The scope of its subject's keys: its issuer's, for an issuer of the registry.
+    pub scope: Option<Arc<str>>,
 }
 
 /// The times a verified token is judged by on every command. Apart from its subject, so that
@@ -151,6 +170,11 @@ pub(crate) struct RawClaims {
     aud: Option<Value>,
     sid: Option<SessionId>,
     cnf: Option<Value>,
+    /// Cognito's access tokens: `client_id` in place of `aud`, `token_use` `access`.
+    client_id: Option<Value>,
+    token_use: Option<Value>,
+    /// Entra ID's tenant.
+    tid: Option<Value>,
     /// Present (with any value, `null` included) only in Security Event Tokens such as
     /// back-channel logout tokens: never in an access token.
     #[serde(default, deserialize_with = "present")]
@@ -261,6 +285,36 @@ pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Er
     check_signature(&t, keys, policy)?;
     check_access_type(&t.header, &t.claims, policy)?;
     claims(&t.claims, policy)
+}
+
+/// Like [`verify`] for a server with several issuers: `place` chooses the keys and rules by the
+/// token's `iss` (a string, or `None`) before any key is looked up, and may refuse it there (an
+/// issuer nobody registered). Only the chosen issuer's keys can verify the token.
+pub fn verify_placed<'k>(
+    token: &[u8],
+    max_token_bytes: usize,
+    place: impl FnOnce(Option<&str>) -> Result<Placed<'k>, Error>,
+) -> Result<Claims, Error> {
+    let t: Unverified = split(token, max_token_bytes)?;
+    let iss = match &t.claims.iss {
+        Some(Value::String(iss)) => Some(iss.as_str()),
+        _ => None,
+    };
+    let placed = place(iss)?;
+    check_signature(&t, placed.keys, &placed.policy)?;
+    check_access_type(&t.header, &t.claims, &placed.policy)?;
+    let mut c = claims(&t.claims, &placed.policy)?;
+    c.scope = placed.scope;
+    Ok(c)
+}
+
+/// A token's `iss`, not verified: only to choose which issuer's keys and rules judge it.
+pub fn unverified_issuer(token: &[u8], max_token_bytes: usize) -> Option<String> {
+    let t: Unverified = split(token, max_token_bytes).ok()?;
+    match t.claims.iss {
+        Some(Value::String(iss)) => Some(iss),
+        _ => None,
+    }
 }
 
 /// The payload JSON of a token exactly as its issuer signed it. Only meaningful for a token
@@ -511,8 +565,21 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
     }
 
     check_issuer(raw.iss.as_ref(), policy.issuer)?;
-    if let Some(want) = policy.audience {
+    if !policy.audiences.is_empty() {
+        check_audiences(raw.aud.as_ref(), policy.audiences)?;
+    } else if let Some(want) = policy.audience {
         check_audience(raw.aud.as_ref(), want, "jwtdeny.audience")?;
+    }
+    if !policy.client_ids.is_empty() {
+        check_client(raw, policy.client_ids)?;
+    }
+    if let Some(tenant) = policy.tenant {
+        if raw.tid.as_ref().and_then(Value::as_str) != Some(tenant) {
+            return Err(Error::BadClaims(format!(
+                "tid is not the tenant of its iss ({})",
+                quote(tenant)
+            )));
+        }
     }
     let sid = raw.sid.as_ref().and_then(|s| s.0.clone());
     let binding = match &raw.cnf {
@@ -526,7 +593,46 @@ fn claims(raw: &RawClaims, policy: &Policy) -> Result<Claims, Error> {
         nbf,
         sid,
         binding,
+        scope: None,
     })
+}
+
+/// `aud` (a string or an array) must contain one of an issuer's audiences.
+fn check_audiences(aud: Option<&Value>, want: &[String]) -> Result<(), Error> {
+    let has = |a: &str| want.iter().any(|w| w == a);
+    let ok = match aud {
+        Some(Value::String(aud)) => has(aud),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(has),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::BadClaims(if aud.is_none() {
+        "aud is missing and its issuer requires one".into()
+    } else {
+        "aud contains none of its issuer's audiences".into()
+    }))
+}
+
+/// Cognito's access tokens: `token_use` is `access` (an ID token says `id`) and `client_id` is
+/// one of the issuer's app clients.
+fn check_client(raw: &RawClaims, want: &[String]) -> Result<(), Error> {
+    if raw.token_use.as_ref().and_then(Value::as_str) != Some("access") {
+        return Err(Error::BadClaims(
+            "token_use is not \"access\" (its issuer takes access tokens by client-id)".into(),
+        ));
+    }
+    match raw.client_id.as_ref().and_then(Value::as_str) {
+        Some(id) if want.iter().any(|w| w == id) => Ok(()),
+        Some(id) => Err(Error::BadClaims(format!(
+            "client_id {} is not one of its issuer's",
+            quote(id)
+        ))),
+        None => Err(Error::BadClaims(
+            "client_id is missing and its issuer requires one".into(),
+        )),
+    }
 }
 
 /// The claims every kind of token is judged by alike (an access token here, a logout token in
@@ -618,6 +724,9 @@ mod tests {
             typ: None,
             max_token_bytes: 8192,
             max_lifetime: None,
+            audiences: &[],
+            client_ids: &[],
+            tenant: None,
         }
     }
 
@@ -716,6 +825,7 @@ mod tests {
             nbf: Some(50),
             sid: None,
             binding: None,
+            scope: None,
         };
         assert!(c.check_time(99_999, 0).is_ok());
         assert_eq!(c.check_time(100_000, 0).err().unwrap().code(), "EXPIRED");

@@ -39,6 +39,9 @@ fn policy() -> Policy<'static> {
         typ: None,
         max_token_bytes: 8192,
         max_lifetime: None,
+        audiences: &[],
+        client_ids: &[],
+        tenant: None,
     }
 }
 

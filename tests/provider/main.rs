@@ -10,5 +10,7 @@ mod support;
 
 #[path = "../fetch.rs"]
 mod fetch;
+#[path = "../issuers_fetch.rs"]
+mod issuers_fetch;
 #[path = "../jwks.rs"]
 mod jwks;

@@ -35,6 +35,8 @@ mod forgery;
 mod info;
 #[path = "../inspect.rs"]
 mod inspect;
+#[path = "../issuers.rs"]
+mod issuers;
 #[path = "../keys.rs"]
 mod keys;
 #[path = "../keys_file_limits.rs"]
