@@ -502,7 +502,7 @@ impl Run {
         // A token whose kid the provider serves but the server has not been synchronised with
         // may have been fetched meanwhile (an unknown-kid fetch): it is then judged like any
         // token of a served key, or refused (NOKEY) if not.
-        let pending = self.model.provider.contains(&t.kid) && !self.model.serves(&t);
+        let pending = self.model.provider.contains(&t.kid) && !self.model.serves(t);
         let fetched =
             (pending && t.authentic && !t.expired && !t.bound).then(|| self.model.revoked(t));
         match (self.model.expect(t), got) {
