@@ -444,6 +444,37 @@ def main():
             rb(f"CHECK {alg} cached, active, 1 KiB", "JWTDENY.CHECK", big[alg][0])
             rb(f"CHECK {alg} cached, revoked, 1 KiB", "JWTDENY.CHECK", big[alg][1])
 
+        # Several issuers (issue 20): with a registry loaded, the default issuer's cached CHECK
+        # must cost what it did, and a registry issuer's no more than one lookup more.
+        import dpop  # bench/dpop.py: jwtbench sign
+        import json
+        registry = os.path.join(tokdir, "issuers.json")
+        with open(registry, "w") as f:
+            json.dump({"issuers": {"second": {"issuer": "https://second.example/",
+                                              "keys-file": str(JWKS)}}}, f)
+        if r("CONFIG", "SET", "jwtdeny.issuers-file", registry) != "+OK":
+            fail("CONFIG SET jwtdeny.issuers-file refused the bench's registry")
+        second = dpop.sign(JWTBENCH, KEY_DIR, "HS256", [(
+            {"alg": "HS256", "kid": "shared-hs256", "typ": "JWT"},
+            {"iss": "https://second.example/", "sub": "instr-active-HS256", "iat": iat,
+             "exp": exp})])[0]
+        # The same token with the default issuer's iss of the same length: the registry
+        # issuer's row is judged against it (a longer token and key cost more on their own).
+        same_size = dpop.sign(JWTBENCH, KEY_DIR, "HS256", [(
+            {"alg": "HS256", "kid": "shared-hs256", "typ": "JWT"},
+            {"iss": "https://defaul.example/", "sub": "instr-active-HS256", "iat": iat,
+             "exp": exp})])[0]
+        LENGTHS["with iss"] = (len(same_size), len(second))
+        for tok in (toks["HS256"][0], second, same_size):
+            if r("JWTDENY.CHECK", tok) != 1:  # the registry's load emptied the cache
+                fail("JWTDENY.CHECK with the registry loaded did not answer 1")
+        rb("CHECK HS256 cached, active, a registry loaded", "JWTDENY.CHECK", toks["HS256"][0])
+        rb("CHECK HS256 cached, active, the default issuer's, with iss",
+           "JWTDENY.CHECK", same_size)
+        rb("CHECK HS256 cached, active, the registry's issuer", "JWTDENY.CHECK", second)
+        if r("CONFIG", "SET", "jwtdeny.issuers-file", "") != "+OK":
+            fail("CONFIG SET jwtdeny.issuers-file '' refused")
+
         def fresh(case, make, expect):
             """A distinct command per request: `make(rnd, count)` builds them before counting."""
             log(f"{case}: {NF} then {4 * NF} distinct requests")
@@ -510,6 +541,10 @@ def main():
         save(opts.save, body, elapsed)
 
 
+# Token lengths of the several-issuers rows, for the report.
+LENGTHS = {}
+
+
 def report(opts, rows, raw, version, seeded, tokens, tokens_1k):
     N, NF, P = opts.n, opts.n_fresh, opts.pipeline
     ex = rows["EXISTS"][0]
@@ -530,6 +565,16 @@ def report(opts, rows, raw, version, seeded, tokens, tokens_1k):
         out.append(line(f"CHECK {alg} cached, active, 1 KiB",
                         f"{len(tokens_1k[alg][0])}-byte token"))
         out.append(line(f"CHECK {alg} cached, revoked, 1 KiB"))
+    plain = rows["CHECK HS256 cached, active"][0]
+    out.append(line("CHECK HS256 cached, active, a registry loaded",
+                    f"{rows['CHECK HS256 cached, active, a registry loaded'][0] / plain:.3f} × "
+                    "CHECK HS256 cached, active"))
+    same = rows["CHECK HS256 cached, active, the default issuer's, with iss"][0]
+    out.append(line("CHECK HS256 cached, active, the default issuer's, with iss",
+                    "%d-byte token (the next row's: %d)" % LENGTHS["with iss"]))
+    reg = rows["CHECK HS256 cached, active, the registry's issuer"][0]
+    out.append(line("CHECK HS256 cached, active, the registry's issuer",
+                    f"{reg / same:.3f} × the row above ({reg - same:+,.0f} Ir)"))
     out.append(line("EXISTS (this sender)", f"baseline of the rows below (-P {P}, one connection)"))
     for alg in ALGS:
         v, d = raw[alg]

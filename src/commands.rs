@@ -486,18 +486,22 @@ fn finish_check(
     route: Route,
     verified: Result<Arc<Verified>, Error>,
 ) -> RedisResult {
-    let issuer = issuer_checks(snap, token, &verified);
-    let outcome = verified.and_then(|v| {
-        if let Some(binding) = &v.binding {
-            binding.check(None, opts.cert().as_ref())?;
-        }
-        route::locate(&v.place, route, "CHECK")?;
-        status(ctx, &v, snap.settings.leeway)
-    });
-    stats::count_check(outcome.as_ref().map(Option::is_some));
-    if let Some(checks) = issuer {
-        checks.count(outcome.as_ref().map(Option::is_some));
-    }
+    let outcome = match &verified {
+        Ok(v) => (|| {
+            if let Some(binding) = &v.binding {
+                binding.check(None, opts.cert().as_ref())?;
+            }
+            route::locate(&v.place, route, "CHECK")?;
+            status(ctx, v, snap.settings.leeway)
+        })(),
+        Err(e) => Err(e.clone()),
+    };
+    count_issuer_check(
+        snap,
+        token,
+        &verified,
+        outcome.as_ref().map(Option::is_some),
+    );
     let revoked = outcome?;
     let code = RedisValue::Integer(if revoked.is_some() { 0 } else { 1 });
     if !opts.with_claims {
@@ -510,20 +514,28 @@ fn finish_check(
     Ok(RedisValue::Array(vec![code, claims]))
 }
 
-/// The CHECK counters of a token's issuer, for an issuer of the registry: from its verified
-/// claims, or for a token refused, from its `iss` (read again only then).
-pub(crate) fn issuer_checks(
+/// Counts a CHECK's outcome: the server's counters, and its issuer's for an issuer of the
+/// registry (from its verified claims, or for a token refused, from its `iss`, read again
+/// only then).
+pub(crate) fn count_issuer_check(
     snap: &Snapshot,
     token: &RedisString,
     verified: &Result<Arc<Verified>, Error>,
-) -> Option<Arc<stats::Checks>> {
+    outcome: Result<bool, &Error>,
+) {
+    stats::count_check(outcome);
     match verified {
-        Ok(v) => v.issuer.clone(),
-        Err(_) if snap.registry.is_empty() => None,
+        Ok(v) => {
+            if let Some(checks) = &v.issuer {
+                checks.count(outcome);
+            }
+        }
+        Err(_) if snap.registry.is_empty() => {}
         Err(_) => {
-            let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap))?;
-            let p = snap.registry.placement(&iss)?;
-            Some(snap.registry.issuers[p.issuer].checks.clone())
+            let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap));
+            if let Some(p) = iss.and_then(|iss| snap.registry.placement(&iss)) {
+                snap.registry.issuers[p.issuer].checks.count(outcome);
+            }
         }
     }
 }

@@ -253,8 +253,7 @@ fn finish(
     verified: Result<Arc<Verified>, Error>,
     proof: Result<Proof, Error>,
 ) -> RedisResult {
-    let issuer = crate::commands::issuer_checks(snap, a.token, &verified);
-    let outcome = verified.and_then(|v| {
+    let outcome = verified.as_ref().map_err(Clone::clone).and_then(|v| {
         let proof = proof?;
         check_binding(
             v.binding.as_deref(),
@@ -263,7 +262,7 @@ fn finish(
         )?;
         let record = v.place.proof_key(&proof.replay);
         locate(&v.place, &record, route)?;
-        if status(ctx, &v, snap.settings.leeway)?.is_some() {
+        if status(ctx, v, snap.settings.leeway)?.is_some() {
             return Ok(Some(v)); // revoked: 0, and the proof is not spent
         }
         let recorded = denylist::record_proof(ctx, &record, proof.valid_until_ms)?;
@@ -276,10 +275,12 @@ fn finish(
         }
         Ok(None)
     });
-    stats::count_check(outcome.as_ref().map(Option::is_some));
-    if let Some(checks) = issuer {
-        checks.count(outcome.as_ref().map(Option::is_some));
-    }
+    crate::commands::count_issuer_check(
+        snap,
+        a.token,
+        &verified,
+        outcome.as_ref().map(Option::is_some),
+    );
     let revoked = outcome?.is_some();
     let code = RedisValue::Integer(if revoked { 0 } else { 1 });
     if !a.opts.with_claims {

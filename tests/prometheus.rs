@@ -134,3 +134,42 @@ fn redis_exporter_shows_the_jwtdeny_figures() {
     assert_eq!(script_value(&m, "jwtdeny_loaded"), Some(0.0), "{m}");
     assert!(m.contains("redis_up 1"), "{m}");
 }
+
+#[test]
+fn redis_exporter_shows_each_issuers_figures() {
+    let Some(bin) = exporter_bin() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus-redis-exporter not found"
+        );
+        eprintln!("skipped: no prometheus-redis-exporter or redis_exporter on PATH");
+        return;
+    };
+    let mut b = ServerBuilder::new().vector_keys();
+    let registry = b.dir().join("issuers.json");
+    let body = serde_json::json!({"issuers": {"acme-idp": {
+        "issuer": "https://acme.example/", "keys-file": jwks_path().to_string_lossy()}}});
+    std::fs::write(&registry, body.to_string()).expect("write the registry");
+    b = b.conf(format!(
+        "jwtdeny.issuers-file {}",
+        conf_quote(&registry.to_string_lossy())
+    ));
+    let server = b.start();
+    let mut c = claims("prom", now() - 10, FAR_EXP);
+    c["iss"] = serde_json::json!("https://acme.example/");
+    assert_int(&server.check(mint_default("ES256", &c)), 1, "acme's token");
+    c["sub"] = serde_json::json!("other");
+    let forged = mint_default("ES256", &c).replace('.', ".x");
+    assert!(server.check(&forged).is_error());
+    let exporter = Exporter::start(&bin, server.port);
+    let m = exporter.metrics();
+    let keys = info_i64(&server, "jwtdeny", "jwtdeny_keys_loaded") as f64;
+    for (key, value) in [
+        ("jwtdeny_issuer_acme-idp_checks_active", 1.0),
+        ("jwtdeny_issuer_acme-idp_keys_loaded", keys),
+        ("jwtdeny_issuer_acme-idp_sources", 1.0),
+        ("jwtdeny_checks_active", 1.0),
+    ] {
+        assert_eq!(script_value(&m, key), Some(value), "{key} in:\n{m}");
+    }
+}
