@@ -458,18 +458,19 @@ def main():
             {"alg": "HS256", "kid": "shared-hs256", "typ": "JWT"},
             {"iss": "https://second.example/", "sub": "instr-active-HS256", "iat": iat,
              "exp": exp})])[0]
-        # The same token with the default issuer's iss of the same length: the registry
-        # issuer's row is judged against it (a longer token and key cost more on their own).
+        # A default issuer's token of the same size (a claim as long as the iss, under another
+        # name): the registry issuer's row is judged against it (a longer token costs more on
+        # its own).
         same_size = dpop.sign(JWTBENCH, KEY_DIR, "HS256", [(
             {"alg": "HS256", "kid": "shared-hs256", "typ": "JWT"},
-            {"iss": "https://defaul.example/", "sub": "instr-active-HS256", "iat": iat,
+            {"isz": "https://second.example/", "sub": "instr-active-HS256", "iat": iat,
              "exp": exp})])[0]
-        LENGTHS["with iss"] = (len(same_size), len(second))
+        LENGTHS["same size"] = (len(same_size), len(second))
         for tok in (toks["HS256"][0], second, same_size):
             if r("JWTDENY.CHECK", tok) != 1:  # the registry's load emptied the cache
                 fail("JWTDENY.CHECK with the registry loaded did not answer 1")
         rb("CHECK HS256 cached, active, a registry loaded", "JWTDENY.CHECK", toks["HS256"][0])
-        rb("CHECK HS256 cached, active, the default issuer's, with iss",
+        rb("CHECK HS256 cached, active, the default issuer's, same size",
            "JWTDENY.CHECK", same_size)
         rb("CHECK HS256 cached, active, the registry's issuer", "JWTDENY.CHECK", second)
         if r("CONFIG", "SET", "jwtdeny.issuers-file", "") != "+OK":
@@ -569,9 +570,9 @@ def report(opts, rows, raw, version, seeded, tokens, tokens_1k):
     out.append(line("CHECK HS256 cached, active, a registry loaded",
                     f"{rows['CHECK HS256 cached, active, a registry loaded'][0] / plain:.3f} × "
                     "CHECK HS256 cached, active"))
-    same = rows["CHECK HS256 cached, active, the default issuer's, with iss"][0]
-    out.append(line("CHECK HS256 cached, active, the default issuer's, with iss",
-                    "%d-byte token (the next row's: %d)" % LENGTHS["with iss"]))
+    same = rows["CHECK HS256 cached, active, the default issuer's, same size"][0]
+    out.append(line("CHECK HS256 cached, active, the default issuer's, same size",
+                    "%d-byte token (the next row's: %d)" % LENGTHS["same size"]))
     reg = rows["CHECK HS256 cached, active, the registry's issuer"][0]
     out.append(line("CHECK HS256 cached, active, the registry's issuer",
                     f"{reg / same:.3f} × the row above ({reg - same:+,.0f} Ir)"))

@@ -131,7 +131,7 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
 /// Verifies a token's signature and claims now, on this thread: by the default issuer's keys
 /// and rules, or, with issuers registered, by those of the issuer its `iss` names.
 pub(crate) fn verify_now(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
-    if snap.registry.is_empty() {
+    if !snap.several_issuers() {
         return token::verify(token, &snap.keys, &snap.settings.policy());
     }
     token::verify_placed(token, max_token_bytes(snap), |iss| snap.place(iss))
@@ -311,7 +311,7 @@ fn refetch_source(token: &RedisString, snap: &Snapshot) -> Option<Refetch> {
     }
     let kid = token::header_kid(token.as_slice())?;
     let default = || (jwks::configured() && !snap.keys.has_kid(&kid)).then_some(Refetch::Default);
-    if snap.registry.is_empty() {
+    if !snap.several_issuers() {
         return default();
     }
     let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap));
@@ -637,7 +637,7 @@ pub fn inspect(
     let token = single_token(args)?;
     let snap = state::current();
     let (prefix, leeway) = (&snap.settings.prefix, snap.settings.leeway);
-    let placed = if snap.registry.is_empty() {
+    let placed = if !snap.several_issuers() {
         snap.place(None)
     } else {
         let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(&snap));

@@ -396,17 +396,19 @@ fn resolve_settings(entry: &Entry, global: &Settings) -> Result<Settings, String
     Ok(s)
 }
 
-/// The keys and rules a token of `iss` is judged by, in a snapshot with `registry`. A token of
-/// an `iss` the registry does not place belongs to the default issuer if that issuer takes it
-/// (`jwtdeny.issuer` unset, or equal); otherwise it is refused before any key is looked up.
+/// The keys and rules a token of `iss` is judged by, in a snapshot with `registry` (`several`:
+/// whether a registry is configured at all). A token of an `iss` the registry does not place
+/// belongs to the default issuer if its `iss` is `jwtdeny.issuer` (or it has none and that is
+/// unset); otherwise it is refused before any key is looked up.
 pub fn place<'a>(
+    several: bool,
     registry: &'a Registry,
     registry_keys: &'a [Arc<KeySet>],
     default_keys: &'a KeySet,
     default: &'a Settings,
     iss: Option<&str>,
 ) -> Result<Placed<'a>, Error> {
-    if registry.is_empty() {
+    if !several {
         // One issuer: its `iss` is judged with the other claims, after the signature.
         return Ok(Placed {
             keys: default_keys,
@@ -430,7 +432,10 @@ pub fn place<'a>(
             scope: Some(p.scope.clone()),
         });
     }
-    if default.issuer.is_empty() || iss == Some(default.issuer.as_str()) {
+    // With several issuers the default issuer takes its own `iss` only: a token without one if
+    // `jwtdeny.issuer` is unset, so that no issuer's token falls through to its keys.
+    let default_iss = (!default.issuer.is_empty()).then_some(default.issuer.as_str());
+    if iss == default_iss {
         return Ok(Placed {
             keys: default_keys,
             policy: default.policy(),

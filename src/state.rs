@@ -64,9 +64,17 @@ impl Snapshot {
             .map_or(&self.settings, |i| &i.settings)
     }
 
+    /// Whether tokens are placed by their `iss`: a registry is configured (even one that did
+    /// not load at startup: its issuers' tokens are then refused, never taken for the
+    /// default issuer's).
+    pub fn several_issuers(&self) -> bool {
+        !self.registry.is_empty() || !self.settings.issuers_file.is_empty()
+    }
+
     /// The keys and rules a token of `iss` is judged by (see `issuers::place`).
     pub fn place(&self, iss: Option<&str>) -> Result<jwtdeny_core::token::Placed<'_>, Error> {
         issuers::place(
+            self.several_issuers(),
             &self.registry,
             &self.registry_keys,
             &self.keys,

@@ -516,3 +516,51 @@ fn replicas_and_the_aof_keep_each_issuers_revocations() {
     primary.restart();
     assert_int(&primary.check(&acme), 0, "after a restart from the AOF");
 }
+
+#[test]
+fn with_a_registry_the_default_issuer_takes_only_its_own_iss() {
+    // No jwtdeny.issuer: the default issuer takes the tokens without iss, and no other.
+    let mut b = ServerBuilder::new().jwks("default.json", &[oct_jwk("default")]);
+    write_registry(b.dir(), &two_issuers());
+    let path = b.dir().join("issuers.json");
+    b = b.conf(format!(
+        "jwtdeny.issuers-file {}",
+        conf_quote(&path.to_string_lossy())
+    ));
+    let mut server = b.start();
+    let iat = now() - 10;
+    let bare = token("default", &claims("alice", iat, iat + 600));
+    assert_int(&server.check(&bare), 1, "no iss: the default issuer's");
+    let other = token(
+        "default",
+        &claims_of("https://other.example/", "alice", iat),
+    );
+    let r = server.check(&other);
+    assert!(
+        r.error().unwrap_or("").contains("not a registered issuer"),
+        "{r}"
+    );
+    // A registry that does not load at startup: its issuers' tokens are refused, never judged
+    // as the default issuer's (whose keys here would verify acme's token signed with them).
+    let acme_signed_by_default = token("default", &claims_of(ACME, "alice", iat));
+    assert!(
+        server.check(&acme_signed_by_default).is_error(),
+        "acme's iss, default's key"
+    );
+    write_atomic(&path, b"{broken");
+    server.restart();
+    assert!(server
+        .log()
+        .contains("no issuer of the registry is in force"));
+    assert_eq!(server.cmd(&["JWTDENY.ISSUERS", "LIST"]).array().len(), 0);
+    let r = server.check(&acme_signed_by_default);
+    assert!(
+        r.error().unwrap_or("").contains("not a registered issuer"),
+        "{r}"
+    );
+    assert_int(
+        &server.check(&bare),
+        1,
+        "the default issuer's own tokens still pass",
+    );
+}
