@@ -109,6 +109,9 @@ impl Entry {
 pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Error> {
     let bad = |why: String| Error::KeysFile(why);
     let text = std::str::from_utf8(bytes).map_err(|_| bad("not valid UTF-8".into()))?;
+    // A name or a field given twice would silently take the last: refused, as every other
+    // doubt about what the file means.
+    serde_json::from_str::<NoDuplicates>(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let root: Value =
         serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let Value::Object(mut root) = root else {
@@ -151,6 +154,67 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Error> {
         }
     }
     Ok(entries)
+}
+
+/// Any JSON whose objects name each member once.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NoDuplicates;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<NoDuplicates, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = m.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "{} is given twice",
+                            quote(&key)
+                        )));
+                    }
+                    m.next_value::<NoDuplicates>()?;
+                }
+                Ok(NoDuplicates)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<NoDuplicates, A::Error> {
+                while s.next_element::<NoDuplicates>()?.is_some() {}
+                Ok(NoDuplicates)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A name is `[a-z][a-z0-9_-]*`: it starts a key's hash tag after `%`, where a default
@@ -392,6 +456,14 @@ mod tests {
             (r#"{"issuers": []}"#, "not an object of named issuers"),
             (r#"{"issuers": {}, "x": 1}"#, "unknown member"),
             (r#"{"issuers": {"Acme": {}}}"#, "lowercase letter"),
+            (
+                r#"{"issuers": {"a": {"issuer": "i", "keys-file": "/k"}, "a": {"issuer": "j", "keys-file": "/k"}}}"#,
+                "'a' is given twice",
+            ),
+            (
+                r#"{"issuers": {"a": {"issuer": "i", "issuer": "j", "keys-file": "/k"}}}"#,
+                "'issuer' is given twice",
+            ),
             (r#"{"issuers": {"default": {}}}"#, "\"default\" is the name"),
             (
                 r#"{"issuers": {"a": {"keys-file": "/k"}}}"#,
