@@ -516,7 +516,8 @@ fn finish_check(
 
 /// Counts a CHECK's outcome: the server's counters, and its issuer's for an issuer of the
 /// registry (from its verified claims, or for a token refused, from its `iss`, read again
-/// only then).
+/// only then). Inlined: on the cached path it is two tests.
+#[inline(always)]
 pub(crate) fn count_issuer_check(
     snap: &Snapshot,
     token: &RedisString,
@@ -531,12 +532,16 @@ pub(crate) fn count_issuer_check(
             }
         }
         Err(_) if snap.registry.is_empty() => {}
-        Err(_) => {
-            let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap));
-            if let Some(p) = iss.and_then(|iss| snap.registry.placement(&iss)) {
-                snap.registry.issuers[p.issuer].checks.count(outcome);
-            }
-        }
+        Err(_) => count_refused_issuer(snap, token, outcome),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn count_refused_issuer(snap: &Snapshot, token: &RedisString, outcome: Result<bool, &Error>) {
+    let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(snap));
+    if let Some(p) = iss.and_then(|iss| snap.registry.placement(&iss)) {
+        snap.registry.issuers[p.issuer].checks.count(outcome);
     }
 }
 
