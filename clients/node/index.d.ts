@@ -49,6 +49,39 @@ export interface JwtdenyOptions {
   prefix?: string;
   /** Force the keyed forms (true) or the standalone ones (false); default: by the client's kind. */
   cluster?: boolean;
+  /**
+   * The server's `jwtdeny.issuers-file` (its parsed JSON, or an `Issuers`): the keyed forms then
+   * derive the scoped keys (`<prefix>{%<name>:<sub>}…`) of its issuers' subjects.
+   */
+  issuers?: RegistryJson | Issuers;
+}
+
+/** The JSON of a `jwtdeny.issuers-file`. */
+export interface RegistryJson {
+  issuers: Record<string, { issuer: string; tenants?: string[]; [field: string]: unknown }>;
+}
+
+/** Places tokens by their `iss` as the server does: the scope of their subjects' keys. */
+export declare class Issuers {
+  constructor(registry: RegistryJson);
+  /** `%<name>:` or `%<name>.<tenant>:` for an iss of the registry, `''` for the default issuer's. */
+  scopeOf(iss: unknown): string;
+  scopeFor(token: Token): string;
+  /** The scope `ISSUER <issuer>` names: `default`, an exact issuer's name, or an iss of the registry. */
+  scopeNamed(issuer: string): string;
+}
+
+/** Key options: the server's prefix, and the registry that places tokens by issuer. */
+export interface KeyOptions {
+  prefix?: string;
+  issuers?: Issuers;
+}
+
+/** Options of the key builders of one subject: the prefix and the subject's issuer's scope. */
+export interface SubjectKeyOptions {
+  prefix?: string;
+  /** `Issuers.scopeOf(iss)`: `''` (the default) for the default issuer. */
+  scope?: string;
 }
 
 export interface CheckResult {
@@ -134,9 +167,9 @@ export declare const DEFAULT_DPOP_ALGS: string;
 /** The absolute URL a request was addressed to (scheme, Host, path), as DPoP's htu names it. */
 export declare function requestUrl(req: IncomingLike, trustProxy?: boolean): string;
 /** `<prefix>{<sub>}:dpop:<base64url SHA-256 of jkt:jti>`: a DPoP proof's one-time record. */
-export declare function dpopReplayKey(sub: string, jkt: string, jti: string, options?: { prefix?: string }): string;
+export declare function dpopReplayKey(sub: string, jkt: string, jti: string, options?: SubjectKeyOptions): string;
 /** The four keys JWTDENY.KCHECKDPOP declares for a bound token and its proof (read unverified). */
-export declare function dpopKeysFor(token: Token, proof: Token, options?: { prefix?: string }): { entry: string; subject: string; third: string; replay: string };
+export declare function dpopKeysFor(token: Token, proof: Token, options?: KeyOptions): { entry: string; subject: string; third: string; replay: string };
 export interface ResponseLike {
   statusCode: number;
   setHeader(name: string, value: string): unknown;
@@ -174,13 +207,14 @@ export interface Jwtdeny {
   /** JWTDENY.REVOKE: true revoked now, false already revoked. */
   revoke(token: Token): Promise<boolean>;
   /** JWTDENY.REVOKEALL: revokes every token of `sub` issued at or before `at` (default now); the cutoff in force. */
-  revokeAll(sub: string, options?: { at?: number }): Promise<number>;
+  /** `issuer`: whose `sub` (an issuer's name or an iss of jwtdeny.issuers-file; default the default issuer). */
+  revokeAll(sub: string, options?: { at?: number; issuer?: string }): Promise<number>;
   /** JWTDENY.INSPECT: read-only diagnostics. */
   inspect(token: Token): Promise<Inspection>;
   /** JWTDENY.LOGOUT: ends what an OIDC back-channel logout token names; true ended now, false already ended. */
   logout(logoutToken: Token): Promise<boolean>;
   /** JWTDENY.REVOKESESSION: every token of `sub` carrying `sid`, issued until now; true ended now, false already ended. */
-  revokeSession(sub: string, sid: string): Promise<boolean>;
+  revokeSession(sub: string, sid: string, options?: { issuer?: string }): Promise<boolean>;
   /** Express / Connect middleware: req.auth = claims, 401 for a refused token, 503 when Redis is down. */
   express<Req extends IncomingLike = any, Res extends ResponseLike = any>(
     options?: ExpressGuardOptions<Req, Res>,
@@ -197,18 +231,18 @@ export declare function createJwtdeny(client: RedisClientLike, options?: Jwtdeny
 export declare function bearerToken(req: IncomingLike): string | null;
 
 /** The keys jwtdeny derives from a token (unverified): `<prefix>{<sub>}:<iat>` and `<prefix>{<sub>}`. */
-export declare function keysFor(token: Token, options?: { prefix?: string }): { entry: string; subject: string };
-export declare function subjectKey(sub: string, options?: { prefix?: string }): string;
-export declare function entryKey(sub: string, iat: number, options?: { prefix?: string }): string;
-export declare function sessionKey(sub: string, sid: string, options?: { prefix?: string }): string;
+export declare function keysFor(token: Token, options?: KeyOptions): { entry: string; subject: string };
+export declare function subjectKey(sub: string, options?: SubjectKeyOptions): string;
+export declare function entryKey(sub: string, iat: number, options?: SubjectKeyOptions): string;
+export declare function sessionKey(sub: string, sid: string, options?: SubjectKeyOptions): string;
 /** `<prefix>{<sub>}:sid:<sid>` of a token with a session, null for a token without `sid`. */
-export declare function sessionKeyFor(token: Token, options?: { prefix?: string }): string | null;
+export declare function sessionKeyFor(token: Token, options?: KeyOptions): string | null;
 /** `<prefix>{<sub>}:nosid`: the cutoff any session's end moves for the subject's tokens without `sid`. */
-export declare function sidlessKey(sub: string, options?: { prefix?: string }): string;
+export declare function sidlessKey(sub: string, options?: SubjectKeyOptions): string;
 /** KSCHECK's third key for a token: its session key, or its subject's sid-less key without `sid`. */
-export declare function thirdKeyFor(token: Token, options?: { prefix?: string }): string;
+export declare function thirdKeyFor(token: Token, options?: KeyOptions): string;
 /** The keys JWTDENY.KLOGOUT declares for a logout token (session is the subject key without `sid`). */
-export declare function logoutKeysFor(logoutToken: Token, options?: { prefix?: string }): { subject: string; session: string };
+export declare function logoutKeysFor(logoutToken: Token, options?: KeyOptions): { subject: string; session: string };
 export declare function claimsOf(token: Token): { sub: string; iat: number };
 export declare function sidOf(token: Token): string | null;
 export declare function encodeSubject(sub: string): string;
@@ -237,6 +271,7 @@ declare const jwtdeny: {
   sidOf: typeof sidOf;
   encodeSubject: typeof encodeSubject;
   DEFAULT_PREFIX: string;
+  Issuers: typeof Issuers;
 };
 export default jwtdeny;
 

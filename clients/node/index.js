@@ -113,13 +113,17 @@ const text = (v) => (Buffer.isBuffer(v) ? v.toString('utf8') : v);
 const int = (v) => (typeof v === 'number' ? v : Number(text(v)));
 
 /**
- * createJwtdeny(client, { prefix, cluster })
+ * createJwtdeny(client, { prefix, cluster, issuers })
  *   -> { check, revoke, revokeAll, inspect, logout, revokeSession, express, fastify }
  *   client   node-redis createClient()/createCluster() or ioredis Redis/Cluster, connected.
  *   prefix   the server's jwtdeny.prefix (default 'jwtdeny:'); used for the cluster keys.
  *   cluster  force the keyed forms (true) or the standalone ones (false); default: by client.
+ *   issuers  the server's jwtdeny.issuers-file (its parsed JSON, or an Issuers): the keyed forms
+ *            then derive the scoped keys of its issuers' subjects.
  */
-function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
+function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster, issuers: registry } = {}) {
+  const issuers = registry === undefined || registry === null || registry instanceof keys.Issuers
+    ? registry || undefined : new keys.Issuers(registry);
   const kind = detect(client);
   const keyed = cluster === undefined ? kind.endsWith('-cluster') : Boolean(cluster);
   const send = makeSender(client, kind);
@@ -138,9 +142,9 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
   function tokenCommand(name, token, readonly, extra = []) {
     token = asToken(token);
     if (!keyed) return [undefined, readonly, [`JWTDENY.${name}`, token, ...extra]];
-    const { entry, subject } = orRefuse(() => keys.keysFor(token, { prefix }));
+    const { entry, subject } = orRefuse(() => keys.keysFor(token, { prefix, issuers }));
     if (name === 'REVOKE') return [entry, readonly, [`JWTDENY.K${name}`, entry, subject, token, ...extra]];
-    const third = orRefuse(() => keys.thirdKeyFor(token, { prefix }));
+    const third = orRefuse(() => keys.thirdKeyFor(token, { prefix, issuers }));
     return [entry, readonly, [`JWTDENY.KS${name}`, entry, subject, third, token, ...extra]];
   }
 
@@ -163,7 +167,7 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     if (!keyed) {
       cmd = [undefined, false, ['JWTDENY.CHECKDPOP', token, proof, method, url, ...extra]];
     } else {
-      const k = orRefuse(() => keys.dpopKeysFor(token, proof, { prefix }));
+      const k = orRefuse(() => keys.dpopKeysFor(token, proof, { prefix, issuers }));
       cmd = [k.entry, false, ['JWTDENY.KCHECKDPOP', k.entry, k.subject, k.third, k.replay,
         token, proof, method, url, ...extra]];
     }
@@ -178,10 +182,13 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
     return int(await run(...tokenCommand('REVOKE', token, false))) === 1;
   }
 
-  async function revokeAll(sub, { at } = {}) {
+  // issuer: whose sub (an issuer's name, or an iss, of jwtdeny.issuers-file; default the
+  // default issuer).
+  async function revokeAll(sub, { at, issuer } = {}) {
     const extra = at === undefined ? [] : ['AT', String(Math.trunc(at))];
+    if (issuer !== undefined && issuer !== null) extra.push('ISSUER', issuer);
     if (!keyed) return int(await run(undefined, false, ['JWTDENY.REVOKEALL', sub, ...extra]));
-    const key = keys.subjectKey(sub, { prefix });
+    const key = keys.subjectKey(sub, { prefix, scope: keys.scopeNamed(issuer, issuers) });
     return int(await run(key, false, ['JWTDENY.KREVOKEALL', key, sub, ...extra]));
   }
 
@@ -196,16 +203,21 @@ function createJwtdeny(client, { prefix = keys.DEFAULT_PREFIX, cluster } = {}) {
   async function logout(logoutToken) {
     logoutToken = asToken(logoutToken);
     if (!keyed) return int(await run(undefined, false, ['JWTDENY.LOGOUT', logoutToken])) === 1;
-    const { subject, session } = orRefuse(() => keys.logoutKeysFor(logoutToken, { prefix }));
+    const { subject, session } = orRefuse(() => keys.logoutKeysFor(logoutToken, { prefix, issuers }));
     const sidless = `${subject}:nosid`; // keys.sidlessKey of the same sub
     return int(await run(subject, false, ['JWTDENY.KLOGOUT', subject, session, sidless, logoutToken])) === 1;
   }
 
-  async function revokeSession(sub, sid) {
-    if (!keyed) return int(await run(undefined, false, ['JWTDENY.REVOKESESSION', sub, sid])) === 1;
-    const subject = keys.subjectKey(sub, { prefix });
-    const session = keys.sessionKey(sub, sid, { prefix });
-    const sidless = keys.sidlessKey(sub, { prefix });
+  async function revokeSession(sub, sid, { issuer } = {}) {
+    if (!keyed) {
+      const extra = issuer === undefined || issuer === null ? [] : ['ISSUER', issuer];
+      return int(await run(undefined, false, ['JWTDENY.REVOKESESSION', sub, sid, ...extra])) === 1;
+    }
+    // The keyed form has no ISSUER: the server reads the issuer from the keys' scope.
+    const scope = keys.scopeNamed(issuer, issuers);
+    const subject = keys.subjectKey(sub, { prefix, scope });
+    const session = keys.sessionKey(sub, sid, { prefix, scope });
+    const sidless = keys.sidlessKey(sub, { prefix, scope });
     return int(await run(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sidless, sub, sid])) === 1;
   }
 
@@ -575,6 +587,7 @@ module.exports = {
   sidOf: (token) => keys.sidOf(asToken(token)),
   encodeSubject: keys.encodeSubject,
   DEFAULT_PREFIX: keys.DEFAULT_PREFIX,
+  Issuers: keys.Issuers,
 };
 // `import jwtdeny from 'jwtdeny'` from TypeScript compiled to CommonJS reads .default.
 module.exports.default = module.exports;

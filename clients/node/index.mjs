@@ -26,5 +26,6 @@ export const {
   sidOf,
   encodeSubject,
   DEFAULT_PREFIX,
+  Issuers,
 } = jwtdeny;
 export default jwtdeny;

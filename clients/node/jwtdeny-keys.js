@@ -79,28 +79,91 @@ const checkSub = (sub) => checkText(sub, 'sub');
  * The key of a subject's REVOKEALL cutoff: `<prefix>{<enc(sub)>}`; also the first argument of
  * `JWTDENY.KREVOKEALL <subject-key> <sub> [AT <secs>]`.
  */
-function subjectKey(sub, { prefix = DEFAULT_PREFIX } = {}) {
+function subjectKey(sub, { prefix = DEFAULT_PREFIX, scope = '' } = {}) {
   checkSub(sub);
-  return `${prefix}{${encodeSubject(sub)}}`;
+  return `${prefix}{${scope}${encodeSubject(sub)}}`;
 }
 
 /** The key of an OIDC session's cutoff: `<prefix>{<enc(sub)>}:sid:<sid>`. */
-function sessionKey(sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
+function sessionKey(sub, sid, { prefix = DEFAULT_PREFIX, scope = '' } = {}) {
   checkText(sid, 'sid');
-  return `${subjectKey(sub, { prefix })}:sid:${sid}`;
+  return `${subjectKey(sub, { prefix, scope })}:sid:${sid}`;
 }
 
 /**
  * The key of a subject's sid-less cutoff: `<prefix>{<enc(sub)>}:nosid`. Any session's end
  * (LOGOUT with a sid, REVOKESESSION) moves it, revoking the subject's tokens that carry no sid.
  */
-function sidlessKey(sub, { prefix = DEFAULT_PREFIX } = {}) {
-  return `${subjectKey(sub, { prefix })}:nosid`;
+function sidlessKey(sub, { prefix = DEFAULT_PREFIX, scope = '' } = {}) {
+  return `${subjectKey(sub, { prefix, scope })}:nosid`;
 }
 
 /** The key of one token's denylist entry: `<prefix>{<enc(sub)>}:<iat>` (iat whole seconds). */
-function entryKey(sub, iat, { prefix = DEFAULT_PREFIX } = {}) {
-  return `${subjectKey(sub, { prefix })}:${numericDate(iat)}`;
+function entryKey(sub, iat, { prefix = DEFAULT_PREFIX, scope = '' } = {}) {
+  return `${subjectKey(sub, { prefix, scope })}:${numericDate(iat)}`;
+}
+
+/**
+ * The server's issuer registry (`jwtdeny.issuers-file`, its parsed JSON `{ issuers: {...} }`):
+ * places a token by its `iss` exactly as the server does, for the scoped keys of a registry
+ * issuer's subjects. An exact issuer's scope is `%<name>:`, a template's (`{tenant}` in
+ * `issuer`) `%<name>.<tenant>:` for each listed tenant; any other `iss` is the default
+ * issuer's, unscoped (`''`).
+ */
+class Issuers {
+  constructor(registry) {
+    const entries = registry && typeof registry === 'object' ? registry.issuers : undefined;
+    if (!entries || typeof entries !== 'object' || Array.isArray(entries)) {
+      throw new TypeError('the registry has no "issuers" object');
+    }
+    this.byIss = new Map();
+    this.byName = new Map();
+    for (const [name, entry] of Object.entries(entries)) {
+      const iss = entry && entry.issuer;
+      if (typeof iss !== 'string' || iss.length === 0) throw new TypeError(`issuer ${name} has no issuer`);
+      if (iss.includes('{tenant}')) {
+        this.byName.set(name, null); // a template: its tenants' iss name them
+        for (const tenant of entry.tenants || []) this.byIss.set(iss.replace('{tenant}', tenant), `%${name}.${tenant}:`);
+      } else {
+        this.byName.set(name, `%${name}:`);
+        this.byIss.set(iss, `%${name}:`);
+      }
+    }
+  }
+
+  /** The scope of the subjects of `iss` (`''`: the default issuer's). */
+  scopeOf(iss) {
+    return typeof iss === 'string' ? this.byIss.get(iss) || '' : '';
+  }
+
+  /** The scope of a token's subject, by its (unverified) `iss`. */
+  scopeFor(token) {
+    return this.scopeOf(payloadOf(token).iss);
+  }
+
+  /**
+   * The scope `ISSUER <issuer>` names: 'default', an exact issuer's name, or an iss the
+   * registry accepts (a template's tenant needs its iss).
+   */
+  scopeNamed(issuer) {
+    if (issuer === 'default') return '';
+    if (this.byIss.has(issuer)) return this.byIss.get(issuer);
+    if (this.byName.has(issuer)) {
+      const scope = this.byName.get(issuer);
+      if (scope === null) throw new TypeError(`issuer ${issuer} has a tenant per iss: name the iss`);
+      return scope;
+    }
+    throw new TypeError(`${issuer} is neither default, an issuer of the registry nor an iss it accepts`);
+  }
+}
+
+const scopeFor = (token, issuers) => (issuers ? issuers.scopeFor(token) : '');
+
+/** The scope of `ISSUER <issuer>`; a registry is needed for any but the default issuer. */
+function scopeNamed(issuer, issuers) {
+  if (issuer === undefined || issuer === null || issuer === 'default') return '';
+  if (!issuers) throw new TypeError(`issuer ${issuer} needs the registry (the issuers option)`);
+  return issuers.scopeNamed(issuer);
 }
 
 function numericDate(value) {
@@ -161,9 +224,10 @@ function claimsOf(token) {
  * `{ entry, subject }`: the keys of a token, as the server derives them from its claims.
  * `prefix` must be the server's `jwtdeny.prefix` (default `jwtdeny:`).
  */
-function keysFor(token, { prefix = DEFAULT_PREFIX } = {}) {
+function keysFor(token, { prefix = DEFAULT_PREFIX, issuers } = {}) {
   const { sub, iat } = claimsOf(token);
-  return { entry: entryKey(sub, iat, { prefix }), subject: subjectKey(sub, { prefix }) };
+  const scope = scopeFor(token, issuers);
+  return { entry: entryKey(sub, iat, { prefix, scope }), subject: subjectKey(sub, { prefix, scope }) };
 }
 
 /**
@@ -178,19 +242,20 @@ function sidOf(token) {
 }
 
 /** The session key an access token is also checked against, or null when it has no sid. */
-function sessionKeyFor(token, { prefix = DEFAULT_PREFIX } = {}) {
+function sessionKeyFor(token, { prefix = DEFAULT_PREFIX, issuers } = {}) {
   const { sub } = claimsOf(token);
   const sid = sidOf(token);
-  return sid === null ? null : sessionKey(sub, sid, { prefix });
+  return sid === null ? null : sessionKey(sub, sid, { prefix, scope: scopeFor(token, issuers) });
 }
 
 /**
  * The third key KSCHECK / KSINSPECT declare for an access token: its session key, or for a
  * token without sid its subject's sid-less key.
  */
-function thirdKeyFor(token, { prefix = DEFAULT_PREFIX } = {}) {
-  const session = sessionKeyFor(token, { prefix });
-  return session === null ? sidlessKey(claimsOf(token).sub, { prefix }) : session;
+function thirdKeyFor(token, { prefix = DEFAULT_PREFIX, issuers } = {}) {
+  const session = sessionKeyFor(token, { prefix, issuers });
+  if (session !== null) return session;
+  return sidlessKey(claimsOf(token).sub, { prefix, scope: scopeFor(token, issuers) });
 }
 
 /**
@@ -198,7 +263,7 @@ function thirdKeyFor(token, { prefix = DEFAULT_PREFIX } = {}) {
  * (unverified); without sid, session is the subject key again. Throws for a token the server
  * refuses to place: no sub (even with a sid), or a sub/sid that is not a non-empty string.
  */
-function logoutKeysFor(logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
+function logoutKeysFor(logoutToken, { prefix = DEFAULT_PREFIX, issuers } = {}) {
   const claims = payloadOf(logoutToken);
   for (const name of ['sub', 'sid']) {
     if (name in claims) checkText(claims[name], name);
@@ -206,9 +271,10 @@ function logoutKeysFor(logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
   if (!('sub' in claims)) {
     throw new TypeError('the logout token has no sub (the server refuses a sid without sub)');
   }
-  const subject = subjectKey(claims.sub, { prefix });
+  const scope = issuers ? issuers.scopeOf(claims.iss) : '';
+  const subject = subjectKey(claims.sub, { prefix, scope });
   if (!('sid' in claims)) return { subject, session: subject };
-  return { subject, session: sessionKey(claims.sub, claims.sid, { prefix }) };
+  return { subject, session: sessionKey(claims.sub, claims.sid, { prefix, scope }) };
 }
 
 // Thin wrappers: the exact calls for node-redis' createCluster (v4, v5 and v6 share this
@@ -219,31 +285,32 @@ function logoutKeysFor(logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
  * `JWTDENY.KSCHECK`, every key it reads declared: 1 active, 0 revoked; token errors reject with
  * the server's error.
  */
-function kcheck(cluster, token, { prefix = DEFAULT_PREFIX, withClaims = false } = {}) {
-  const { entry, subject } = keysFor(token, { prefix });
-  const args = ['JWTDENY.KSCHECK', entry, subject, thirdKeyFor(token, { prefix }), token];
+function kcheck(cluster, token, { prefix = DEFAULT_PREFIX, withClaims = false, issuers } = {}) {
+  const { entry, subject } = keysFor(token, { prefix, issuers });
+  const args = ['JWTDENY.KSCHECK', entry, subject, thirdKeyFor(token, { prefix, issuers }), token];
   if (withClaims) args.push('WITHCLAIMS');
   return cluster.sendCommand(entry, true, args);
 }
 
 /** `JWTDENY.KREVOKE`: 1 revoked now, 0 already revoked. */
-function krevoke(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
-  const { entry, subject } = keysFor(token, { prefix });
+function krevoke(cluster, token, { prefix = DEFAULT_PREFIX, issuers } = {}) {
+  const { entry, subject } = keysFor(token, { prefix, issuers });
   return cluster.sendCommand(entry, false, ['JWTDENY.KREVOKE', entry, subject, token]);
 }
 
 /** `JWTDENY.KSINSPECT`, every key it reads declared: INSPECT's field/value array. */
-function kinspect(cluster, token, { prefix = DEFAULT_PREFIX } = {}) {
-  const { entry, subject } = keysFor(token, { prefix });
-  const args = ['JWTDENY.KSINSPECT', entry, subject, thirdKeyFor(token, { prefix }), token];
+function kinspect(cluster, token, { prefix = DEFAULT_PREFIX, issuers } = {}) {
+  const { entry, subject } = keysFor(token, { prefix, issuers });
+  const args = ['JWTDENY.KSINSPECT', entry, subject, thirdKeyFor(token, { prefix, issuers }), token];
   return cluster.sendCommand(entry, true, args);
 }
 
 /** `JWTDENY.KREVOKEALL`: revokes every token of sub issued at or before `at` (default now). */
-function krevokeall(cluster, sub, { at, prefix = DEFAULT_PREFIX } = {}) {
-  const key = subjectKey(sub, { prefix });
+function krevokeall(cluster, sub, { at, prefix = DEFAULT_PREFIX, issuer, issuers } = {}) {
+  const key = subjectKey(sub, { prefix, scope: scopeNamed(issuer, issuers) });
   const args = ['JWTDENY.KREVOKEALL', key, sub];
   if (at !== undefined) args.push('AT', String(Math.trunc(at)));
+  if (issuer !== undefined && issuer !== null) args.push('ISSUER', issuer);
   return cluster.sendCommand(key, false, args);
 }
 
@@ -251,16 +318,18 @@ function krevokeall(cluster, sub, { at, prefix = DEFAULT_PREFIX } = {}) {
  * `JWTDENY.KLOGOUT`: ends what an OIDC back-channel logout token names (its sid, or every
  * session of its sub). 1 ended now, 0 already ended.
  */
-function klogout(cluster, logoutToken, { prefix = DEFAULT_PREFIX } = {}) {
-  const { subject, session } = logoutKeysFor(logoutToken, { prefix });
+function klogout(cluster, logoutToken, { prefix = DEFAULT_PREFIX, issuers } = {}) {
+  const { subject, session } = logoutKeysFor(logoutToken, { prefix, issuers });
   return cluster.sendCommand(subject, false, ['JWTDENY.KLOGOUT', subject, session, `${subject}:nosid`, logoutToken]);
 }
 
 /** `JWTDENY.KREVOKESESSION`: ends one OIDC session of sub. 1 ended now, 0 already. */
-function krevokesession(cluster, sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
-  const subject = subjectKey(sub, { prefix });
-  const session = sessionKey(sub, sid, { prefix });
-  const sidless = sidlessKey(sub, { prefix });
+function krevokesession(cluster, sub, sid, { prefix = DEFAULT_PREFIX, issuer, issuers } = {}) {
+  // No ISSUER argument here: the server reads the issuer from the keys' scope.
+  const scope = scopeNamed(issuer, issuers);
+  const subject = subjectKey(sub, { prefix, scope });
+  const session = sessionKey(sub, sid, { prefix, scope });
+  const sidless = sidlessKey(sub, { prefix, scope });
   return cluster.sendCommand(subject, false, ['JWTDENY.KREVOKESESSION', subject, session, sidless, sub, sid]);
 }
 
@@ -268,10 +337,10 @@ function krevokesession(cluster, sub, sid, { prefix = DEFAULT_PREFIX } = {}) {
  * The key of a DPoP proof's one-time record: the token's `cnf.jkt` and the proof's `jti`,
  * hashed to a fixed size, in the subject's slot.
  */
-function dpopReplayKey(sub, jkt, jti, { prefix = DEFAULT_PREFIX } = {}) {
+function dpopReplayKey(sub, jkt, jti, { prefix = DEFAULT_PREFIX, scope = '' } = {}) {
   // eslint-disable-next-line global-require
   const digest = require('node:crypto').createHash('sha256').update(`${jkt}:${jti}`, 'utf8').digest('base64url');
-  return `${subjectKey(sub, { prefix })}:dpop:${digest}`;
+  return `${subjectKey(sub, { prefix, scope })}:dpop:${digest}`;
 }
 
 /**
@@ -279,20 +348,22 @@ function dpopReplayKey(sub, jkt, jti, { prefix = DEFAULT_PREFIX } = {}) {
  * DPoP-bound token and its proof (both read unverified). Throws for a token without `cnf.jkt`
  * or a proof without `jti`: the server would refuse them (DPOP).
  */
-function dpopKeysFor(token, proof, { prefix = DEFAULT_PREFIX } = {}) {
-  const { entry, subject } = keysFor(token, { prefix });
+function dpopKeysFor(token, proof, { prefix = DEFAULT_PREFIX, issuers } = {}) {
+  const { entry, subject } = keysFor(token, { prefix, issuers });
   const { cnf } = payloadOf(token);
   const jkt = cnf !== null && typeof cnf === 'object' ? cnf.jkt : undefined;
   const { jti } = payloadOf(proof);
   if (typeof jkt !== 'string' || typeof jti !== 'string') {
     throw new TypeError('the token has no cnf.jkt or the proof no jti: not a DPoP request');
   }
-  const replay = dpopReplayKey(claimsOf(token).sub, jkt, jti, { prefix });
-  return { entry, subject, third: thirdKeyFor(token, { prefix }), replay };
+  const replay = dpopReplayKey(claimsOf(token).sub, jkt, jti, { prefix, scope: scopeFor(token, issuers) });
+  return { entry, subject, third: thirdKeyFor(token, { prefix, issuers }), replay };
 }
 
 module.exports = {
   DEFAULT_PREFIX,
+  Issuers,
+  scopeNamed,
   dpopReplayKey,
   dpopKeysFor,
   encodeSubject,

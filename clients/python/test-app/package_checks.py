@@ -1083,3 +1083,100 @@ def test_get_cert_checks_mtls_bound_tokens(server: tuple[str, int]) -> None:
             assert bad.status_code == 401, name
             body = bad.json()["detail"] if name == "fastapi" else bad.json()
             assert body["code"] == "CERT", name
+
+
+# -- several issuers (jwtdeny.issuers-file) ------------------------------------------------------
+
+ACME = "https://acme.example/"
+KC = "https://sso.example/realms/{tenant}"
+
+
+def issuer_secret(name: str) -> bytes:
+    return f"{name}-secret-of-at-least-thirty-two-bytes!".encode()
+
+
+@pytest.mark.skipif(bool(NODES), reason="standalone only: a server with a registry of its own")
+@pytest.mark.parametrize("keyed", [False, True])
+def test_issuers_scope_the_keys_of_their_subjects(keyed: bool) -> None:
+    """Two issuers beside the default one, the same kid at all three: with the registry the
+    client places each token as the server does, so the keyed forms (forced here on a standalone
+    server) name the scoped keys the server derives, and revocations never cross issuers."""
+    d = tempfile.mkdtemp(prefix="jwtdeny-py-issuers-")
+    registry: dict[str, Any] = {"issuers": {
+        # Its own max-lifetime (the default issuer's is not its): a session's end is then its own.
+        "acme": {"issuer": ACME, "max-lifetime": 86400},
+        "kc": {"issuer": KC, "tenants": ["t1", "t2"]},
+    }}
+    for name, entry in registry["issuers"].items():
+        path = os.path.join(d, f"{name}.json")
+        with open(path, "w") as f:
+            json.dump({"keys": [{"kty": "oct", "kid": KID, "alg": "HS256",
+                                 "k": b64(issuer_secret(name))}]}, f)
+        entry["keys-file"] = path
+    registry_path = os.path.join(d, "issuers.json")
+    with open(registry_path, "w") as f:
+        json.dump(registry, f)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+         "--appendonly", "no", "--loadmodule", env("JWTDENY_MODULE"),
+         "keys-file", env("JWTDENY_TEST_KEYS_FILE"), "issuers-file", registry_path,
+         "max-lifetime", "86400"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 10
+        r = redis.Redis(port=port, decode_responses=True)
+        while True:
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None and time.time() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        # The registry as a path here, as the parsed JSON in the helpers below.
+        jd = Jwtdeny(r, cluster=keyed, issuers=registry_path)
+        now = int(time.time())
+        sub = f"py-issuers-{keyed}"
+
+        def token(of: str, iss: str | None, **extra: Any) -> str:
+            claims = {"sub": sub, "iat": now - 60, "exp": now + 3600, **extra}
+            if iss is not None:
+                claims["iss"] = iss
+            return mint(claims, issuer_secret(of) if of != "default" else SECRET)
+
+        t1, t2 = KC.replace("{tenant}", "t1"), KC.replace("{tenant}", "t2")
+        acme, default = token("acme", ACME), token("default", None)
+        kc1, kc2 = token("kc", t1), token("kc", t2)
+        issuers = jwtdeny.Issuers(registry)
+        assert [issuers.scope_for(t) for t in (acme, default, kc1, kc2)] == [
+            "%acme:", "", "%kc.t1:", "%kc.t2:"]
+        assert jwtdeny.keys_for(acme, issuers=issuers) == (
+            f"jwtdeny:{{%acme:{sub}}}:{now - 60}", f"jwtdeny:{{%acme:{sub}}}")
+        for t in (acme, default, kc1, kc2):
+            assert jd.check(t).active, t
+        # The same kid under another issuer's key: refused.
+        with pytest.raises(JwtdenyError):
+            jd.check(token("acme", t1))
+        assert jd.revoke(acme) is True
+        assert f"jwtdeny:{{%acme:{sub}}}:{now - 60}" in r.keys("*")
+        assert not jd.check(acme).active
+        assert jd.check(default).active and jd.check(kc1).active
+        # By issuer: a template's tenant by its iss, an exact one by name.
+        assert jd.revoke_all(sub, issuer=t1) >= now
+        assert not jd.check(kc1).active and jd.check(kc2).active
+        with pytest.raises((ValueError, redis.ResponseError)):
+            jd.revoke_all(sub, issuer="kc")  # a template needs its tenant's iss
+        with pytest.raises((ValueError, redis.ResponseError)):
+            jd.revoke_all(sub, issuer="nobody")
+        with_sid = token("acme", ACME, sid="s1", iat=now - 30)  # not the revoked one's iat
+        assert jd.check(with_sid).active
+        assert jd.revoke_session(sub, "s1", issuer="acme") is True
+        assert not jd.check(with_sid).active
+        assert f"jwtdeny:{{%acme:{sub}}}:sid:s1" in r.keys("*")
+        assert jd.check(default).active, "the default issuer's subject untouched"
+        assert jd.revoke_all(sub) >= now and not jd.check(default).active
+        assert jd.check(kc2).active, "t2's subject untouched by the default's cutoff"
+    finally:
+        proc.terminate()
+        proc.wait(10)

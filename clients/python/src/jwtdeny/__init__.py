@@ -18,6 +18,7 @@ from ._core import TOKEN_ERROR_CODES, CheckResult, JwtdenyError, Token
 from ._http import DEFAULT_DPOP_ALGS, CheckTimeout, bearer_token
 from ._keys import (
     DEFAULT_PREFIX,
+    Issuers,
     claims_of,
     dpop_keys_for,
     dpop_replay_key,
@@ -41,6 +42,7 @@ __all__ = [
     "CheckTimeout",
     "DEFAULT_DPOP_ALGS",
     "DEFAULT_PREFIX",
+    "Issuers",
     "Jwtdeny",
     "JwtdenyError",
     "TOKEN_ERROR_CODES",

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, ov
 
 from . import _core, _http
 from ._core import CheckResult, Token
-from ._keys import DEFAULT_PREFIX
+from ._keys import DEFAULT_PREFIX, Issuers
 
 if TYPE_CHECKING:
     from .fastapi import AsyncDependency, Dependency, GetToken, OnUnavailable
@@ -16,12 +16,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class _Over:
     """A client and the command forms it gets: keyed on a cluster client, standalone otherwise
-    (``cluster`` forces one); ``prefix`` is the server's ``jwtdeny.prefix``."""
+    (``cluster`` forces one); ``prefix`` is the server's ``jwtdeny.prefix``; ``issuers`` its
+    issuer registry (``jwtdeny.issuers-file``: the parsed JSON, its path, or ``Issuers``), which
+    the keyed forms need to derive the keys of a registry issuer's subjects."""
 
-    def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, cluster: Optional[bool] = None) -> None:
+    def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, cluster: Optional[bool] = None,
+                 issuers: Any = None) -> None:
         self.client = client
         keyed = _core.is_cluster(client) if cluster is None else bool(cluster)
-        self._cmd = _core.Commands(keyed, prefix)
+        if issuers is not None and not isinstance(issuers, Issuers):
+            issuers = Issuers(issuers)
+        self._cmd = _core.Commands(keyed, prefix, issuers)
 
     @property
     def cluster(self) -> bool:
@@ -62,10 +67,11 @@ class Jwtdeny(_Over):
         """JWTDENY.REVOKE: True revoked now, False already revoked."""
         return int(self._run(self._cmd.token("REVOKE", token))) == 1
 
-    def revoke_all(self, sub: str, at: Optional[int] = None) -> int:
+    def revoke_all(self, sub: str, at: Optional[int] = None, issuer: Optional[str] = None) -> int:
         """JWTDENY.REVOKEALL: every token of ``sub`` issued at or before ``at`` (default now).
-        Returns the cutoff in force."""
-        return int(self._run(self._cmd.revoke_all(sub, at)))
+        ``issuer``: whose ``sub`` (an issuer's name, or an ``iss``, of ``jwtdeny.issuers-file``;
+        default the default issuer). Returns the cutoff in force."""
+        return int(self._run(self._cmd.revoke_all(sub, at, issuer)))
 
     def inspect(self, token: Token) -> dict[str, Any]:
         """JWTDENY.INSPECT: status, reason, alg, kid, sub, iat, exp, key, revoked_by, expires_at_ms."""
@@ -76,9 +82,10 @@ class Jwtdeny(_Over):
         every session of its ``sub``). True ended now, False already ended."""
         return int(self._run(self._cmd.logout(logout_token))) == 1
 
-    def revoke_session(self, sub: str, sid: str) -> bool:
-        """JWTDENY.REVOKESESSION: every token of ``sub`` carrying ``sid``, issued until now."""
-        return int(self._run(self._cmd.revoke_session(sub, sid))) == 1
+    def revoke_session(self, sub: str, sid: str, issuer: Optional[str] = None) -> bool:
+        """JWTDENY.REVOKESESSION: every token of ``sub`` carrying ``sid``, issued until now.
+        ``issuer`` as for ``revoke_all``."""
+        return int(self._run(self._cmd.revoke_session(sub, sid, issuer))) == 1
 
     def require(
         self,
@@ -149,8 +156,8 @@ class AsyncJwtdeny(_Over):
     async def revoke(self, token: Token) -> bool:
         return int(await self._run(self._cmd.token("REVOKE", token))) == 1
 
-    async def revoke_all(self, sub: str, at: Optional[int] = None) -> int:
-        return int(await self._run(self._cmd.revoke_all(sub, at)))
+    async def revoke_all(self, sub: str, at: Optional[int] = None, issuer: Optional[str] = None) -> int:
+        return int(await self._run(self._cmd.revoke_all(sub, at, issuer)))
 
     async def inspect(self, token: Token) -> dict[str, Any]:
         return _core.read_inspect(await self._run(self._cmd.token("INSPECT", token)))
@@ -158,8 +165,8 @@ class AsyncJwtdeny(_Over):
     async def logout(self, logout_token: Token) -> bool:
         return int(await self._run(self._cmd.logout(logout_token))) == 1
 
-    async def revoke_session(self, sub: str, sid: str) -> bool:
-        return int(await self._run(self._cmd.revoke_session(sub, sid))) == 1
+    async def revoke_session(self, sub: str, sid: str, issuer: Optional[str] = None) -> bool:
+        return int(await self._run(self._cmd.revoke_session(sub, sid, issuer))) == 1
 
     def require(
         self,

@@ -74,33 +74,39 @@ Command = Tuple[Any, ...]
 class Commands:
     """The argument lists of jwtdeny's commands, standalone or keyed (Redis Cluster)."""
 
-    def __init__(self, keyed: bool, prefix: str) -> None:
+    def __init__(self, keyed: bool, prefix: str, issuers: Optional[_keys.Issuers] = None) -> None:
         self.keyed = keyed
         self.prefix = prefix
+        self.issuers = issuers
 
     def token(self, name: str, token: Token, *extra: str) -> Command:
         if not self.keyed:
             return (f"JWTDENY.{name}", token, *extra)
-        entry, subject = _or_refuse(lambda: _keys.keys_for(token, self.prefix))
+        entry, subject = _or_refuse(lambda: _keys.keys_for(token, self.prefix, self.issuers))
         # CHECK and INSPECT get KSCHECK / KSINSPECT, which declare every key they read: the
         # token's session key, or its subject's sid-less key for a token without sid (so ACL key
         # patterns cover them all); KREVOKE has no such form.
         if name == "REVOKE":
             return (f"JWTDENY.K{name}", entry, subject, token, *extra)
-        third = _or_refuse(lambda: _keys.third_key_for(token, self.prefix))
+        third = _or_refuse(lambda: _keys.third_key_for(token, self.prefix, self.issuers))
         return (f"JWTDENY.KS{name}", entry, subject, third, token, *extra)
 
     def logout(self, logout_token: Token) -> Command:
         if not self.keyed:
             return ("JWTDENY.LOGOUT", logout_token)
-        subject, session = _or_refuse(lambda: _keys.logout_keys_for(logout_token, self.prefix))
+        subject, session = _or_refuse(
+            lambda: _keys.logout_keys_for(logout_token, self.prefix, self.issuers))
         return ("JWTDENY.KLOGOUT", subject, session, _keys.sidless_of(subject), logout_token)
 
-    def revoke_session(self, sub: str, sid: str) -> Command:
+    def revoke_session(self, sub: str, sid: str, issuer: Optional[str] = None) -> Command:
         if not self.keyed:
-            return ("JWTDENY.REVOKESESSION", sub, sid)
-        subject, session = _keys.subject_key(sub, self.prefix), _keys.session_key(sub, sid, self.prefix)
-        return ("JWTDENY.KREVOKESESSION", subject, session, _keys.sidless_key(sub, self.prefix), sub, sid)
+            extra = ("ISSUER", issuer) if issuer is not None else ()
+            return ("JWTDENY.REVOKESESSION", sub, sid, *extra)
+        # The keyed form has no ISSUER: the server reads the issuer from the keys' scope.
+        scope = _keys._named(issuer, self.issuers)
+        subject = _keys.subject_key(sub, self.prefix, scope)
+        session = _keys.session_key(sub, sid, self.prefix, scope)
+        return ("JWTDENY.KREVOKESESSION", subject, session, _keys.sidless_key(sub, self.prefix, scope), sub, sid)
 
     def check(self, token: Token, with_claims: bool, cert: Optional[str] = None) -> Command:
         return self.token("CHECK", token, *_options(with_claims, cert))
@@ -110,14 +116,16 @@ class Commands:
         extra = _options(with_claims, cert)
         if not self.keyed:
             return ("JWTDENY.CHECKDPOP", token, proof, method, url, *extra)
-        keys = _or_refuse(lambda: _keys.dpop_keys_for(token, proof, self.prefix))
+        keys = _or_refuse(lambda: _keys.dpop_keys_for(token, proof, self.prefix, self.issuers))
         return ("JWTDENY.KCHECKDPOP", *keys, token, proof, method, url, *extra)
 
-    def revoke_all(self, sub: str, at: Optional[int]) -> Command:
+    def revoke_all(self, sub: str, at: Optional[int], issuer: Optional[str] = None) -> Command:
         extra: Tuple[Any, ...] = ("AT", int(at)) if at is not None else ()
+        extra += ("ISSUER", issuer) if issuer is not None else ()
         if not self.keyed:
             return ("JWTDENY.REVOKEALL", sub, *extra)
-        return ("JWTDENY.KREVOKEALL", _keys.subject_key(sub, self.prefix), sub, *extra)
+        scope = _keys._named(issuer, self.issuers)
+        return ("JWTDENY.KREVOKEALL", _keys.subject_key(sub, self.prefix, scope), sub, *extra)
 
 
 def _options(with_claims: bool, cert: Optional[str]) -> Tuple[str, ...]:
