@@ -75,10 +75,10 @@ status=$?
 if [ "$status" -ne 0 ]; then
     echo "valkey: the integration suite FAILED against $bin" >&2
 fi
-# Redis Cluster on Valkey: the tests of the keyed forms that write (sessions, DPoP proofs) and
-# of a slot move under them. Only on a full run (no arguments narrowing it).
+# Redis Cluster on Valkey: the tests of the keyed forms that write (sessions, DPoP proofs, a
+# registry issuer's scoped keys) and of a slot move under them. Only on a full run (no arguments narrowing it).
 if [ "$#" -eq 0 ]; then
-    JWTDENY_SERVER_BIN="$bin" bash tests/cluster/run.sh -k "test_dpop or test_sessions or test_resharding" || {
+    JWTDENY_SERVER_BIN="$bin" bash tests/cluster/run.sh -k "test_dpop or test_sessions or test_resharding or test_issuers" || {
         echo "valkey: the cluster tests FAILED against $bin" >&2
         status=1
     }
