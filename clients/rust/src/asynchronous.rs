@@ -51,6 +51,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AsyncJwtdeny<C> {
             commands: Commands {
                 keyed,
                 prefix: DEFAULT_PREFIX.into(),
+                issuers: None,
             },
         }
     }
@@ -58,6 +59,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AsyncJwtdeny<C> {
     /// The server's `jwtdeny.prefix`, when it is not `jwtdeny:` (the keyed forms name it).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.commands.prefix = prefix.into();
+        self
+    }
+
+    /// The server's issuer registry (`jwtdeny.issuers-file`), so that the keyed forms name the
+    /// scoped keys of its issuers' subjects.
+    pub fn issuers(mut self, issuers: crate::keys::Issuers) -> Self {
+        self.commands.issuers = Some(std::sync::Arc::new(issuers));
         self
     }
 
@@ -124,7 +132,18 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AsyncJwtdeny<C> {
     /// Revokes every token of `sub` issued at or before `at` (unix seconds; default now).
     /// Returns the cutoff in force.
     pub async fn revoke_all(&self, sub: &str, at: Option<i64>) -> Result<i64, Error> {
-        let cmd = self.commands.revoke_all(sub, at);
+        self.revoke_all_of(None, sub, at).await
+    }
+
+    /// [`AsyncJwtdeny::revoke_all`] of the subject of `issuer`: an issuer's name, or an `iss`,
+    /// of the server's `jwtdeny.issuers-file` (`None`: the default issuer).
+    pub async fn revoke_all_of(
+        &self,
+        issuer: Option<&str>,
+        sub: &str,
+        at: Option<i64>,
+    ) -> Result<i64, Error> {
+        let cmd = self.commands.revoke_all(sub, at, issuer)?;
         command::read_int(self.send(cmd).await?)
     }
 
@@ -142,7 +161,18 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AsyncJwtdeny<C> {
 
     /// Ends one OIDC session of `sub`. `true`: ended now; `false`: already ended.
     pub async fn revoke_session(&self, sub: &str, sid: &str) -> Result<bool, Error> {
-        let cmd = self.commands.revoke_session(sub, sid);
+        self.revoke_session_of(None, sub, sid).await
+    }
+
+    /// [`AsyncJwtdeny::revoke_session`] of the subject of `issuer` (as
+    /// [`AsyncJwtdeny::revoke_all_of`]).
+    pub async fn revoke_session_of(
+        &self,
+        issuer: Option<&str>,
+        sub: &str,
+        sid: &str,
+    ) -> Result<bool, Error> {
+        let cmd = self.commands.revoke_session(sub, sid, issuer)?;
         command::read_flag(self.send(cmd).await?)
     }
 }

@@ -12,6 +12,8 @@ use crate::{CheckOptions, Checked, Claims, Inspection};
 pub(crate) struct Commands {
     pub(crate) keyed: bool,
     pub(crate) prefix: String,
+    /// The server's issuer registry, for the scoped keys of its issuers' subjects.
+    pub(crate) issuers: Option<std::sync::Arc<keys::Issuers>>,
 }
 
 /// A command from its words (the first is the name).
@@ -38,7 +40,7 @@ impl Commands {
     /// its subject's sid-less key), so ACL key patterns and slot migrations cover them all.
     pub(crate) fn check(&self, token: &str, options: &CheckOptions) -> Result<Cmd, Error> {
         let mut words: Vec<String> = if self.keyed {
-            let k = keys::keys_for(&self.prefix, token)?;
+            let k = keys::keys_for_issuers(&self.prefix, self.issuers.as_deref(), token)?;
             vec!["JWTDENY.KSCHECK".into(), k.entry, k.subject, k.third]
         } else {
             vec!["JWTDENY.CHECK".into()]
@@ -59,7 +61,12 @@ impl Commands {
     ) -> Result<Cmd, Error> {
         let mut words: Vec<String> = if self.keyed {
             let mut w = vec!["JWTDENY.KCHECKDPOP".to_owned()];
-            w.extend(keys::dpop_keys_for(&self.prefix, token, proof)?);
+            w.extend(keys::dpop_keys_for_issuers(
+                &self.prefix,
+                self.issuers.as_deref(),
+                token,
+                proof,
+            )?);
             w
         } else {
             vec!["JWTDENY.CHECKDPOP".into()]
@@ -71,7 +78,7 @@ impl Commands {
 
     pub(crate) fn revoke(&self, token: &str) -> Result<Cmd, Error> {
         Ok(if self.keyed {
-            let k = keys::keys_for(&self.prefix, token)?;
+            let k = keys::keys_for_issuers(&self.prefix, self.issuers.as_deref(), token)?;
             with(&["JWTDENY.KREVOKE", &k.entry, &k.subject, token])
         } else {
             with(&["JWTDENY.REVOKE", token])
@@ -80,18 +87,26 @@ impl Commands {
 
     pub(crate) fn inspect(&self, token: &str) -> Result<Cmd, Error> {
         Ok(if self.keyed {
-            let k = keys::keys_for(&self.prefix, token)?;
+            let k = keys::keys_for_issuers(&self.prefix, self.issuers.as_deref(), token)?;
             with(&["JWTDENY.KSINSPECT", &k.entry, &k.subject, &k.third, token])
         } else {
             with(&["JWTDENY.INSPECT", token])
         })
     }
 
-    pub(crate) fn revoke_all(&self, sub: &str, at: Option<i64>) -> Cmd {
+    /// `issuer`: whose `sub` (an issuer's name, or an `iss`, of `jwtdeny.issuers-file`;
+    /// `None` the default issuer).
+    pub(crate) fn revoke_all(
+        &self,
+        sub: &str,
+        at: Option<i64>,
+        issuer: Option<&str>,
+    ) -> Result<Cmd, Error> {
         let mut c = if self.keyed {
+            let scope = keys::scope_named(self.issuers.as_deref(), issuer).map_err(usage)?;
             with(&[
                 "JWTDENY.KREVOKEALL",
-                &keys::subject_key(&self.prefix, sub),
+                &keys::scoped_subject_key(&self.prefix, &scope, sub),
                 sub,
             ])
         } else {
@@ -100,12 +115,16 @@ impl Commands {
         if let Some(at) = at {
             c.arg("AT").arg(at);
         }
-        c
+        if let Some(issuer) = issuer {
+            c.arg("ISSUER").arg(issuer);
+        }
+        Ok(c)
     }
 
     pub(crate) fn logout(&self, logout_token: &str) -> Result<Cmd, Error> {
         Ok(if self.keyed {
-            let [subject, session, sidless] = keys::logout_keys_for(&self.prefix, logout_token)?;
+            let [subject, session, sidless] =
+                keys::logout_keys_for_issuers(&self.prefix, self.issuers.as_deref(), logout_token)?;
             with(&[
                 "JWTDENY.KLOGOUT",
                 &subject,
@@ -118,20 +137,43 @@ impl Commands {
         })
     }
 
-    pub(crate) fn revoke_session(&self, sub: &str, sid: &str) -> Cmd {
-        if self.keyed {
+    /// `issuer` as for [`Commands::revoke_all`]; the keyed form has no `ISSUER`: the server
+    /// reads the issuer from the keys' scope.
+    pub(crate) fn revoke_session(
+        &self,
+        sub: &str,
+        sid: &str,
+        issuer: Option<&str>,
+    ) -> Result<Cmd, Error> {
+        Ok(if self.keyed {
+            let scope = keys::scope_named(self.issuers.as_deref(), issuer).map_err(usage)?;
+            let subject = keys::scoped_subject_key(&self.prefix, &scope, sub);
             with(&[
                 "JWTDENY.KREVOKESESSION",
-                &keys::subject_key(&self.prefix, sub),
-                &keys::session_key(&self.prefix, sub, sid),
-                &keys::sidless_key(&self.prefix, sub),
+                &subject,
+                &format!("{subject}:sid:{sid}"),
+                &format!("{subject}:nosid"),
                 sub,
                 sid,
             ])
         } else {
-            with(&["JWTDENY.REVOKESESSION", sub, sid])
-        }
+            let mut c = with(&["JWTDENY.REVOKESESSION", sub, sid]);
+            if let Some(issuer) = issuer {
+                c.arg("ISSUER").arg(issuer);
+            }
+            c
+        })
     }
+}
+
+/// An `ISSUER` the registry does not know: what the server answers it, an `ERR` (not a token's
+/// refusal).
+fn usage(e: keys::KeyError) -> Error {
+    Error::Redis(redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "ERR",
+        e.message().to_string(),
+    )))
 }
 
 fn unexpected(what: &str, v: &Value) -> Error {

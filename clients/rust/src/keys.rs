@@ -48,6 +48,14 @@ impl KeyError {
         }
     }
 
+    /// An issuer the registry does not know: the server would answer `ERR`.
+    fn usage(message: impl Into<String>) -> KeyError {
+        KeyError {
+            code: "ERR",
+            message: message.into(),
+        }
+    }
+
     fn claims(message: impl Into<String>) -> KeyError {
         KeyError {
             code: "BADCLAIMS",
@@ -91,7 +99,105 @@ pub fn encode_subject(sub: &str) -> String {
 /// The key of a subject's `REVOKEALL` cutoff, `<prefix>{<enc(sub)>}`: the first argument of
 /// `JWTDENY.KREVOKEALL`, and the start of every other key of the subject.
 pub fn subject_key(prefix: &str, sub: &str) -> String {
-    format!("{prefix}{{{}}}", encode_subject(sub))
+    scoped_subject_key(prefix, "", sub)
+}
+
+/// [`subject_key`] of a subject of an issuer of the server's `jwtdeny.issuers-file`:
+/// `<prefix>{<scope><enc(sub)>}`, `scope` from [`Issuers`] (`""` for the default issuer).
+pub fn scoped_subject_key(prefix: &str, scope: &str, sub: &str) -> String {
+    format!("{prefix}{{{scope}{}}}", encode_subject(sub))
+}
+
+/// The server's issuer registry (`jwtdeny.issuers-file`): places a token by its `iss` exactly
+/// as the server does, for the scoped keys of a registry issuer's subjects. An exact issuer's
+/// scope is `%<name>:`; a template's (`{tenant}` in `issuer`) `%<name>.<tenant>:` for each
+/// listed tenant; any other `iss` is the default issuer's, unscoped (`""`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Issuers {
+    by_iss: std::collections::HashMap<String, String>,
+    /// `None`: a template, whose tenants' `iss` name them.
+    by_name: std::collections::HashMap<String, Option<String>>,
+}
+
+impl Issuers {
+    /// From the registry file's JSON (`{"issuers": {...}}`).
+    pub fn from_json(registry: &Value) -> Result<Issuers, KeyError> {
+        let Some(Value::Object(entries)) = registry.get("issuers") else {
+            return Err(KeyError::usage("the registry has no \"issuers\" object"));
+        };
+        let mut out = Issuers::default();
+        for (name, entry) in entries {
+            let Some(Value::String(iss)) = entry.get("issuer") else {
+                return Err(KeyError::usage(format!("issuer {name:?} has no issuer")));
+            };
+            if iss.contains("{tenant}") {
+                out.by_name.insert(name.clone(), None);
+                for tenant in entry
+                    .get("tenants")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(t) = tenant.as_str() {
+                        out.by_iss
+                            .insert(iss.replace("{tenant}", t), format!("%{name}.{t}:"));
+                    }
+                }
+            } else {
+                out.by_name.insert(name.clone(), Some(format!("%{name}:")));
+                out.by_iss.insert(iss.clone(), format!("%{name}:"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The scope of the subjects of `iss` (`""`: the default issuer's).
+    pub fn scope_of(&self, iss: Option<&str>) -> &str {
+        iss.and_then(|i| self.by_iss.get(i))
+            .map_or("", String::as_str)
+    }
+
+    /// The scope of a token's subject, by its (unverified) `iss`.
+    pub fn scope_for(&self, token: &str) -> Result<&str, KeyError> {
+        let payload = payload_of(token)?;
+        Ok(self.scope_of(payload.get("iss").and_then(Value::as_str)))
+    }
+
+    /// The scope `ISSUER <issuer>` names: `default`, an exact issuer's name, or an `iss` the
+    /// registry accepts (a template's tenant needs its `iss`).
+    pub fn scope_named(&self, issuer: &str) -> Result<String, KeyError> {
+        if issuer == "default" {
+            return Ok(String::new());
+        }
+        if let Some(scope) = self.by_iss.get(issuer) {
+            return Ok(scope.clone());
+        }
+        match self.by_name.get(issuer) {
+            Some(Some(scope)) => Ok(scope.clone()),
+            Some(None) => Err(KeyError::usage(format!(
+                "issuer {issuer:?} has a tenant per iss: name the iss"
+            ))),
+            None => Err(KeyError::usage(format!(
+                "{issuer:?} is neither default, an issuer of the registry nor an iss it accepts"
+            ))),
+        }
+    }
+}
+
+/// The scope of `ISSUER <issuer>` (`None`: the default issuer); any other issuer needs the
+/// registry.
+pub fn scope_named(issuers: Option<&Issuers>, issuer: Option<&str>) -> Result<String, KeyError> {
+    match (issuer, issuers) {
+        (None | Some("default"), _) => Ok(String::new()),
+        (Some(i), Some(reg)) => reg.scope_named(i),
+        (Some(i), None) => Err(KeyError::usage(format!(
+            "issuer {i:?} needs the registry (Jwtdeny::issuers)"
+        ))),
+    }
+}
+
+fn scope_for<'r>(issuers: Option<&'r Issuers>, token: &str) -> Result<&'r str, KeyError> {
+    issuers.map_or(Ok(""), |i| i.scope_for(token))
 }
 
 /// The key of one token's denylist entry, `<prefix>{<enc(sub)>}:<iat>` (`iat` in whole seconds).
@@ -214,12 +320,24 @@ pub struct TokenKeys {
 
 /// The keys a token's keyed commands declare.
 pub fn keys_for(prefix: &str, token: &str) -> Result<TokenKeys, KeyError> {
+    keys_for_issuers(prefix, None, token)
+}
+
+/// [`keys_for`] on a server with an issuer registry: a registry issuer's subject is scoped.
+pub fn keys_for_issuers(
+    prefix: &str,
+    issuers: Option<&Issuers>,
+    token: &str,
+) -> Result<TokenKeys, KeyError> {
     let (sub, iat) = claims_of(token)?;
-    let session = sid_of(token)?.map(|sid| session_key(prefix, &sub, &sid));
+    let subject = scoped_subject_key(prefix, scope_for(issuers, token)?, &sub);
+    let session = sid_of(token)?.map(|sid| format!("{subject}:sid:{sid}"));
     Ok(TokenKeys {
-        entry: entry_key(prefix, &sub, iat),
-        subject: subject_key(prefix, &sub),
-        third: session.clone().unwrap_or_else(|| sidless_key(prefix, &sub)),
+        entry: format!("{subject}:{iat}"),
+        third: session
+            .clone()
+            .unwrap_or_else(|| format!("{subject}:nosid")),
+        subject,
         session,
     })
 }
@@ -228,22 +346,44 @@ pub fn keys_for(prefix: &str, token: &str) -> Result<TokenKeys, KeyError> {
 /// the session key (the subject key again for a logout token without `sid`), and the
 /// sid-less key. A `sid` without `sub` cannot be placed: the server refuses it.
 pub fn logout_keys_for(prefix: &str, logout_token: &str) -> Result<[String; 3], KeyError> {
+    logout_keys_for_issuers(prefix, None, logout_token)
+}
+
+/// [`logout_keys_for`] on a server with an issuer registry.
+pub fn logout_keys_for_issuers(
+    prefix: &str,
+    issuers: Option<&Issuers>,
+    logout_token: &str,
+) -> Result<[String; 3], KeyError> {
     let claims = payload_of(logout_token)?;
     let sub = non_empty_str(&claims, "sub")?;
-    let subject = subject_key(prefix, sub);
+    let scope = issuers.map_or("", |i| {
+        i.scope_of(claims.get("iss").and_then(Value::as_str))
+    });
+    let subject = scoped_subject_key(prefix, scope, sub);
     let session = match claims.get("sid") {
         None => subject.clone(),
-        Some(_) => session_key(prefix, sub, non_empty_str(&claims, "sid")?),
+        Some(_) => format!("{subject}:sid:{}", non_empty_str(&claims, "sid")?),
     };
-    Ok([subject, session, sidless_key(prefix, sub)])
+    let sidless = format!("{subject}:nosid");
+    Ok([subject, session, sidless])
 }
 
 /// The four keys `JWTDENY.KCHECKDPOP` declares: the entry, subject and third keys of the token
 /// and the proof's one-time record. The token must carry `cnf.jkt` and the proof a `jti`
 /// (both read unverified), or the server refuses the request (`DPOP`).
 pub fn dpop_keys_for(prefix: &str, token: &str, proof: &str) -> Result<[String; 4], KeyError> {
-    let keys = keys_for(prefix, token)?;
-    let (sub, _) = claims_of(token)?;
+    dpop_keys_for_issuers(prefix, None, token, proof)
+}
+
+/// [`dpop_keys_for`] on a server with an issuer registry.
+pub fn dpop_keys_for_issuers(
+    prefix: &str,
+    issuers: Option<&Issuers>,
+    token: &str,
+    proof: &str,
+) -> Result<[String; 4], KeyError> {
+    let keys = keys_for_issuers(prefix, issuers, token)?;
     let jkt = match payload_of(token)?.get("cnf") {
         Some(Value::Object(cnf)) => match cnf.get("jkt") {
             Some(Value::String(jkt)) => Some(jkt.clone()),
@@ -261,12 +401,9 @@ pub fn dpop_keys_for(prefix: &str, token: &str, proof: &str) -> Result<[String; 
             message: "the token has no cnf.jkt or the proof no jti: not a DPoP request".into(),
         });
     };
-    Ok([
-        keys.entry,
-        keys.subject,
-        keys.third,
-        dpop_replay_key(prefix, &sub, &jkt, &jti),
-    ])
+    let digest = Sha256::digest(format!("{jkt}:{jti}").as_bytes());
+    let replay = format!("{}:dpop:{}", keys.subject, URL_SAFE_NO_PAD.encode(digest));
+    Ok([keys.entry, keys.subject, keys.third, replay])
 }
 
 #[cfg(test)]

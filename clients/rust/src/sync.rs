@@ -49,6 +49,7 @@ impl<C: ConnectionLike> Jwtdeny<C> {
             commands: Commands {
                 keyed,
                 prefix: DEFAULT_PREFIX.into(),
+                issuers: None,
             },
         }
     }
@@ -56,6 +57,13 @@ impl<C: ConnectionLike> Jwtdeny<C> {
     /// The server's `jwtdeny.prefix`, when it is not `jwtdeny:` (the keyed forms name it).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.commands.prefix = prefix.into();
+        self
+    }
+
+    /// The server's issuer registry (`jwtdeny.issuers-file`), so that the keyed forms name the
+    /// scoped keys of its issuers' subjects.
+    pub fn issuers(mut self, issuers: crate::keys::Issuers) -> Self {
+        self.commands.issuers = Some(std::sync::Arc::new(issuers));
         self
     }
 
@@ -118,7 +126,18 @@ impl<C: ConnectionLike> Jwtdeny<C> {
     /// Revokes every token of `sub` issued at or before `at` (unix seconds; default now).
     /// Returns the cutoff in force.
     pub fn revoke_all(&mut self, sub: &str, at: Option<i64>) -> Result<i64, Error> {
-        let cmd = self.commands.revoke_all(sub, at);
+        self.revoke_all_of(None, sub, at)
+    }
+
+    /// [`Jwtdeny::revoke_all`] of the subject of `issuer`: an issuer's name, or an `iss`, of
+    /// the server's `jwtdeny.issuers-file` (`None`: the default issuer).
+    pub fn revoke_all_of(
+        &mut self,
+        issuer: Option<&str>,
+        sub: &str,
+        at: Option<i64>,
+    ) -> Result<i64, Error> {
+        let cmd = self.commands.revoke_all(sub, at, issuer)?;
         command::read_int(self.send(cmd)?)
     }
 
@@ -137,7 +156,17 @@ impl<C: ConnectionLike> Jwtdeny<C> {
 
     /// Ends one OIDC session of `sub`. `true`: ended now; `false`: already ended.
     pub fn revoke_session(&mut self, sub: &str, sid: &str) -> Result<bool, Error> {
-        let cmd = self.commands.revoke_session(sub, sid);
+        self.revoke_session_of(None, sub, sid)
+    }
+
+    /// [`Jwtdeny::revoke_session`] of the subject of `issuer` (as [`Jwtdeny::revoke_all_of`]).
+    pub fn revoke_session_of(
+        &mut self,
+        issuer: Option<&str>,
+        sub: &str,
+        sid: &str,
+    ) -> Result<bool, Error> {
+        let cmd = self.commands.revoke_session(sub, sid, issuer)?;
         command::read_flag(self.send(cmd)?)
     }
 }

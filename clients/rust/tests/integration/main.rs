@@ -6,6 +6,7 @@
 
 mod cluster;
 mod guard;
+mod issuers;
 mod quickstart;
 mod standalone;
 mod support;
