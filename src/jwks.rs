@@ -322,15 +322,16 @@ pub fn await_registry_keys(
     reply: Callback,
     timeout: Callback,
 ) -> bool {
-    let fetcher = registry().get(source).cloned().flatten();
-    fetcher.is_some_and(|f| {
-        f.lock().target
-            == Target::Registry {
-                registry: registry_id,
-                source,
-            }
-            && f.await_keys(ctx, Trigger::UnknownKid, patience, reply, timeout)
-    })
+    let Some(fetcher) = registry().get(source).cloned().flatten() else {
+        return false;
+    };
+    let want = Target::Registry {
+        registry: registry_id,
+        source,
+    };
+    // Read apart: `await_keys` takes the same lock.
+    let current = fetcher.lock().target == want;
+    current && fetcher.await_keys(ctx, Trigger::UnknownKid, patience, reply, timeout)
 }
 
 impl Fetcher {

@@ -13,19 +13,6 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use support::info;
 
-/// A JWKS of the vector keys `vector_kids`, each renamed `kid`.
-fn jwks_of(keys: &[(&str, &str)]) -> String {
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(|(vector_kid, kid)| {
-            let mut k = jwk(vector_kid);
-            k["kid"] = json!(kid);
-            k
-        })
-        .collect();
-    json!({ "keys": keys }).to_string()
-}
-
 fn token(alg: &str, kid: &str, iss: &str, sub: &str) -> String {
     let iat = now() - 10;
     mint(

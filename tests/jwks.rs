@@ -12,20 +12,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{info, info_num};
 
-/// A JWKS of the shared vector keys `kids`, optionally renamed (same key, another kid: a
-/// "rotation" whose tokens the vector private keys can still sign).
-fn jwks_of(keys: &[(&str, &str)]) -> String {
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(|(vector_kid, kid)| {
-            let mut k = jwk(vector_kid);
-            k["kid"] = json!(kid);
-            k
-        })
-        .collect();
-    json!({ "keys": keys }).to_string()
-}
-
 /// A token signed by the vector key behind `vector_kid`, naming `kid`.
 fn token(alg: &str, kid: &str, sub: &str) -> String {
     mint(alg, Some(kid), &claims(sub, now() - 10, FAR_EXP))

@@ -1306,6 +1306,20 @@ pub fn jwk(kid: &str) -> Value {
 }
 
 /// Writes `{"keys": keys}` to `path` atomically (write a sibling, then rename).
+/// A JWKS of the vector keys `vector_kid`, each renamed `kid` (the same key under another kid:
+/// a "rotation" whose tokens the vector private keys can still sign).
+pub fn jwks_of(keys: &[(&str, &str)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(vector_kid, kid)| {
+            let mut k = jwk(vector_kid);
+            k["kid"] = serde_json::json!(kid);
+            k
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
 pub fn write_jwks(path: &Path, keys: &[Value]) {
     let text = serde_json::to_string_pretty(&serde_json::json!({ "keys": keys })).expect("json");
     write_atomic(path, text.as_bytes());
