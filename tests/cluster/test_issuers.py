@@ -143,15 +143,42 @@ def test_a_scoped_subjects_revocations_follow_its_slot(own_cluster, registry):
     sub = f"issuers-moved-{random.randrange(1 << 30)}"
     now = int(time.time())
     revoked = [token("acme", ACME, sub, iat=now - 100 - i) for i in range(5)]
-    active = token("acme", ACME, sub, iat=now - 10)
+    # With a sid: a session's end also ends the subject's sid-less tokens issued before it.
+    active = token("acme", ACME, sub, iat=now - 10, sid="live")
     for t in revoked:
         assert krevoke(rc, t, issuers=registry) == 1
-    slot = slot_of(subject_key(sub, scope=registry.scope_of(ACME)))
+    # A cutoff (KREVOKEALL ISSUER) and a session's end (KREVOKESESSION) of the same scoped
+    # subject: three kinds of keys in the slot that moves.
+    before_cutoff = token("acme", ACME, sub, iat=now - 300)
+    assert krevokeall(rc, sub, at=now - 200, issuer="acme", issuers=registry) == now - 200
+    ended = token("acme", ACME, sub, iat=now - 20, sid="gone")
+    kept = token("acme", ACME, sub, iat=now - 20, sid="kept")
+    assert krevokesession(rc, sub, "gone", issuer=ACME, issuers=registry) == 1
+    scoped = subject_key(sub, scope=registry.scope_of(ACME))
+    slot = slot_of(scoped)
+    # The default issuer's subject of the same name is elsewhere and keeps nothing of this.
+    assert slot_of(subject_key(sub)) != slot
     before = own_cluster.owner(slot)
-    moved = move_slot(own_cluster, slot)
-    assert len(moved) >= 5
-    assert own_cluster.owner(slot) is not before
+    moved = {k.decode() if isinstance(k, bytes) else k for k in move_slot(own_cluster, slot)}
+    assert {scoped, f"{scoped}:sid:gone", f"{scoped}:nosid"} | {keys_for(t, issuers=registry)[0] for t in revoked} <= moved
+    after = own_cluster.owner(slot)
+    assert after is not before
+    assert after.client().exists(scoped, f"{scoped}:sid:gone", f"{scoped}:nosid") == 3
     rc = own_cluster.rc()
-    for t in revoked:
+    for t in revoked + [before_cutoff, ended]:
         assert kcheck(rc, t, issuers=registry) == 0
-    assert kcheck(rc, active, issuers=registry) == 1
+    for t in (active, kept):
+        assert kcheck(rc, t, issuers=registry) == 1
+    assert kcheck(rc, token("default", None, sub, iat=now - 300)) == 1
+    # Revocations after the move land on the new owner.
+    assert krevoke(rc, active, issuers=registry) == 1
+    assert after.client().exists(keys_for(active, issuers=registry)[0]) == 1
+    assert kcheck(rc, active, issuers=registry) == 0
+
+
+def test_every_node_reads_the_registry(own_cluster, registry):
+    """Replicas too (a promoted replica judges tokens with the same issuers)."""
+    for node in own_cluster.nodes:
+        listed = node.client().execute_command("JWTDENY.ISSUERS", "LIST")
+        names = sorted((row[1].decode() if isinstance(row[1], bytes) else row[1]) for row in listed)
+        assert names == ["acme", "kc"], node

@@ -169,11 +169,20 @@ impl Commands {
 /// An `ISSUER` the registry does not know: what the server answers it, an `ERR` (not a token's
 /// refusal).
 fn usage(e: keys::KeyError) -> Error {
-    Error::Redis(redis::RedisError::from((
-        redis::ErrorKind::Client,
-        "ERR",
-        e.message().to_string(),
-    )))
+    // Built as the server's own error reply would parse, so that `code()` is `Some("ERR")`.
+    let line: String = e
+        .message()
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    match redis::parse_redis_value(format!("-ERR {line}\r\n").as_bytes()) {
+        Ok(redis::Value::ServerError(err)) => Error::Redis(err.into()),
+        _ => Error::Redis(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "ERR",
+            line,
+        ))),
+    }
 }
 
 fn unexpected(what: &str, v: &Value) -> Error {

@@ -502,4 +502,89 @@ mod tests {
             "DPOP"
         );
     }
+
+    fn registry() -> Issuers {
+        let reg = serde_json::json!({"issuers": {
+            "acme": {"issuer": "https://acme.example/", "keys-file": "/k"},
+            "kc": {"issuer": "https://sso/realms/{tenant}", "tenants": ["t1", "t-2"]},
+        }});
+        Issuers::from_json(&reg).unwrap()
+    }
+
+    #[test]
+    fn issuers_place_a_token_by_its_iss() {
+        let reg = registry();
+        let at = |iss: &str| format!(r#"{{"sub":"a%b","iat":7,"sid":"s","iss":{iss}}}"#);
+        let cases = [
+            (r#""https://acme.example/""#, "%acme:"),
+            (r#""https://sso/realms/t1""#, "%kc.t1:"),
+            (r#""https://sso/realms/t-2""#, "%kc.t-2:"),
+            // Not a listed tenant, not the template itself, not exactly the iss, not a string.
+            (r#""https://sso/realms/t3""#, ""),
+            (r#""https://sso/realms/{tenant}""#, ""),
+            (r#""https://acme.example""#, ""),
+            (r#""HTTPS://ACME.EXAMPLE/""#, ""),
+            ("7", ""),
+            ("null", ""),
+        ];
+        for (iss, scope) in cases {
+            let token = token_with(&at(iss));
+            assert_eq!(reg.scope_for(&token).unwrap(), scope, "{iss}");
+            let k = keys_for_issuers("p:", Some(&reg), &token).unwrap();
+            assert_eq!(k.subject, format!("p:{{{scope}a%25b}}"), "{iss}");
+            assert_eq!(k.entry, format!("{}:7", k.subject));
+            assert_eq!(k.session.as_deref(), Some(&*format!("{}:sid:s", k.subject)));
+            assert_eq!(k.third, format!("{}:sid:s", k.subject));
+            let [subject, session, sidless] =
+                logout_keys_for_issuers("p:", Some(&reg), &token).unwrap();
+            assert_eq!((subject, session), (k.subject.clone(), k.third.clone()));
+            assert_eq!(sidless, format!("{}:nosid", k.subject));
+        }
+        // Without a registry: today's keys, whatever the iss.
+        let token = token_with(&at(r#""https://acme.example/""#));
+        assert_eq!(
+            keys_for_issuers("p:", None, &token).unwrap(),
+            keys_for("p:", &token).unwrap()
+        );
+        let proof = token_with(r#"{"jti":"j"}"#);
+        let bound =
+            token_with(r#"{"sub":"a","iat":7,"iss":"https://sso/realms/t1","cnf":{"jkt":"K"}}"#);
+        let [.., replay] = dpop_keys_for_issuers("p:", Some(&reg), &bound, &proof).unwrap();
+        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(b"K:j"));
+        assert_eq!(replay, format!("p:{{%kc.t1:a}}:dpop:{digest}"));
+    }
+
+    #[test]
+    fn issuer_names_and_iss_name_a_scope() {
+        let reg = registry();
+        assert_eq!(reg.scope_named("default").unwrap(), "");
+        assert_eq!(reg.scope_named("acme").unwrap(), "%acme:");
+        assert_eq!(reg.scope_named("https://acme.example/").unwrap(), "%acme:");
+        assert_eq!(
+            reg.scope_named("https://sso/realms/t-2").unwrap(),
+            "%kc.t-2:"
+        );
+        for bad in ["kc", "nobody", "https://sso/realms/t3", "%acme:"] {
+            assert_eq!(reg.scope_named(bad).unwrap_err().code(), "ERR", "{bad}");
+        }
+        assert_eq!(scope_named(None, None).unwrap(), "");
+        assert_eq!(scope_named(None, Some("default")).unwrap(), "");
+        assert_eq!(scope_named(None, Some("acme")).unwrap_err().code(), "ERR");
+        assert_eq!(scope_named(Some(&reg), Some("acme")).unwrap(), "%acme:");
+        assert_eq!(
+            scoped_subject_key("p:", "%acme:", "{x}"),
+            "p:{%acme:%7Bx%7D}"
+        );
+    }
+
+    #[test]
+    fn a_registry_without_issuers_is_refused() {
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"issuers": []}),
+            serde_json::json!({"issuers": {"a": {"keys-file": "/k"}}}),
+        ] {
+            assert_eq!(Issuers::from_json(&bad).unwrap_err().code(), "ERR", "{bad}");
+        }
+    }
 }
