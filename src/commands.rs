@@ -131,9 +131,6 @@ fn single_token(args: &[RedisString]) -> Result<&RedisString, RedisError> {
 /// Verifies a token's signature and claims now, on this thread: by the default issuer's keys
 /// and rules, or, with issuers registered, by those of the issuer its `iss` names.
 pub(crate) fn verify_now(snap: &Snapshot, token: &[u8]) -> Result<Claims, Error> {
-    if !snap.several_issuers() {
-        return token::verify(token, &snap.keys, &snap.settings.policy());
-    }
     token::verify_placed(token, max_token_bytes(snap), |iss| snap.place(iss))
 }
 
@@ -642,20 +639,10 @@ pub fn inspect(
     let token = single_token(args)?;
     let snap = state::current();
     let (prefix, leeway) = (&snap.settings.prefix, snap.settings.leeway);
-    let placed = if !snap.several_issuers() {
-        snap.place(None)
-    } else {
-        let iss = token::unverified_issuer(token.as_slice(), max_token_bytes(&snap));
-        snap.place(iss.as_deref())
-    };
-    let (seen, outcome, scope) = match placed {
-        Ok(p) => {
-            let (seen, outcome) = token::inspect(token.as_slice(), p.keys, &p.policy);
-            (seen, outcome, p.scope)
-        }
-        Err(e) => (token::Inspection::default(), Err(e), None),
-    };
-    let scope = scope.as_deref().unwrap_or("");
+    let (seen, outcome) = token::inspect_placed(token.as_slice(), max_token_bytes(&snap), |iss| {
+        snap.place(iss)
+    });
+    let scope = seen.scope.as_deref().unwrap_or("");
     let place = seen
         .sub
         .as_deref()

@@ -101,12 +101,7 @@ fn issuer_fields() -> Vec<(String, Vec<(String, Value)>)> {
         .iter()
         .map(|issuer| {
             let mut f: Vec<(String, Value)> = Vec::new();
-            let keys: usize = issuer
-                .sources
-                .iter()
-                .filter_map(|s| snap.registry_keys.get(*s))
-                .map(|k| k.len())
-                .sum();
+            let keys = issuer.keys_loaded(&snap.registry_keys);
             f.push(("keys_loaded".into(), (keys as u64).into()));
             f.push(("sources".into(), (issuer.sources.len() as u64).into()));
             let infos: Vec<&jwks::Info> = issuer

@@ -30,6 +30,17 @@ pub struct Issuer {
     pub sources: Vec<usize>,
 }
 
+impl Issuer {
+    /// How many keys its sources have in `keys` (a snapshot's registry keys).
+    pub fn keys_loaded(&self, keys: &[Arc<KeySet>]) -> usize {
+        self.sources
+            .iter()
+            .filter_map(|s| keys.get(*s))
+            .map(|k| k.len())
+            .sum()
+    }
+}
+
 /// Where the tokens of one `iss` belong.
 pub struct Placement {
     /// Index into [`Registry::issuers`].
@@ -318,14 +329,8 @@ impl Registry {
         let text = |s: &str| RedisValue::BulkString(s.to_string());
         self.issuers
             .iter()
-            .enumerate()
-            .map(|(i, issuer)| {
-                let source = self
-                    .by_iss
-                    .values()
-                    .find(|p| p.issuer == i)
-                    .map(|p| p.source);
-                let loaded = source.and_then(|s| keys.get(s)).map_or(0, |k| k.len());
+            .map(|issuer| {
+                let loaded = issuer.keys_loaded(keys);
                 vec![
                     ("name", text(&issuer.entry.name)),
                     ("issuer", text(issuer.entry.issuer())),

@@ -17,7 +17,7 @@
 //! `keyscheme::scope`), so it is restricted to what can never meet a default issuer's key.
 
 use crate::error::{quote, Error};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Issuers a registry may name, templates counting once.
 pub const MAX_ISSUERS: usize = 64;
@@ -384,26 +384,6 @@ fn strings(field: &str, value: &Value) -> Result<Vec<String>, String> {
             )),
         })
         .collect()
-}
-
-/// The object of an entry, for `JWTDENY.ISSUERS LIST` (the file's own words, and nothing
-/// secret: an issuer entry holds none).
-pub fn describe(entry: &Entry) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (name, value) in &entry.settings {
-        m.insert((*name).to_string(), Value::String(value.clone()));
-    }
-    let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
-    if !entry.audiences.is_empty() {
-        m.insert("audience".into(), list(&entry.audiences));
-    }
-    if !entry.client_ids.is_empty() {
-        m.insert("client-id".into(), list(&entry.client_ids));
-    }
-    if !entry.tenants.is_empty() {
-        m.insert("tenants".into(), list(&entry.tenants));
-    }
-    m
 }
 
 #[cfg(test)]

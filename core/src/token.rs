@@ -281,10 +281,18 @@ pub(crate) struct Unverified<'t, H = RawHeader, C = RawClaims> {
 /// Verifies `token` against `keys` and `policy`. Does not look at the clock: call
 /// [`Claims::check_time`] for that, after any lookup whose result must agree with it.
 pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy) -> Result<Claims, Error> {
-    let t: Unverified = split(token, policy.max_token_bytes)?;
-    check_signature(&t, keys, policy)?;
-    check_access_type(&t.header, &t.claims, policy)?;
-    claims(&t.claims, policy)
+    verify_placed(token, policy.max_token_bytes, |_| {
+        Ok(one_issuer(keys, policy))
+    })
+}
+
+/// The placement of a server with one issuer: its `iss` is judged with the other claims.
+fn one_issuer<'k>(keys: &'k KeySet, policy: &Policy<'k>) -> Placed<'k> {
+    Placed {
+        keys,
+        policy: policy.clone(),
+        scope: None,
+    }
 }
 
 /// Like [`verify`] for a server with several issuers: `place` chooses the keys and rules by the
@@ -296,11 +304,7 @@ pub fn verify_placed<'k>(
     place: impl FnOnce(Option<&str>) -> Result<Placed<'k>, Error>,
 ) -> Result<Claims, Error> {
     let t: Unverified = split(token, max_token_bytes)?;
-    let iss = match &t.claims.iss {
-        Some(Value::String(iss)) => Some(iss.as_str()),
-        _ => None,
-    };
-    let placed = place(iss)?;
+    let placed = place(issuer_of(&t))?;
     check_signature(&t, placed.keys, &placed.policy)?;
     check_access_type(&t.header, &t.claims, &placed.policy)?;
     let mut c = claims(&t.claims, &placed.policy)?;
@@ -308,13 +312,18 @@ pub fn verify_placed<'k>(
     Ok(c)
 }
 
+/// The (not yet verified) `iss` of a split token: what [`Placed`] is chosen by.
+fn issuer_of<'t, H>(t: &'t Unverified<'_, H, RawClaims>) -> Option<&'t str> {
+    match &t.claims.iss {
+        Some(Value::String(iss)) => Some(iss.as_str()),
+        _ => None,
+    }
+}
+
 /// A token's `iss`, not verified: only to choose which issuer's keys and rules judge it.
 pub fn unverified_issuer(token: &[u8], max_token_bytes: usize) -> Option<String> {
     let t: Unverified = split(token, max_token_bytes).ok()?;
-    match t.claims.iss {
-        Some(Value::String(iss)) => Some(iss),
-        _ => None,
-    }
+    issuer_of(&t).map(str::to_string)
 }
 
 /// The payload JSON of a token exactly as its issuer signed it. Only meaningful for a token
@@ -340,6 +349,8 @@ pub struct Inspection {
     pub exp: Option<i64>,
     /// The session the token belongs to, as [`Claims::sid`] reads it.
     pub sid: Option<String>,
+    /// The scope of its subject's keys, once its issuer is known (see [`Claims::scope`]).
+    pub scope: Option<Arc<str>>,
 }
 
 /// Like [`verify`], and also returns whatever could be shown of the token.
@@ -348,8 +359,20 @@ pub fn inspect(
     keys: &KeySet,
     policy: &Policy,
 ) -> (Inspection, Result<Claims, Error>) {
+    inspect_placed(token, policy.max_token_bytes, |_| {
+        Ok(one_issuer(keys, policy))
+    })
+}
+
+/// [`inspect`] placed by `iss` as [`verify_placed`] places it; [`Inspection::scope`] is the
+/// chosen issuer's scope.
+pub fn inspect_placed<'k>(
+    token: &[u8],
+    max_token_bytes: usize,
+    place: impl FnOnce(Option<&str>) -> Result<Placed<'k>, Error>,
+) -> (Inspection, Result<Claims, Error>) {
     let mut seen = Inspection::default();
-    let t: Unverified = match split(token, policy.max_token_bytes) {
+    let t: Unverified = match split(token, max_token_bytes) {
         Ok(t) => t,
         Err(e) => return (seen, Err(e)),
     };
@@ -365,7 +388,13 @@ pub fn inspect(
         .as_ref()
         .and_then(Value::as_str)
         .map(str::to_string);
-    if let Err(e) = check_signature(&t, keys, policy) {
+    let placed = match place(issuer_of(&t)) {
+        Ok(p) => p,
+        Err(e) => return (seen, Err(e)),
+    };
+    seen.scope = placed.scope.clone();
+    let policy = &placed.policy;
+    if let Err(e) = check_signature(&t, placed.keys, policy) {
         return (seen, Err(e));
     }
     seen.sub = t
@@ -382,8 +411,12 @@ pub fn inspect(
         .as_ref()
         .and_then(|s| s.0.as_deref())
         .map(str::to_string);
-    let judged =
-        check_access_type(&t.header, &t.claims, policy).and_then(|()| claims(&t.claims, policy));
+    let judged = check_access_type(&t.header, &t.claims, policy)
+        .and_then(|()| claims(&t.claims, policy))
+        .map(|mut c| {
+            c.scope = placed.scope;
+            c
+        });
     (seen, judged)
 }
 
